@@ -1,0 +1,49 @@
+"""The ``deepaf-host`` command line.
+
+Sub-commands live in their own modules and are imported only when they run, so that
+``deepaf-host --help`` and a scan never import training frameworks. To add a command,
+add one line to ``COMMANDS``: name -> "module:function" (a click command).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from .. import __version__
+from ..errors import DeepAfError
+
+COMMANDS: dict[str, str] = {
+    # name: "deepaf_host.cli.<module>:<click command>"
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose sub-commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{target} is not a click command")
+        return command
+
+    def invoke(self, ctx: click.Context) -> object:
+        # A typed error is a message for the user, not a traceback.
+        try:
+            return super().invoke(ctx)
+        except DeepAfError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(__version__, prog_name="deepaf-host")
+def main() -> None:
+    """DeepAf slide scanner: scan slides with single-shot autofocus, on a real or virtual microscope."""

@@ -1,0 +1,146 @@
+"""Typed errors of the DeepAf host.
+
+Every error carries the values that caused it, so a caller (or a user reading the
+message) knows what was asked for and what the limit was. Public methods raise these;
+nothing in the scanner raises a bare ``Exception`` or uses ``assert`` for runtime checks.
+"""
+
+from __future__ import annotations
+
+from . import codes
+
+
+class DeepAfError(Exception):
+    """Base class of every error the host raises on purpose."""
+
+
+# --- connection and firmware ---------------------------------------------------------
+
+
+class PortUnavailable(DeepAfError):
+    """The serial port (or URL) could not be opened."""
+
+    def __init__(self, port: str, reason: str) -> None:
+        self.port = port
+        self.reason = reason
+        super().__init__(f"cannot open port {port!r}: {reason}")
+
+
+class ConnectionLost(DeepAfError):
+    """The port went away (unplugged, emulator exited) while talking to the board."""
+
+    def __init__(self, port: str, reason: str) -> None:
+        self.port = port
+        self.reason = reason
+        super().__init__(f"connection to {port!r} lost: {reason}")
+
+
+class ProtocolTimeout(DeepAfError):
+    """No reply to a line within the time allowed."""
+
+    def __init__(self, line: str, seconds: float) -> None:
+        self.line = line
+        self.seconds = seconds
+        super().__init__(f"no reply to {line!r} within {seconds:g} s")
+
+
+class HandshakeError(DeepAfError):
+    """The device did not identify as a DeepAf or GRBL 1.1 board, or speaks another protocol version."""
+
+    def __init__(self, port: str, reason: str) -> None:
+        self.port = port
+        self.reason = reason
+        super().__init__(f"handshake with {port!r} failed: {reason}")
+
+
+class FirmwareError(DeepAfError):
+    """The board answered a line with ``error:N``; nothing moved (protocol.md 3.3)."""
+
+    def __init__(self, code: int, line: str) -> None:
+        self.code = code
+        self.text = codes.error_text(code)
+        self.line = line
+        super().__init__(f"error:{code} ({self.text}) for line {line!r}")
+
+
+class FirmwareAlarm(DeepAfError):
+    """The board raised ``ALARM:N``; it is locked until homed or unlocked."""
+
+    def __init__(self, code: int, line: str | None = None) -> None:
+        self.code = code
+        self.text = codes.alarm_text(code)
+        self.line = line
+        where = f" during {line!r}" if line else ""
+        super().__init__(f"ALARM:{code} ({self.text}){where}")
+
+
+# --- stage ---------------------------------------------------------------------------
+
+
+class StageLimitError(DeepAfError):
+    """A requested position is outside the travel or a safety limit; nothing moved."""
+
+    def __init__(self, axis: str, requested_um: float, limit_um: float, reason: str = "travel") -> None:
+        self.axis = axis
+        self.requested_um = requested_um
+        self.limit_um = limit_um
+        self.reason = reason
+        super().__init__(
+            f"{axis} = {requested_um:.2f} um is beyond the {reason} limit {limit_um:.2f} um; nothing moved"
+        )
+
+
+class NotHomedError(DeepAfError):
+    """Motion was asked of a stage that is locked and has not been homed."""
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+        super().__init__(f"cannot {action}: the stage is not homed (run home() / '$H' first)")
+
+
+# --- camera, model, data, configuration ----------------------------------------------
+
+
+class CameraError(DeepAfError):
+    """The camera is missing, cannot be configured, or returned no frame."""
+
+    def __init__(self, camera: str, reason: str) -> None:
+        self.camera = camera
+        self.reason = reason
+        super().__init__(f"camera {camera!r}: {reason}")
+
+
+class ModelError(DeepAfError):
+    """A model file is missing, corrupt, or does not match the scan."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"model {path!r}: {reason}")
+
+
+class DatasetError(DeepAfError):
+    """A focal-stack dataset is missing, malformed, or inconsistent."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"dataset {path!r}: {reason}")
+
+
+class AutofocusError(DeepAfError):
+    """An autofocus strategy could not find focus; the stage is left where it was."""
+
+    def __init__(self, strategy: str, reason: str) -> None:
+        self.strategy = strategy
+        self.reason = reason
+        super().__init__(f"autofocus {strategy!r} failed: {reason}")
+
+
+class ConfigError(DeepAfError):
+    """A configuration value or key is invalid (unknown keys are errors)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"configuration {key!r}: {reason}")
