@@ -1,0 +1,61 @@
+# DeepAf scanner: the two commands of the README, and their parts.
+#
+#   make demo   scan a slide on the virtual microscope (pip only)
+#   make test   everything CI runs: system packages, firmware, simavr harness, all tests
+#
+# Everything Python goes into .venv, pinned by host/constraints.txt.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+PINS   := -c host/constraints.txt
+
+# System packages the firmware build and the firmware-in-the-loop tests need (Debian 12).
+APT_PACKAGES := gcc-avr avr-libc simavr libsimavr-dev libsimavrparts1 libelf-dev pkg-config make
+
+.PHONY: demo test test-fast bench firmware system-deps clean
+
+demo: $(VENV)/.runtime
+	$(BIN)/deepaf-host scan --port sim:// --camera sim:// --out demo/
+
+test: system-deps $(VENV)/.dev firmware
+	cd tests && ../$(BIN)/python -m pytest
+
+# The host tests only (no firmware toolchain needed).
+test-fast: $(VENV)/.dev
+	cd tests && ../$(BIN)/python -m pytest -m "not firmware"
+
+bench: $(VENV)/.dev firmware
+	$(BIN)/python firmware/sim/bench.py
+	$(BIN)/python -m deepaf_host.optics.bench
+	$(BIN)/python -m deepaf_host.scan.bench
+
+firmware: system-deps
+	$(MAKE) -C firmware all sim
+
+# Installs the firmware toolchain and simavr when they are missing (needs root or sudo).
+system-deps:
+	@if ! command -v avr-gcc >/dev/null || ! pkg-config --exists simavr 2>/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing $(APT_PACKAGES)"; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Runtime only: what a scan needs.
+$(VENV)/.runtime: $(VENV)/bin/python host/pyproject.toml host/constraints.txt
+	$(PIP) install $(PINS) -e host
+	touch $@
+
+# Runtime + tests + training tools.
+$(VENV)/.dev: $(VENV)/.runtime
+	$(PIP) install $(PINS) -e 'host[test,train]'
+	touch $@
+
+clean:
+	$(MAKE) -C firmware clean
+	rm -rf $(VENV) demo
