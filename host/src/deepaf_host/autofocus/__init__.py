@@ -1,0 +1,61 @@
+"""Autofocus strategies behind one interface (see ``base``).
+
+=================  ==============================================================
+``stack``          N planes around the start, sharpest by a focus measure, refined
+``search``         Brent's bounded search on a focus measure (OughtaFocus)
+``sweep``          one continuous Z sweep, frames stamped with the z the board reports
+``single-shot``    one frame -> model predicts dz -> one move (model from issue 5)
+=================  ==============================================================
+
+:func:`make_strategy` builds one by name with options; unknown names and options are
+``ConfigError``; ``single-shot`` without a model runtime is an ``AutofocusError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ConfigError
+from .base import AutofocusResult, FocusContext, FocusLimits, FocusStage, Found, Probe, Strategy, guarded_run
+from .search import SearchAutofocus
+from .single_shot import DefocusPredictor, SingleShotAutofocus, load_predictor, register_predictor_loader
+from .stack import StackAutofocus
+from .sweep import SweepAutofocus
+
+
+def _single_shot(model: str | None = None, model_options: dict[str, Any] | None = None, **options: Any) -> Strategy:
+    predictor = load_predictor(model, **(model_options or {}))
+    options.setdefault("fallback", SearchAutofocus())
+    return SingleShotAutofocus(predictor=predictor, **options)
+
+
+#: Strategy factories by name: ``factory(**options) -> Strategy``.
+STRATEGIES: dict[str, Callable[..., Strategy]] = {
+    "stack": StackAutofocus,
+    "search": SearchAutofocus,
+    "sweep": SweepAutofocus,
+    "single-shot": _single_shot,
+}
+
+#: The scan's default until the shipped single-shot model lands (issue 5).
+DEFAULT_STRATEGY = "stack"
+
+
+def make_strategy(name: str, **options: Any) -> Strategy:
+    """Build the strategy ``name`` with ``options`` (its dataclass fields)."""
+    try:
+        factory = STRATEGIES[name]
+    except KeyError:
+        raise ConfigError("autofocus", f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}") from None
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        raise ConfigError("autofocus", f"bad options for {name!r}: {exc}") from None
+
+
+__all__ = [
+    "DEFAULT_STRATEGY", "STRATEGIES", "AutofocusResult", "DefocusPredictor", "FocusContext", "FocusLimits",
+    "FocusStage", "Found", "Probe", "SearchAutofocus", "SingleShotAutofocus", "StackAutofocus", "Strategy",
+    "SweepAutofocus", "guarded_run", "load_predictor", "make_strategy", "register_predictor_loader",
+]

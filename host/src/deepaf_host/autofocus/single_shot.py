@@ -1,0 +1,171 @@
+"""``single-shot``: one low-res frame -> a model predicts the signed distance to focus -> one Z move.
+
+This module holds the strategy's logic (seed 000): take up to K tissue patches of the
+low-res frame, predict the defocus of each, move by the MEDIAN, and report the spread
+as a confidence; when the spread is too large or the prediction is outside the model's
+trained range, fall back to another strategy (``search`` by default).
+
+The model itself is NOT here: a :class:`DefocusPredictor` does the inference. The model
+issue provides the runtime (TFLite, int8) as the module ``deepaf_host.model.runtime``
+with a function ``load_predictor(model: str | None = None, **options) ->
+DefocusPredictor``; :func:`deepaf_host.autofocus.make_strategy` imports it on demand,
+or a caller registers a loader with :func:`register_predictor_loader`. Until then,
+asking for ``single-shot`` is a clear error and nothing moves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..camera.base import Camera
+from ..errors import AutofocusError
+from ..tissue import DEFAULT_THRESHOLDS, TissueThresholds, select_patches, tissue_mask
+from .base import AutofocusResult, FocusContext, FocusStage, Found, Probe, Strategy, guarded_run
+
+
+@runtime_checkable
+class DefocusPredictor(Protocol):
+    """A model that predicts the signed distance to focus from image patches.
+
+    ``predict`` takes ``(K, patch_size, patch_size, 3)`` RGB ``uint8`` patches and
+    returns ``(K,)`` float distances in micrometres, ``dz = z_focus - z_now`` (the
+    focal-stack convention of DESIGN.md: move Z by +dz to reach focus).
+    """
+
+    #: Identifies the model in the manifest (file name and sha256 prefix, say).
+    name: str
+    #: Side of the square patches the model takes.
+    patch_size: int
+    #: (min, max) of the dz the model was trained on, in um.
+    range_um: tuple[float, float]
+
+    def predict(self, patches: np.ndarray) -> np.ndarray: ...
+
+
+PredictorLoader = Callable[..., DefocusPredictor]
+
+#: The module the model issue provides, with ``load_predictor(model=None, **options)``.
+RUNTIME_MODULE = "deepaf_host.model.runtime"
+
+_loader: PredictorLoader | None = None
+
+
+def register_predictor_loader(loader: PredictorLoader | None) -> None:
+    """Make ``single-shot`` load its model with ``loader(model, **options)`` (None: unset)."""
+    global _loader
+    _loader = loader
+
+
+def load_predictor(model: str | None = None, **options: Any) -> DefocusPredictor:
+    """The registered (or the runtime module's) predictor; ``AutofocusError`` if none."""
+    loader = _loader
+    if loader is None:
+        import importlib
+
+        try:
+            runtime = importlib.import_module(RUNTIME_MODULE)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and not RUNTIME_MODULE.startswith(exc.name):
+                raise  # the runtime exists but one of its own imports is missing
+            raise AutofocusError(
+                "single-shot",
+                "no single-shot model runtime is installed yet (it comes with the model, issue 5); "
+                "use --autofocus stack, search or sweep",
+            ) from None
+        loader = runtime.load_predictor
+    return loader(model, **options)
+
+
+@dataclass
+class SingleShotAutofocus:
+    """Predict dz on up to ``patches`` tissue patches of one frame, move by the median.
+
+    ``max_spread_um``: the largest spread (1.4826 x the median absolute deviation of
+    the patch predictions) trusted; beyond it, or with a median outside the model's
+    range, or with no tissue patch, the ``fallback`` strategy runs from the start (None:
+    fail, stage back at the start). ``shots`` > 1 repeats predict-and-move from the new
+    plane while the last correction was larger than ``repeat_above_um``.
+    """
+
+    predictor: DefocusPredictor
+    patches: int = 8
+    min_patch_tissue: float = 0.5
+    max_spread_um: float = 1.5
+    shots: int = 1
+    repeat_above_um: float = 1.0
+    fallback: Strategy | None = None
+    thresholds: TissueThresholds = DEFAULT_THRESHOLDS
+    name: str = "single-shot"
+    measure: str | None = field(default=None, init=False)
+
+    def run(
+        self, stage: FocusStage, camera: Camera, start_z_um: float, context: FocusContext | None = None
+    ) -> AutofocusResult:
+        context = context or FocusContext()
+        probe = Probe(stage, camera, start_z_um, context, "vollath4")
+        shots: list[dict[str, Any]] = []
+
+        def body(p: Probe) -> Found:
+            z = p.start_z_um
+            for shot in range(self.shots):
+                frame = p.frame()
+                mask = context.tissue_mask if shot == 0 and context.tissue_mask is not None else tissue_mask(frame, self.thresholds)
+                chosen = select_patches(mask, self.predictor.patch_size, self.patches, self.min_patch_tissue)
+                if not chosen:
+                    raise _Fallback("no tissue patch in the frame")
+                batch = np.stack([c.crop(frame) for c in chosen])
+                t0 = time.perf_counter()
+                dz = np.asarray(self.predictor.predict(batch), np.float64).reshape(-1)
+                inference_s = time.perf_counter() - t0
+                median = float(np.median(dz))
+                spread = float(1.4826 * np.median(np.abs(dz - median)))
+                shots.append({"z_um": z, "dz_um": [float(v) for v in dz], "median_um": median,
+                              "spread_um": spread, "inference_s": inference_s, "patches": len(chosen)})
+                lo, hi = self.predictor.range_um
+                if spread > self.max_spread_um:
+                    raise _Fallback(f"patch predictions disagree (spread {spread:.2f} um > {self.max_spread_um} um)")
+                if not lo <= median <= hi:
+                    raise _Fallback(f"predicted dz {median:.2f} um is outside the model's range [{lo}, {hi}] um")
+                z = z + median
+                if shot + 1 < self.shots and abs(median) > self.repeat_above_um:
+                    p.move_z(z, self.name)
+                else:
+                    break
+            return Found(z, details=self._details(shots))
+
+        result = guarded_run(self.name, probe, context, body, None)
+        if result.ok or not result.reason.startswith(_Fallback.PREFIX):
+            return result
+        reason = result.reason[len(_Fallback.PREFIX) :]
+        if self.fallback is None:
+            result.reason = reason
+            return result
+        # The stage is back at the start: let the fallback strategy find focus from there.
+        fb = self.fallback.run(stage, camera, start_z_um, FocusContext(None, None, context.clock, context.sleep, context.limits))
+        fb.details = {**fb.details, **self._details(shots), "fallback_from": self.name, "fallback_reason": reason}
+        fb.frames += result.frames
+        fb.seconds += result.seconds
+        fb.strategy = f"{self.name}>{fb.strategy}"
+        return fb
+
+    def _details(self, shots: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "model": self.predictor.name,
+            "shots": shots,
+            "inference_s": sum(s["inference_s"] for s in shots),
+            "spread_um": shots[-1]["spread_um"] if shots else None,
+        }
+
+
+class _Fallback(AutofocusError):
+    """The prediction is not to be trusted; the fallback strategy should run."""
+
+    PREFIX = "fallback: "
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("single-shot", self.PREFIX + reason)

@@ -1,0 +1,96 @@
+"""``sweep``: one continuous Z sweep, frames stamped with the z the board reports.
+
+As OpenFlexure's fast autofocus: go to the bottom of the range, start ONE slow move to
+the top, and grab frames as fast as the camera gives them while the stage moves; each
+frame is stamped with the mean of the z the board reports just before and just after
+the grab (the status report's MPos comes from the step counters, so it is where the
+motor really is). The sharpest region of the sweep is refined by a least-squares
+parabola, then the stage goes to that z with the stage's backlash-free approach
+(a sweep upwards takes the same direction as the final approach, so the backlash is
+already taken up along the sweep).
+
+The sweep speed is chosen so that frames fall ``spacing_um`` apart: ``speed =
+spacing_um / frame_time``, the frame time measured on the first frame at the bottom.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..camera.base import Camera
+from ..errors import AutofocusError, ConfigError
+from ..focus.measures import DEFAULT_MEASURE
+from .base import AutofocusResult, FocusContext, FocusStage, Found, Probe, guarded_run
+from .fit import quadratic_peak, refine_peak
+from .stack import check_contrast
+
+
+class SweepStage(FocusStage, Protocol):
+    """A stage that can start a Z move at a given speed and report z while it moves."""
+
+    def start_move_z(self, z_um: float, speed_um_s: float) -> None: ...
+
+    def is_idle(self) -> bool: ...
+
+
+@dataclass
+class SweepAutofocus:
+    """One sweep over ``start +- range_um / 2``; frames about ``spacing_um`` apart."""
+
+    range_um: float = 20.0
+    spacing_um: float = 0.5
+    max_speed_um_s: float = 200.0
+    max_frames: int = 400
+    fit_half_width_um: float = 2.0
+    measure: str = DEFAULT_MEASURE
+    settle_s: float = 0.0
+    min_contrast: float = 0.02
+    roi: float = 1.0
+    name: str = "sweep"
+
+    def __post_init__(self) -> None:
+        if not self.range_um > 0 or not self.spacing_um > 0 or not self.max_speed_um_s > 0:
+            raise ConfigError("sweep", f"range, spacing and speed must be positive, got {self.range_um}, {self.spacing_um}, {self.max_speed_um_s}")
+
+    def run(
+        self, stage: FocusStage, camera: Camera, start_z_um: float, context: FocusContext | None = None
+    ) -> AutofocusResult:
+        context = context or FocusContext()
+        if not hasattr(stage, "start_move_z") or not hasattr(stage, "is_idle"):
+            raise ConfigError("autofocus", f"the sweep needs a stage that moves Z at a set speed; {type(stage).__name__} cannot")
+        sweep_stage: SweepStage = stage  # type: ignore[assignment]
+        probe = Probe(stage, camera, start_z_um, context, self.measure, self.settle_s, self.roi)
+
+        def body(p: Probe) -> Found:
+            lo, hi = p.start_z_um - self.range_um / 2, p.start_z_um + self.range_um / 2
+            p.check(lo, self.name)
+            p.check(hi, self.name)
+            p.move_z(lo, self.name)
+            t0 = context.clock()
+            p.z_samples.append(lo)
+            p.scores.append(p.score(p.frame()))
+            frame_s = max(context.clock() - t0, 1e-4)
+            speed = min(self.max_speed_um_s, self.spacing_um / frame_s)
+            sweep_stage.start_move_z(hi, speed)
+            p._at_z = None  # moving: the context's frame is no longer ours
+            while True:
+                idle_before = sweep_stage.is_idle()
+                za = float(stage.position().z_um)
+                frame = p.frame()
+                zb = float(stage.position().z_um)
+                p.z_samples.append((za + zb) / 2)
+                p.scores.append(p.score(frame))
+                if idle_before:
+                    break
+                if p.frames >= self.max_frames:
+                    stage.wait_idle()
+                    raise AutofocusError(self.name, f"sweep took more than {self.max_frames} frames")
+            p._at_z = hi
+            check_contrast(self.name, p.scores, self.min_contrast)
+            z_best, i_best = refine_peak(p.z_samples, p.scores)  # raises when the peak is at an end
+            z_fit = quadratic_peak(p.z_samples, p.scores, self.fit_half_width_um)
+            z = z_fit if z_fit is not None else z_best
+            return Found(z, score=p.scores[i_best], details={"speed_um_s": speed, "frame_s": frame_s})
+
+        return guarded_run(self.name, probe, context, body, self.measure)

@@ -1,0 +1,175 @@
+"""Autofocus control logic on a small fake microscope (fast): peaks, limits, failures.
+
+The virtual-microscope tests (tests/e2e) check the strategies against real optics;
+these check the bookkeeping and the safety rules, which need a stage we can break.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fakescope import FakeCamera, FakeStage
+
+from deepaf_host.autofocus import (
+    AutofocusResult,
+    FocusContext,
+    FocusLimits,
+    SearchAutofocus,
+    SingleShotAutofocus,
+    StackAutofocus,
+    Strategy,
+    SweepAutofocus,
+    make_strategy,
+    register_predictor_loader,
+)
+from deepaf_host.autofocus.fit import quadratic_peak, refine_peak, three_point_peak
+from deepaf_host.errors import AutofocusError, ConfigError
+
+FOCUS = -4003.3
+
+
+def scope(start: float = -4000.0, focus: float = FOCUS, blank: bool = False) -> tuple[FakeStage, FakeCamera, FocusContext]:
+    stage = FakeStage(z_um=start)
+    cam = FakeCamera(stage, focus, blank=blank)
+    return stage, cam, FocusContext(clock=stage.clock, sleep=stage.sleep)
+
+
+def test_three_point_peak_is_exact_for_gaussians_and_parabolas() -> None:
+    g = lambda z: np.exp(-((z - 0.3) ** 2) / 2)  # noqa: E731
+    assert three_point_peak([-1, 0, 1], [g(-1), g(0), g(1)]) == pytest.approx(0.3)
+    assert three_point_peak([-2, 0, 1], [-(2.3**2), -(0.3**2), -(0.7**2)]) == pytest.approx(0.3)  # negative: parabola
+    assert three_point_peak([0, 1, 2], [1, 0.5, 1]) is None  # a minimum
+    z, i = refine_peak([2, 0, 1], [1, 2, 3])  # unsorted input; best at z=1 (index 2)
+    assert i == 2 and 0 <= z <= 2
+    with pytest.raises(ValueError, match="upper end"):
+        refine_peak([0, 1, 2], [1, 2, 3])
+    zs = np.linspace(-3, 3, 61)
+    assert quadratic_peak(zs, -((zs - 0.42) ** 2), 1.0) == pytest.approx(0.42, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [StackAutofocus(), SearchAutofocus(), SweepAutofocus()],
+    ids=lambda s: s.name,
+)
+def test_strategies_find_focus_and_keep_the_books(strategy: Strategy) -> None:
+    stage, cam, ctx = scope()
+    assert isinstance(strategy, Strategy)
+    result = strategy.run(stage, cam, -4000.0, ctx)
+    assert isinstance(result, AutofocusResult)
+    assert result.ok, result.reason
+    assert result.z_um == pytest.approx(FOCUS, abs=0.4)
+    assert stage.position().z_um == pytest.approx(result.z_um)
+    assert result.frames == cam.grabs  # no context frame given: every frame was grabbed
+    assert result.seconds == pytest.approx(stage.t)  # the context's clock
+    assert result.measure == "vollath4"
+    d = result.to_dict()
+    assert d["correction_um"] == pytest.approx(result.z_um + 4000.0)
+    assert len(d["details"]["z_um"]) == len(d["details"]["scores"]) == result.frames
+    # Every move stayed within the maximum correction.
+    assert all(abs(z + 4000.0) <= ctx.limits.max_correction_um for _, _, z in stage.moves)
+
+
+def test_stack_reuses_the_frame_taken_at_the_start() -> None:
+    stage, cam, ctx = scope()
+    ctx.frame = cam.grab()
+    n = cam.grabs
+    result = StackAutofocus(planes=5, step_um=2.5).run(stage, cam, -4000.0, ctx)
+    assert result.ok and result.frames == 5 and cam.grabs - n == 4
+
+
+def test_a_peak_beyond_the_range_fails_and_leaves_the_stage_at_the_start() -> None:
+    stage, cam, ctx = scope(focus=-4015.0)  # 15 um away, stack covers +-10
+    result = StackAutofocus().run(stage, cam, -4000.0, ctx)
+    assert not result.ok and "lower end" in result.reason
+    assert result.z_um == -4000.0 and stage.position().z_um == -4000.0
+    assert stage.moves[-1][2] == -4000.0
+
+
+def test_blank_glass_gives_a_flat_curve_and_no_focus() -> None:
+    stage, cam, ctx = scope(blank=True)
+    result = SearchAutofocus().run(stage, cam, -4000.0, ctx)
+    assert not result.ok and "flat" in result.reason
+    assert stage.position().z_um == -4000.0
+
+
+def test_max_correction_refuses_before_moving() -> None:
+    stage, cam, ctx = scope()
+    ctx.limits = FocusLimits(max_correction_um=5.0)
+    result = StackAutofocus(planes=11, step_um=2.0).run(stage, cam, -4000.0, ctx)  # needs +-10
+    assert not result.ok and "maximum correction" in result.reason
+    assert cam.grabs == 0
+    assert all(z == -4000.0 for _, _, z in stage.moves)  # only the "restore" to where it was
+    with pytest.raises(ConfigError):
+        FocusLimits(max_correction_um=0)
+
+
+def test_a_hardware_error_propagates_after_trying_to_restore() -> None:
+    stage, cam, ctx = scope()
+    stage.fail_after_moves = 3
+    with pytest.raises(ConnectionError):
+        StackAutofocus().run(stage, cam, -4000.0, ctx)
+
+
+class OraclePredictor:
+    """A test double of the model runtime: knows the true focus, adds a set error."""
+
+    name = "oracle"
+    patch_size = 64
+    range_um = (-10.0, 10.0)
+
+    def __init__(self, cam: FakeCamera, errors_um: list[float]) -> None:
+        self.cam, self.errors = cam, np.asarray(errors_um)
+
+    def predict(self, patches: np.ndarray) -> np.ndarray:
+        assert patches.shape[1:] == (64, 64, 3) and patches.dtype == np.uint8
+        dz = self.cam.focus_z_um - self.cam.stage.position().z_um
+        return dz + self.errors[: len(patches)]
+
+
+def test_single_shot_moves_by_the_median_in_one_frame() -> None:
+    stage, cam, ctx = scope()
+    pred = OraclePredictor(cam, [0.1, -0.2, 0.05, 5.0] * 4)  # one wild patch: the median ignores it
+    result = SingleShotAutofocus(pred, patches=4, min_patch_tissue=0.3).run(stage, cam, -4000.0, ctx)
+    assert result.ok, result.reason
+    assert result.frames == 1
+    assert result.z_um == pytest.approx(FOCUS + 0.075, abs=1e-6)
+    assert result.details["model"] == "oracle" and result.details["shots"][0]["patches"] == 4
+    assert result.details["inference_s"] >= 0
+
+
+def test_single_shot_falls_back_when_the_patches_disagree() -> None:
+    stage, cam, ctx = scope()
+    pred = OraclePredictor(cam, [-4.0, 4.0, -3.0, 3.0])
+    ss = SingleShotAutofocus(pred, patches=4, min_patch_tissue=0.3, fallback=SearchAutofocus())
+    result = ss.run(stage, cam, -4000.0, ctx)
+    assert result.ok and result.strategy == "single-shot>search"
+    assert "disagree" in result.details["fallback_reason"]
+    assert result.z_um == pytest.approx(FOCUS, abs=0.4)
+    no_fb = SingleShotAutofocus(pred, patches=4, min_patch_tissue=0.3).run(stage, cam, result.z_um, ctx)
+    assert not no_fb.ok and no_fb.reason.startswith("patch predictions disagree")
+
+
+def test_single_shot_without_a_runtime_is_a_clear_error() -> None:
+    register_predictor_loader(None)
+    with pytest.raises(AutofocusError, match="no single-shot model runtime"):
+        make_strategy("single-shot")
+
+
+def test_single_shot_uses_a_registered_loader() -> None:
+    stage, cam, ctx = scope()
+    register_predictor_loader(lambda model, **kw: OraclePredictor(cam, [0.0] * 8))
+    try:
+        strategy = make_strategy("single-shot", patches=2, min_patch_tissue=0.3)
+        assert strategy.run(stage, cam, -4000.0, ctx).z_um == pytest.approx(FOCUS)
+    finally:
+        register_predictor_loader(None)
+
+
+def test_unknown_strategies_and_options() -> None:
+    with pytest.raises(ConfigError, match="unknown strategy"):
+        make_strategy("guess")
+    with pytest.raises(ConfigError, match="bad options"):
+        make_strategy("stack", planes_per_um=3)
+    with pytest.raises(ConfigError):
+        make_strategy("stack", planes=2)
