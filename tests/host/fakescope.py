@@ -9,6 +9,7 @@ this is only for testing control logic quickly).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -33,6 +34,16 @@ class FakeStage:
         self.moves: list[tuple[float, float, float]] = []
         self._sweep: tuple[float, float, float, float] | None = None  # t0, z0, z1, speed
         self.fail_after_moves: int | None = None
+        self.homed = False
+        self.released = False
+
+    def home(self) -> None:
+        self.t += 5.0
+        self.x, self.y, self.z = -1000.0, -1000.0, -1000.0
+        self.homed = True
+
+    def release(self) -> None:
+        self.released = True
 
     def clock(self) -> float:
         return self.t
@@ -82,9 +93,12 @@ class FakeStage:
 class FakeCamera(Camera):
     name = "fake"
 
-    def __init__(self, stage: FakeStage, focus_z_um: float, frame_s: float = 0.05, blank: bool = False) -> None:
+    def __init__(self, stage: FakeStage, focus_z_um: float, frame_s: float = 0.05, blank: bool = False,
+                 blank_where: Callable[[float, float], bool] | None = None) -> None:
         img = data.immunohistochemistry()[128:384, 128:384]
-        self.sharp = np.full_like(img, 235) if blank else img
+        self.glass = np.full_like(img, 235)
+        self.sharp = self.glass if blank else img
+        self.blank_where = blank_where
         self.stage = stage
         self.focus_z_um = focus_z_um
         self.frame_s = frame_s
@@ -98,7 +112,9 @@ class FakeCamera(Camera):
         self.grabs += 1
         dz = abs((z_a + z_b) / 2 - self.focus_z_um)
         sigma = 0.3 + 0.8 * dz
-        out = cv2.GaussianBlur(self.sharp.astype(np.float32), (0, 0), sigma)
+        blank = self.blank_where is not None and self.blank_where(self.stage.x, self.stage.y)
+        sharp = self.glass if blank else self.sharp
+        out = cv2.GaussianBlur(sharp.astype(np.float32), (0, 0), sigma)
         out += self.rng.normal(0, 1.5, out.shape).astype(np.float32)
         return np.clip(out, 0, 255).astype(np.uint8)
 
@@ -107,3 +123,6 @@ class FakeCamera(Camera):
 
     def pixel_size_um(self, mode: FrameMode = "low") -> float:
         return 0.5
+
+    def true_focus_z_um(self, x_um: float, y_um: float) -> float:
+        return self.focus_z_um

@@ -1,0 +1,354 @@
+"""The scan loop. ONE runner owns it (as pymmcore-plus's MDARunner): home, then for
+each tile move, settle, grab the low-res frame, skip empty glass, autofocus from the
+nearest focused tile, grab the high-res frame, write it; cleanup in ``finally`` (park
+and release the motors, close the manifest, write the report), on success, on any
+error and on Ctrl-C alike.
+
+Events
+------
+Pass a :class:`ScanEvents` subclass to follow a scan; every method is called in the
+scan's thread, in this order:
+
+- ``scan_started(plan, done)``: after homing; ``done`` = tiles already in the manifest
+  (resume).
+- ``tile_resumed(tile, record)``: a tile found in the manifest; it is not imaged again.
+- ``tile_started(tile)``: before the move to the tile.
+- ``tile_finished(tile, record)``: after the tile's manifest line is on disk.
+- ``scan_finished(report)``: always, last, with ``report["status"]`` one of
+  ``complete``, ``interrupted`` (Ctrl-C) or ``failed`` (an error; ``report["error"]``).
+
+Clocks
+------
+``timings_s`` of a tile are seconds per phase. Motion and camera phases (``move``,
+``settle``, ``low_capture``, ``autofocus``, ``high_capture``) are measured on the scan
+clock: real time on hardware, SIMULATED time on the virtual microscope, where the
+board's clock runs the motion and the camera model its exposure. Host computation
+(``tissue`` detection, model ``inference``, image encoding and ``write``, and focus
+measures inside ``autofocus``) is measured in wall-clock seconds on this machine and
+added in, so ``total`` is what the tile would take on a machine as fast as this one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .. import __version__
+from ..autofocus import FocusContext, FocusLimits, StackAutofocus, Strategy
+from ..autofocus.base import AutofocusResult, FocusStage
+from ..camera.base import Camera
+from ..errors import ConfigError
+from ..tissue import DEFAULT_THRESHOLDS, TissueThresholds, tissue_fraction, tissue_mask
+from .manifest import IMAGE_FORMATS, Manifest, tile_image_name, write_report
+from .plan import Plan, Tile
+
+log = logging.getLogger(__name__)
+
+
+class ScanStage(FocusStage, Protocol):
+    """What the runner needs of a stage (``deepaf_host.stage.Stage``)."""
+
+    def home(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+class ScanEvents:
+    """Callbacks of a scan; override the ones you need (see the module docstring)."""
+
+    def scan_started(self, plan: Plan, done: int) -> None:
+        """After homing; ``done`` tiles are already in the manifest."""
+
+    def tile_resumed(self, tile: Tile, record: dict[str, Any]) -> None:
+        """A tile already in the manifest (resume); it is not imaged again."""
+
+    def tile_started(self, tile: Tile) -> None:
+        """Before the move to ``tile``."""
+
+    def tile_finished(self, tile: Tile, record: dict[str, Any]) -> None:
+        """After ``tile``'s manifest line is on disk."""
+
+    def scan_finished(self, report: dict[str, Any]) -> None:
+        """Always called last, with the report that was written."""
+
+
+@dataclass
+class ScanConfig:
+    """Settings of the scan loop (the CLI fills these from its options)."""
+
+    #: The autofocus of every tissue tile.
+    autofocus: Strategy = field(default_factory=StackAutofocus)
+    #: Z (um) where the specimen is roughly in focus; the first tissue tile focuses from here.
+    z_start_um: float = -4000.0
+    #: Autofocus used once, at the first tissue tile, before ``autofocus`` (None: none).
+    #: A coarse stack copes with a ``z_start_um`` tens of micrometres off.
+    initial_focus: Strategy | None = field(default_factory=lambda: StackAutofocus(planes=17, step_um=5.0, name="initial-stack"))
+    #: Maximum correction of the initial focus (must hold its whole range).
+    initial_max_correction_um: float = 60.0
+    #: Safety limits of every other autofocus.
+    limits: FocusLimits = field(default_factory=FocusLimits)
+    #: A tile with less tissue than this (fraction of the low-res frame) is empty glass:
+    #: no autofocus, no high-res image.
+    empty_below: float = 0.02
+    #: A tile with less tissue than this is imaged at the nearest focused tile's z
+    #: without autofocus (too little structure to focus on).
+    autofocus_min_tissue: float = 0.05
+    thresholds: TissueThresholds = DEFAULT_THRESHOLDS
+    #: Wait after each XY move, for vibrations to die down.
+    settle_s: float = 0.2
+    image_format: str = "jpg"
+    jpeg_quality: int = 95
+    #: How far Z goes up (+Z, away from the specimen) when the scan ends, before release.
+    park_lift_um: float = 500.0
+    #: Upper end of Z travel (machine coordinates); parking never goes past it.
+    z_max_um: float = 0.0
+    home: bool = True
+
+    def __post_init__(self) -> None:
+        if self.image_format not in IMAGE_FORMATS:
+            raise ConfigError("format", f"unknown image format {self.image_format!r}; known: {', '.join(IMAGE_FORMATS)}")
+        if not 0 <= self.empty_below <= self.autofocus_min_tissue <= 1:
+            raise ConfigError("empty_below", f"need 0 <= empty_below <= autofocus_min_tissue <= 1, got {self.empty_below}, {self.autofocus_min_tissue}")
+        if self.settle_s < 0 or self.park_lift_um < 0:
+            raise ConfigError("settle_s", "settle time and park lift must not be negative")
+
+
+class ScanRunner:
+    """Runs one scan of ``plan`` into ``out_dir``."""
+
+    def __init__(
+        self,
+        stage: ScanStage,
+        camera: Camera,
+        plan: Plan,
+        out_dir: str | Path,
+        config: ScanConfig | None = None,
+        *,
+        resume: bool = False,
+        events: ScanEvents | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        simulated_clock: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.stage = stage
+        self.camera = camera
+        self.plan = plan
+        self.out_dir = Path(out_dir)
+        self.config = config or ScanConfig()
+        self.resume = resume
+        self.events = events or ScanEvents()
+        self.clock = clock
+        self.sleep = sleep
+        self.simulated_clock = simulated_clock
+        self.metadata = metadata or {}
+        self._true_focus: Callable[[float, float], float] | None = getattr(camera, "true_focus_z_um", None)
+
+    # --- the loop ----------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Scan; returns the report (also written to ``out_dir/report.json``).
+
+        Raises what stopped the scan (after cleanup); Ctrl-C raises ``KeyboardInterrupt``.
+        """
+        manifest = Manifest.open(self.out_dir, self.resume)  # refuses a used folder before any motion
+        started = datetime.now(timezone.utc)
+        t0_wall = time.perf_counter()
+        t0_clock = self.clock()
+        status, error = "failed", None
+        records_before = len(manifest.records)
+        try:
+            if self.config.home:
+                self.stage.home()
+            self.events.scan_started(self.plan, records_before)
+            initial_done = any(r.get("focus_source") == "autofocus" for r in manifest.records.values())
+            for tile in self.plan.tiles:
+                if tile.index in manifest.records:
+                    self.events.tile_resumed(tile, manifest.records[tile.index])
+                    continue
+                self.events.tile_started(tile)
+                record, initial_done = self._scan_tile(tile, manifest, initial_done)
+                manifest.append(record)
+                self.events.tile_finished(tile, record)
+            status = "complete"
+        except KeyboardInterrupt:
+            status, error = "interrupted", "interrupted by the user (Ctrl-C)"
+            raise
+        except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            parked = self._park_and_release()
+            manifest.close()
+            report = self._report(manifest, status, error, started, time.perf_counter() - t0_wall, self.clock() - t0_clock, records_before, parked)
+            write_report(self.out_dir, report)
+            self.events.scan_finished(report)
+        return report
+
+    def _scan_tile(self, tile: Tile, manifest: Manifest, initial_done: bool) -> tuple[dict[str, Any], bool]:
+        cfg = self.config
+        timings: dict[str, float] = {}
+        z_guess, source = self._neighbour_focus(tile, manifest)
+
+        t = self.clock()
+        self.stage.move_to(tile.x_um, tile.y_um, z_guess)
+        self.stage.wait_idle()
+        timings["move"] = self.clock() - t
+        t = self.clock()
+        if cfg.settle_s > 0:
+            self.sleep(cfg.settle_s)
+        timings["settle"] = self.clock() - t
+        t = self.clock()
+        low = self.camera.grab("low")
+        timings["low_capture"] = self.clock() - t
+        w = time.perf_counter()
+        mask = tissue_mask(low, cfg.thresholds)
+        fraction = tissue_fraction(mask)
+        timings["tissue"] = time.perf_counter() - w
+
+        record: dict[str, Any] = {
+            "tile": tile.index, "row": tile.row, "col": tile.col,
+            "x_um": tile.x_um, "y_um": tile.y_um, "z_um": z_guess,
+            "tissue_fraction": round(fraction, 5), "empty": fraction < cfg.empty_below,
+            "image": None, "focus_source": "none", "autofocus": None,
+        }
+        z = z_guess
+        if not record["empty"]:
+            result: AutofocusResult | None = None
+            timings["autofocus"] = timings["inference"] = 0.0
+            if fraction >= cfg.autofocus_min_tissue:
+                if not initial_done and source == "start" and cfg.initial_focus is not None:
+                    result = self._autofocus(cfg.initial_focus, z_guess, low, mask, FocusLimits(cfg.initial_max_correction_um), timings)
+                    if result.ok:
+                        z_guess = result.z_um
+                        low, mask = None, None  # the frame was taken elsewhere
+                        record["initial_focus"] = result.to_dict()
+                result = self._autofocus(cfg.autofocus, z_guess, low, mask, cfg.limits, timings)
+                initial_done = initial_done or result.ok
+                record["autofocus"] = result.to_dict()
+            if result is not None and result.ok:
+                z, record["focus_source"] = result.z_um, "autofocus"
+            else:
+                # Autofocus failed (stage back at its start) or too little tissue.
+                z, record["focus_source"] = z_guess, source
+                if result is not None and abs(z_guess - self.stage.position().z_um) > 1e-3:
+                    self.stage.move_to(tile.x_um, tile.y_um, z_guess)
+                    self.stage.wait_idle()
+            record["z_um"] = z
+            t = self.clock()
+            high = self.camera.grab("high")
+            timings["high_capture"] = self.clock() - t
+            w = time.perf_counter()
+            name = tile_image_name(tile.index, tile.row, tile.col, cfg.image_format)
+            manifest.write_image(name, high, cfg.image_format, cfg.jpeg_quality)
+            timings["write"] = time.perf_counter() - w
+            record["image"] = name
+        if self._true_focus is not None:
+            true_z = float(self._true_focus(tile.x_um, tile.y_um))
+            record["true_focus_z_um"] = true_z
+            record["focus_error_um"] = z - true_z
+        timings["total"] = sum(timings.values())
+        record["timings_s"] = {k: round(v, 6) for k, v in timings.items()}
+        return record, initial_done
+
+    def _autofocus(
+        self, strategy: Strategy, z_start: float, frame: np.ndarray | None, mask: np.ndarray | None,
+        limits: FocusLimits, timings: dict[str, float],
+    ) -> AutofocusResult:
+        ctx = FocusContext(frame=frame, tissue_mask=mask, clock=self.clock, sleep=self.sleep, limits=limits)
+        w = time.perf_counter()
+        t = self.clock()
+        result = strategy.run(self.stage, self.camera, z_start, ctx)
+        elapsed = self.clock() - t
+        inference = float(result.details.get("inference_s") or 0.0)
+        if self.simulated_clock:
+            # Simulated motion and exposure took no wall time; the host's work did.
+            elapsed += time.perf_counter() - w - inference
+        timings["autofocus"] += elapsed
+        timings["inference"] += inference
+        return result
+
+    def _neighbour_focus(self, tile: Tile, manifest: Manifest) -> tuple[float, str]:
+        """The z of the nearest tile focused by autofocus (scan start z when none)."""
+        best, best_d = None, math.inf
+        for rec in manifest.records.values():
+            if rec.get("focus_source") != "autofocus":
+                continue
+            d = math.hypot(rec["x_um"] - tile.x_um, rec["y_um"] - tile.y_um)
+            if d < best_d:
+                best, best_d = rec, d
+        if best is None:
+            return self.config.z_start_um, "start"
+        return float(best["z_um"]), "neighbour"
+
+    def _park_and_release(self) -> bool:
+        """Lift Z (away from the specimen) and release the motors; False if it could not."""
+        try:
+            pos = self.stage.position()
+            z_park = min(self.config.z_max_um, pos.z_um + self.config.park_lift_um)
+            if z_park > pos.z_um:
+                self.stage.move_to(pos.x_um, pos.y_um, z_park)
+                self.stage.wait_idle()
+            self.stage.release()
+            return True
+        except Exception as exc:  # the connection may be gone: nothing more to do safely
+            log.warning("could not park and release the stage: %s", exc)
+            return False
+
+    # --- report ------------------------------------------------------------------------
+
+    def _report(
+        self, manifest: Manifest, status: str, error: str | None, started: datetime,
+        wall_s: float, clock_s: float, records_before: int, parked: bool,
+    ) -> dict[str, Any]:
+        recs = list(manifest)
+        imaged = [r for r in recs if not r["empty"]]
+        phases: dict[str, float] = {}
+        for r in recs:
+            for k, v in r.get("timings_s", {}).items():
+                phases[k] = phases.get(k, 0.0) + v
+        total = phases.get("total", 0.0)
+        errors = [r["focus_error_um"] for r in imaged if "focus_error_um" in r]
+        af = [r["autofocus"] for r in imaged if r.get("autofocus")]
+        report: dict[str, Any] = {
+            "status": status,
+            "error": error,
+            "version": __version__,
+            "started": started.isoformat(timespec="seconds"),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "plan": self.plan.to_dict(),
+            "autofocus": getattr(self.config.autofocus, "name", type(self.config.autofocus).__name__),
+            "tiles": {
+                "planned": len(self.plan.tiles), "done": len(recs), "this_run": len(recs) - records_before,
+                "imaged": len(imaged), "empty": len(recs) - len(imaged),
+                "autofocus_ok": sum(1 for a in af if a["ok"]),
+                "autofocus_failed": sum(1 for a in af if not a["ok"]),
+                "neighbour_focus": sum(1 for r in imaged if r["focus_source"] != "autofocus"),
+            },
+            "time_s": {
+                "phases": {k: round(v, 4) for k, v in phases.items()},
+                "per_tile": round(total / len(recs), 4) if recs else None,
+                "per_mm2": round(total / self.plan.scanned_area_mm2, 3) if recs and len(recs) == len(self.plan.tiles) else None,
+                "this_run_wall": round(wall_s, 3),
+                "this_run_clock": round(clock_s, 3),
+                "clock": "simulated" if self.simulated_clock else "real",
+            },
+            "autofocus_frames_mean": round(float(np.mean([a["frames"] for a in af])), 3) if af else None,
+            "parked_and_released": parked,
+        }
+        if errors:
+            abs_err = np.abs(errors)
+            report["focus_error_um"] = {
+                "mean_abs": round(float(abs_err.mean()), 4), "median_abs": round(float(np.median(abs_err)), 4),
+                "max_abs": round(float(abs_err.max()), 4), "n": len(errors),
+            }
+        report.update(self.metadata)
+        return report
