@@ -44,6 +44,16 @@ class ProtocolTimeout(DeepAfError):
         super().__init__(f"no reply to {line!r} within {seconds:g} s")
 
 
+class GarbledReply(DeepAfError):
+    """A reply was neither ``ok`` nor ``error:N`` (line noise). The connection has
+    resynchronised; whether the line took effect is unknown."""
+
+    def __init__(self, line: str, received: str) -> None:
+        self.line = line
+        self.received = received
+        super().__init__(f"garbled reply {received!r} to {line!r}; resynchronised, the line's effect is unknown")
+
+
 class HandshakeError(DeepAfError):
     """The device did not identify as a DeepAf or GRBL 1.1 board, or speaks another protocol version."""
 

@@ -1,0 +1,251 @@
+"""The virtual board: protocol.md in Python, with a clock and ground truth.
+
+``VirtualBoard`` wraps the protocol machine (``machine.py``) with a clock and a lock,
+so that a serial port object (``sim://``, see ``urlhandler/protocol_sim.py``), a
+pseudo-terminal server (``pty.py``) and a virtual camera (through
+``true_position_um()``) can share it from several threads.
+
+Clock: ``speed=1.0`` runs in real time, ``speed=N`` N times faster, ``speed="max"``
+is event driven: nothing sleeps; when a reader waits for bytes the clock jumps to the
+board's next event (end of a move, of a dwell, of the boot...). In that mode every
+byte on the wire also takes its 115200-baud transmission time, so polling advances
+the clock as it would on a real line.
+
+Ground truth (what the protocol cannot tell): ``motor_steps()``, ``set_switch()``,
+``seconds()``, ``true_position_um()``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import weakref
+
+from .machine import Machine
+
+BAUD = 115200
+BYTE_S = 10.0 / BAUD
+#: Physical steps per mm of the reference build (protocol.md section 8 defaults).
+REFERENCE_STEPS_PER_MM = (800.0, 800.0, 16000.0)
+#: Default limit switches (motor steps from power-up, towards +): homing from power-up
+#: finds them after 10 mm (X, Y) and 2 mm (Z).
+DEFAULT_SWITCHES = ((8000, "+"), (8000, "+"), (32000, "+"))
+
+_registry: weakref.WeakValueDictionary[str, VirtualBoard] = weakref.WeakValueDictionary()
+_names = itertools.count(1)
+
+
+def find_board(name: str) -> VirtualBoard | None:
+    """The live board called ``name`` (the NAME of ``sim://NAME``), if any."""
+    return _registry.get(name)
+
+
+class VirtualBoard:
+    """A virtual DeepAf board (or, with ``dialect="grbl"``, a stock GRBL 1.1 one).
+
+    Args:
+        speed: 1.0 = real time, N = N times faster, "max" = event driven.
+        dialect: "deepaf" or "grbl" (stock GRBL 1.1 banner, ``$I`` and settings; no
+            DeepAf extensions, no firmware backlash).
+        boot_s: time from a reset to the banner; bytes sent meanwhile are lost, as with
+            the Uno's bootloader.
+        switches: per axis (motor step, side); the switch reads closed at or beyond the
+            step towards the side.
+        play_um: mechanical backlash (lost motion) between each motor and the stage, in
+            micrometres; only ``true_position_um()`` sees it.
+        steps_per_mm: the physical steps per mm of the mechanics (the board's $100-$102
+            are what the firmware believes).
+        name: registers the board as ``sim://NAME``; a name is made up when omitted.
+    """
+
+    def __init__(
+        self,
+        *,
+        speed: float | str = 1.0,
+        dialect: str = "deepaf",
+        boot_s: float = 0.3,
+        switches: tuple[tuple[int, str], ...] = DEFAULT_SWITCHES,
+        play_um: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        steps_per_mm: tuple[float, float, float] = REFERENCE_STEPS_PER_MM,
+        name: str | None = None,
+    ) -> None:
+        if speed != "max" and (isinstance(speed, str) or not speed > 0):
+            raise ValueError(f"speed must be a positive number or 'max', not {speed!r}")
+        if boot_s < 0:
+            raise ValueError(f"boot_s must be >= 0, not {boot_s!r}")
+        self.name = name or f"board-{next(_names)}"
+        if self.name in _registry:
+            raise ValueError(f"a virtual board called {self.name!r} exists already")
+        self.speed = speed
+        self.dialect = dialect
+        self.steps_per_mm = tuple(float(s) for s in steps_per_mm)
+        play = tuple(round(p / 1000.0 * s) for p, s in zip(play_um, self.steps_per_mm))
+        self._cond = threading.Condition(threading.RLock())
+        self._event_driven = speed == "max"
+        self._t = 0.0
+        self._t0 = time.monotonic()
+        self._machine = Machine(dialect, boot_s, play, list(switches))  # type: ignore[arg-type]
+        _registry[self.name] = self
+
+    @property
+    def url(self) -> str:
+        """The pyserial URL that opens this board (``sim://NAME``)."""
+        return f"sim://{self.name}"
+
+    # --- clock --------------------------------------------------------------------
+
+    def _now(self) -> float:
+        if self._event_driven:
+            return self._t
+        return (time.monotonic() - self._t0) * float(self.speed)
+
+    def _sync(self) -> Machine:
+        machine = self._machine
+        machine.advance(self._now())
+        return machine
+
+    def seconds(self) -> float:
+        """Board time since it was created, in seconds."""
+        with self._cond:
+            return self._sync().t
+
+    def sleep(self, seconds: float) -> None:
+        """Let ``seconds`` of board time pass (for a camera's exposure, a settle time)."""
+        if self._event_driven:
+            with self._cond:
+                self._t += seconds
+                self._sync()
+        else:
+            time.sleep(seconds / float(self.speed))
+
+    # --- the wire -----------------------------------------------------------------
+
+    def reset(self) -> None:
+        """A DTR reset, as opening the Uno's port does."""
+        with self._cond:
+            machine = self._sync()
+            machine.power_reset(machine.t)
+            self._cond.notify_all()
+
+    def write(self, data: bytes) -> None:
+        with self._cond:
+            if self._event_driven:
+                self._t += len(data) * BYTE_S
+            self._sync().receive(bytes(data))
+            self._cond.notify_all()
+
+    def in_waiting(self) -> int:
+        with self._cond:
+            return len(self._sync().out)
+
+    def read(self, size: int, timeout_s: float | None) -> bytes:
+        """Up to ``size`` bytes; waits at most ``timeout_s`` (None: forever) for the
+        first one. Under the event-driven clock the wait is board time."""
+        with self._cond:
+            machine = self._sync()
+            if self._event_driven:
+                goal = None if timeout_s is None else self._t + timeout_s
+                while not machine.out:
+                    due = machine.next_event()
+                    if due is not None and (goal is None or due <= goal):
+                        self._t = max(self._t, due)
+                        machine.advance(self._t)
+                        continue
+                    if goal is None:
+                        self._cond.wait()
+                        machine = self._sync()
+                        continue
+                    self._t = goal
+                    machine.advance(goal)
+                    if not machine.out:
+                        # Nothing will ever come: let other threads run.
+                        self._cond.wait(min(timeout_s or 0.0, 0.001))
+                        machine = self._sync()
+                    break
+            else:
+                deadline = None if timeout_s is None else time.monotonic() + timeout_s
+                while not machine.out:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        break
+                    due = machine.next_event()
+                    wait = remaining
+                    if due is not None:
+                        until_due = max(0.0, (due - self._now()) / float(self.speed))
+                        wait = until_due if wait is None else min(wait, until_due)
+                    self._cond.wait(wait)
+                    machine = self._sync()
+            data = bytes(machine.out[:size])
+            del machine.out[:size]
+            if self._event_driven:
+                self._t += len(data) * BYTE_S
+            return data
+
+    def discard_output(self) -> None:
+        with self._cond:
+            self._sync().out.clear()
+
+    def corrupt_next_reply(self) -> None:
+        """Line noise: the next ``ok``/``error:N`` the board sends arrives garbled."""
+        with self._cond:
+            self._machine.corrupt_next = True
+
+    # --- ground truth -------------------------------------------------------------
+
+    def motor_steps(self) -> tuple[int, int, int]:
+        """True motor positions in steps, backlash steps included."""
+        with self._cond:
+            motor, _, _ = self._sync().motors.live(self._machine.t)
+            return motor
+
+    def set_switch(self, axis: str, step: int, side: str = "+") -> None:
+        """Place the limit switch of ``axis`` ("x", "y", "z"): closed while the motor is
+        at or beyond ``step`` towards ``side`` ("+" or "-")."""
+        if axis not in ("x", "y", "z") or side not in ("+", "-"):
+            raise ValueError(f"bad switch {axis!r} {side!r}")
+        index = "xyz".index(axis)
+        with self._cond:
+            machine = self._sync()
+            motors = machine.motors
+            was_closed = index in motors.closed_axes(machine.t)
+            motors.switches[index] = (int(step), side)
+            motors.switches_changed(machine.t)
+            closes = not was_closed and index in motors.closed_axes(machine.t)
+            if closes and motors.hard_limits and machine.homing is None and machine.booting_until is None:
+                motors.stop_now(machine.t)
+                machine.hard_limit()
+            self._cond.notify_all()
+
+    def switches(self) -> list[tuple[int, str]]:
+        with self._cond:
+            return list(self._machine.motors.switches)
+
+    def true_position_um(self) -> tuple[float, float, float]:
+        """Where the stage truly is, in micrometres of machine coordinates: relative to
+        the machine zero that homing sets from the limit switches, through the
+        mechanical play. This is the PoseSource the virtual camera follows."""
+        with self._cond:
+            machine = self._sync()
+            _, stage, _ = machine.motors.live(machine.t)
+            out = []
+            for i in range(3):
+                step, _ = machine.motors.switches[i]
+                mm = (stage[i] - step) / self.steps_per_mm[i]
+                if int(machine.settings[23]) >> i & 1:
+                    mm -= machine.settings[130 + i]
+                out.append(round(mm * 1000.0, 6))
+            return (out[0], out[1], out[2])
+
+    def state(self) -> str:
+        """The state a status report would show now (Idle, Run, Alarm, ...)."""
+        with self._cond:
+            return self._sync().state()
+
+    def settings(self) -> dict[int, float]:
+        with self._cond:
+            return dict(self._machine.settings.values)
+
+    def eeprom(self) -> bytearray:
+        """The EEPROM image (mutable: tests corrupt it to check the boot messages)."""
+        return self._machine.eeprom

@@ -1,0 +1,322 @@
+"""The motors of the virtual board: planner queue, block execution, switches.
+
+The state is exact: motor step counters (every step counted, backlash steps
+included), the offset between motor steps and the reported position (the backlash
+steps), and the mechanical stage behind the motors (which lags a motor by its
+mechanical play when the motor reverses). Time is passed in by the caller: the
+motors answer "where at time t" and "when is the next thing to happen", so the same
+code runs under a real-time and an event-driven clock.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from .motion import Block, Profile, exit_speed
+
+Vec = tuple[int, int, int]
+
+
+def _sign(n: float) -> int:
+    return (n > 0) - (n < 0)
+
+
+@dataclass
+class _Exec:
+    block: Block
+    t0: float  # time the current profile starts
+    s0: float  # distance along the block at t0
+    profile: Profile
+    start_motor: Vec
+    start_stage: Vec
+    start_offset: Vec
+    #: (time, "stop" | "limit", axis, distance along the block of the switch's step)
+    trigger: tuple[float, str, int, float] | None = None
+
+
+@dataclass
+class Event:
+    """What happened at a motion event: ``end`` (block done), ``held`` (a hold
+    completed inside a block), ``stop`` (a homing block's switch condition, the block
+    is ended there) or ``limit`` (a switch closed: the machine raises a hard limit)."""
+
+    kind: str
+    axis: int = -1
+
+
+class Motors:
+    def __init__(self, play_steps: Vec = (0, 0, 0)) -> None:
+        self.motor: list[int] = [0, 0, 0]
+        self.offset: list[int] = [0, 0, 0]
+        self.stage: list[int] = [0, 0, 0]
+        self.play = list(play_steps)
+        #: Per axis (step, side): the switch reads closed at or beyond ``step``
+        #: towards ``side``.
+        self.switches: list[tuple[int, str]] = [(10**9, "+")] * 3
+        self.invert_mask = 0
+        self.hard_limits = False
+        self.deviation_mm = 0.01
+        self.queue: deque[Block] = deque()
+        self.exec: _Exec | None = None
+        self.paused = False
+        self.holding = False
+        self.carry = 0.0
+        self.planned: list[int] = [0, 0, 0]
+        self.planned_dir: list[int] = [0, 0, 0]
+        self.moved_dir: list[int] = [0, 0, 0]
+
+    # --- where things are --------------------------------------------------------
+
+    def _distance(self, t: float) -> float:
+        assert self.exec is not None
+        return self.exec.s0 + self.exec.profile.distance(t - self.exec.t0)
+
+    def live(self, t: float) -> tuple[Vec, Vec, Vec]:
+        """(motor steps, mechanical stage steps, offset) at time ``t``."""
+        if self.exec is None:
+            return tuple(self.motor), tuple(self.stage), tuple(self.offset)  # type: ignore[return-value]
+        ex = self.exec
+        steps = ex.block.steps_at(self._distance(t))
+        motor = tuple(m + n for m, n in zip(ex.start_motor, steps))
+        stage = tuple(
+            self._drag(ex.start_stage[i], motor[i], _sign(ex.block.steps[i]), self.play[i]) for i in range(3)
+        )
+        offset = ex.start_offset if ex.block.reported else tuple(o + n for o, n in zip(ex.start_offset, steps))
+        return motor, stage, offset  # type: ignore[return-value]
+
+    @staticmethod
+    def _drag(stage: int, motor: int, direction: int, play: int) -> int:
+        """The mechanical stage follows the motor with ``play`` steps of lost motion:
+        motor - stage stays within [0, play]."""
+        if direction > 0:
+            return max(stage, motor - play)
+        if direction < 0:
+            return min(stage, motor)
+        return stage
+
+    def position(self, t: float) -> Vec:
+        motor, _, offset = self.live(t)
+        return tuple(m - o for m, o in zip(motor, offset))  # type: ignore[return-value]
+
+    def speed(self, t: float) -> float:
+        """Speed along the path in mm/s."""
+        if self.exec is None or self.paused:
+            return 0.0
+        return self.exec.profile.speed(t - self.exec.t0)
+
+    @property
+    def busy(self) -> bool:
+        return self.exec is not None or bool(self.queue)
+
+    @property
+    def stopped_in_hold(self) -> bool:
+        return self.holding and (self.paused or self.exec is None)
+
+    def visible_blocks(self) -> int:
+        blocks = sum(1 for b in self.queue if b.kind in ("line", "jog"))
+        if self.exec is not None and self.exec.block.kind in ("line", "jog"):
+            blocks += 1
+        return blocks
+
+    def running_kind(self) -> str | None:
+        if self.exec is not None:
+            return self.exec.block.kind if self.exec.block.kind != "backlash" else (
+                self.queue[0].kind if self.queue else "line"
+            )
+        return self.queue[0].kind if self.queue else None
+
+    # --- switches ------------------------------------------------------------------
+
+    def closed(self, axis: int, motor: int) -> bool:
+        step, side = self.switches[axis]
+        physical = motor >= step if side == "+" else motor <= step
+        return physical != bool(self.invert_mask >> axis & 1)
+
+    def closed_axes(self, t: float) -> list[int]:
+        motor, _, _ = self.live(t)
+        return [i for i in range(3) if self.closed(i, motor[i])]
+
+    def _flip(self, axis: int, motor: int, direction: int) -> int | None:
+        """Steps in ``direction`` after which the switch's physical state changes."""
+        step, side = self.switches[axis]
+        if side == "+":
+            if direction > 0 and motor < step:
+                return step - motor
+            if direction < 0 and motor >= step:
+                return motor - step + 1
+        else:
+            if direction < 0 and motor > step:
+                return motor - step
+            if direction > 0 and motor <= step:
+                return step - motor + 1
+        return None
+
+    def _compute_trigger(self, t: float) -> None:
+        ex = self.exec
+        if ex is None:
+            return
+        ex.trigger = None
+        if self.paused:
+            return
+        s_now = self._distance(t)
+        taken = ex.block.steps_at(s_now)
+        best: tuple[float, str, int, float] | None = None
+        for axis in range(3):
+            n = ex.block.steps[axis]
+            if n == 0:
+                continue
+            motor = ex.start_motor[axis] + taken[axis]
+            is_closed = self.closed(axis, motor)
+            k: int | None = None
+            kind = ""
+            if ex.block.stop_on is not None and ex.block.stop_on[1] == axis:
+                want_closed = ex.block.stop_on[0] == "close"
+                kind = "stop"
+                if is_closed == want_closed:
+                    k = 0
+                else:
+                    k = self._flip(axis, motor, _sign(n))
+            elif self.hard_limits and ex.block.kind != "homing" and not is_closed:
+                flip = self._flip(axis, motor, _sign(n))
+                # A flip closes the switch only when it was open.
+                k, kind = flip, "limit"
+            if k is None or abs(taken[axis]) + k > abs(n):
+                continue
+            s = ex.block.distance_for_steps(axis, abs(taken[axis]) + k) if k else s_now
+            dt = ex.profile.time_at(s - ex.s0)
+            if dt is None:
+                continue
+            when = max(t, ex.t0 + dt)
+            if best is None or when < best[0]:
+                best = (when, kind, axis, s)
+        ex.trigger = best
+
+    def switches_changed(self, t: float) -> None:
+        self._compute_trigger(t)
+
+    # --- planning ------------------------------------------------------------------
+
+    def queue_block(self, block: Block) -> None:
+        self.queue.append(block)
+        for i in range(3):
+            if block.steps[i]:
+                self.planned_dir[i] = _sign(block.steps[i])
+                if block.reported:
+                    self.planned[i] += block.steps[i]
+
+    # --- execution -----------------------------------------------------------------
+
+    def next_event(self) -> float | None:
+        ex = self.exec
+        if ex is None or self.paused:
+            return None
+        end = ex.t0 + ex.profile.duration
+        if ex.trigger is not None and ex.trigger[0] <= end:
+            return ex.trigger[0]
+        return end
+
+    def start_next(self, t: float) -> None:
+        """Start the next queued block if nothing runs (and no hold stops us)."""
+        if self.exec is not None or not self.queue:
+            return
+        if self.holding and self.carry <= 0.0:
+            return
+        block = self.queue.popleft()
+        entry = self.carry
+        if self.holding:
+            profile = Profile.stop(entry, block.accel, block.length)
+        else:
+            nxt = self.queue[0] if self.queue else None
+            v_exit = exit_speed(block, entry, nxt, self.deviation_mm)
+            profile = Profile.trapezoid(block.length, entry, block.v_nominal, v_exit, block.accel)
+        self.exec = _Exec(
+            block, t, 0.0, profile, tuple(self.motor), tuple(self.stage), tuple(self.offset)  # type: ignore[arg-type]
+        )
+        self.carry = 0.0
+        self._compute_trigger(t)
+
+    def on_event(self, t: float) -> Event:
+        """Handle the event due at ``t`` (``next_event()``)."""
+        ex = self.exec
+        assert ex is not None
+        if ex.trigger is not None and ex.trigger[0] <= t + 1e-12:
+            _, kind, axis, s = ex.trigger
+            self._commit(s)
+            self.carry = 0.0
+            return Event(kind, axis)
+        s_end = ex.s0 + ex.profile.end_distance
+        if s_end < ex.block.length - 1e-9:
+            # A hold ran out of speed inside the block: keep the rest for the resume.
+            ex.s0, ex.t0, ex.profile = s_end, t, Profile([], 0.0)
+            self.paused = True
+            ex.trigger = None
+            return Event("held")
+        self.carry = ex.profile.end_speed
+        self._commit(ex.block.length)
+        return Event("end")
+
+    def _commit(self, s: float) -> None:
+        ex = self.exec
+        assert ex is not None
+        steps = ex.block.steps_at(s)
+        for i in range(3):
+            self.motor[i] = ex.start_motor[i] + steps[i]
+            direction = _sign(ex.block.steps[i])
+            self.stage[i] = self._drag(ex.start_stage[i], self.motor[i], direction, self.play[i])
+            self.offset[i] = ex.start_offset[i] + (0 if ex.block.reported else steps[i])
+            if steps[i]:
+                self.moved_dir[i] = direction
+        self.exec = None
+        self.paused = False
+
+    def hold(self, t: float) -> None:
+        """Decelerate to a stop along the path (feed hold / jog cancel)."""
+        self.holding = True
+        ex = self.exec
+        if ex is None or self.paused:
+            self.carry = 0.0
+            return
+        s = self._distance(t)
+        v = ex.profile.speed(t - ex.t0)
+        ex.t0, ex.s0 = t, s
+        ex.profile = Profile.stop(v, ex.block.accel, ex.block.length - s) if v > 0 else Profile([], 0.0)
+        self._compute_trigger(t)
+
+    def resume(self, t: float) -> None:
+        self.holding = False
+        ex = self.exec
+        if ex is not None and self.paused:
+            self.paused = False
+            rest = ex.block.length - ex.s0
+            nxt = self.queue[0] if self.queue else None
+            v_exit = exit_speed(ex.block, 0.0, nxt, self.deviation_mm)
+            ex.t0 = t
+            ex.profile = Profile.trapezoid(rest, 0.0, ex.block.v_nominal, v_exit, ex.block.accel)
+            self._compute_trigger(t)
+        self.start_next(t)
+
+    def stop_now(self, t: float) -> bool:
+        """Stop every motor at once and forget all queued motion. Returns whether a
+        motor was moving."""
+        moving = self.exec is not None and not self.paused
+        if self.exec is not None:
+            self._commit(self._distance(t))
+        self.flush()
+        return moving
+
+    def flush(self) -> None:
+        """Forget queued motion (the motors are at rest)."""
+        if self.exec is not None:
+            self._commit(self.exec.s0)
+        self.queue.clear()
+        self.carry = 0.0
+        self.holding = self.paused = False
+        for i in range(3):
+            self.planned[i] = self.motor[i] - self.offset[i]
+            self.planned_dir[i] = self.moved_dir[i]
+
+    def set_position(self, axis: int, position: int) -> None:
+        """Declare the current motor step of ``axis`` to be reported as ``position``."""
+        self.offset[axis] = self.motor[axis] - position
+        self.planned[axis] = position

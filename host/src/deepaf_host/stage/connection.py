@@ -1,0 +1,519 @@
+"""The serial connection to a DeepAf (or stock GRBL 1.1) board.
+
+``Connection(url)`` opens ``url`` with ``serial.serial_for_url`` -- ``/dev/ttyACM0``,
+``COM3``, ``sim://`` (the virtual board), ``simavr://firmware/build/deepaf.elf`` (the
+firmware in simavr), any pyserial URL -- and speaks protocol.md to it:
+
+- **Handshake**: sends ``$I`` (never relies on the boot banner, which pyserial's
+  ``open()`` may flush; a banner or ``[MSG:...]`` arriving later because opening reset
+  the board is taken in stride, and ``$I`` is sent again after it). A
+  ``[DEEPAF:FW=..,PROTO=..,AXES=..]`` line means the DeepAf firmware (another protocol
+  version is a ``HandshakeError``); no such line but a GRBL 1.1 ``[VER:...]`` means a
+  stock GRBL board, which works too (``info.dialect == "grbl"``).
+- **One reply per line**: ``command()`` sends one line and returns its ``ok`` with the
+  bracketed/``$N=V`` lines that came before it, or raises ``FirmwareError(code, line)``
+  for ``error:N``. ``stream()`` sends many lines with character counting (protocol.md
+  3.4: at most rx_buffer-1 bytes unanswered).
+- **Unsolicited lines** anywhere in the stream: ``ALARM:N`` (an alarm during a command
+  raises ``FirmwareAlarm`` once its reply came, or after a grace period), ``[MSG:..]``
+  (kept in ``messages``), status reports (kept in ``last_status``).
+- **Typed errors**: ``PortUnavailable`` (cannot open, naming the port),
+  ``ConnectionLost`` (I/O failed: unplugged, emulator gone, board reset under us),
+  ``ProtocolTimeout`` (no reply in time), ``GarbledReply`` (a reply that is neither
+  ``ok`` nor ``error:N`` -- after resynchronising: queries are retried once, other
+  lines raise because their effect is unknown), ``HandshakeError``.
+- **Resynchronisation** after a timeout or a garbled reply: ``\\n$I\\n`` is sent and
+  everything up to its reply is discarded.
+
+One lock serialises every exchange, so a connection can be shared between threads.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import serial
+
+from .. import PROTOCOL_VERSION
+from ..camera.base import PoseSource
+from ..errors import (
+    ConfigError,
+    ConnectionLost,
+    FirmwareAlarm,
+    FirmwareError,
+    GarbledReply,
+    HandshakeError,
+    PortUnavailable,
+    ProtocolTimeout,
+)
+from .replies import Kind, Line, StatusReport, classify, parse_status
+from .settings import BoardSettings, MissingSettings
+
+log = logging.getLogger(__name__)
+
+#: Longest wait of one read call; deadlines are kept by the connection.
+READ_SLICE_S = 0.02
+#: After an ALARM, how long the reply to the line being executed may still take.
+ALARM_GRACE_S = 1.0
+#: How often the handshake sends ``$I`` again when no reply comes.
+IDENTIFY_RETRY_S = 1.0
+#: Silence that ends a drain of late replies.
+QUIET_S = 0.1
+#: Lines that change nothing: sent again once after a garbled reply.
+QUERIES = frozenset({"$", "$I", "$$", "$G", "$#"})
+_REALTIME_IN_LINE = set("?!~")
+
+
+@dataclass(frozen=True)
+class BoardInfo:
+    """What the board said about itself in its ``$I`` reply."""
+
+    dialect: str  # "deepaf" | "grbl"
+    grbl_version: str  # "1.1h"
+    firmware_version: str | None  # DeepAf firmware version; None on stock GRBL
+    protocol_version: int | None  # protocol.md version; None on stock GRBL
+    axes: int
+    planner_blocks: int | None
+    rx_buffer_bytes: int
+    lines: tuple[str, ...]
+
+    @property
+    def is_deepaf(self) -> bool:
+        return self.dialect == "deepaf"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The ``ok`` to ``line`` and the ``[...]``/``$N=V`` lines that came before it."""
+
+    line: str
+    lines: tuple[str, ...] = ()
+
+
+class _Garbled(Exception):
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _open_reason(exc: BaseException) -> str:
+    code = getattr(exc, "errno", None)
+    hints = {
+        errno.ENOENT: "no such device (is the board plugged in? --port sim:// runs the virtual board)",
+        errno.EACCES: "permission denied (on Linux, add your user to the 'dialout' group)",
+        errno.EBUSY: "the port is busy (another program has it open)",
+    }
+    if isinstance(code, int) and code in hints:
+        return hints[code]
+    if isinstance(code, int) and code > 0:
+        return os.strerror(code)
+    return str(exc) or type(exc).__name__
+
+
+class Connection:
+    """A connection to one board. See the module docstring for the protocol handling.
+
+    Args:
+        url: a serial port or pyserial URL.
+        timeout_s: default time allowed for the reply to one line.
+        handshake_timeout_s: time allowed for the board to boot and answer ``$I``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 5.0,
+        handshake_timeout_s: float = 10.0,
+        baudrate: int = 115200,
+    ) -> None:
+        from . import register_url_handlers
+
+        register_url_handlers()
+        self.url = url
+        self.timeout_s = timeout_s
+        self.last_alarm: int | None = None
+        self.last_status: StatusReport | None = None
+        self.messages: deque[str] = deque(maxlen=200)
+        self._lock = threading.RLock()
+        self._rx = bytearray()
+        self._pending: deque[str] = deque()
+        self._needs_sync = False
+        self._needs_reset = False
+        try:
+            self._serial = serial.serial_for_url(url, baudrate=baudrate, timeout=READ_SLICE_S, write_timeout=timeout_s)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise PortUnavailable(url, _open_reason(exc)) from exc
+        try:
+            self.info = self._handshake(handshake_timeout_s)
+        except BaseException:
+            self.close()
+            raise
+
+    # --- life cycle -----------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._serial.close()
+            except (serial.SerialException, OSError):
+                pass
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def pose_source(self) -> PoseSource | None:
+        """The ground truth behind a simulated port (``sim://``: the ``VirtualBoard``;
+        ``simavr://``: the ``FirmwareSim``), for the virtual camera; None on hardware."""
+        return getattr(self._serial, "board", None)
+
+    @property
+    def serial(self) -> serial.SerialBase:
+        """The pyserial port (for fault injection in tests)."""
+        return self._serial
+
+    # --- raw I/O ------------------------------------------------------------------------
+
+    def _lost(self, exc: BaseException) -> ConnectionLost:
+        self._needs_sync = True
+        return ConnectionLost(self.url, _open_reason(exc))
+
+    def _write(self, data: bytes) -> None:
+        log.debug("%s TX %r", self.url, data)
+        try:
+            self._serial.write(data)
+        except (serial.SerialException, OSError) as exc:
+            raise self._lost(exc) from exc
+
+    def _read_chunk(self) -> None:
+        try:
+            data = self._serial.read(max(1, self._serial.in_waiting))
+        except (serial.SerialException, OSError) as exc:
+            raise self._lost(exc) from exc
+        self._rx += data
+
+    def _take_line(self) -> str | None:
+        end = self._rx.find(b"\n")
+        if end < 0:
+            return None
+        raw = bytes(self._rx[:end]).rstrip(b"\r")
+        del self._rx[: end + 1]
+        text = raw.decode("ascii", errors="replace")
+        log.debug("%s RX %r", self.url, text)
+        return text
+
+    def _read_line(self, deadline: float) -> Line | None:
+        """The next line (noted if unsolicited), or None at the deadline."""
+        while True:
+            text = self._take_line()
+            if text is not None:
+                line = classify(text)
+                self._note(line)
+                return line
+            if time.monotonic() >= deadline:
+                return None
+            self._read_chunk()
+
+    def _note(self, line: Line) -> None:
+        if line.kind is Kind.ALARM:
+            self.last_alarm = line.code
+            log.warning("%s: %s", self.url, FirmwareAlarm(line.code))
+        elif line.kind is Kind.MESSAGE:
+            self.messages.append(line.text)
+            if line.text == "[MSG:Reset to continue]":
+                self._needs_reset = True
+        elif line.kind is Kind.STATUS:
+            self.last_status = parse_status(line.text)
+
+    def _drain(self) -> None:
+        """Take whatever already arrived (alarms, messages) without waiting."""
+        while True:
+            try:
+                waiting = self._serial.in_waiting
+            except (serial.SerialException, OSError) as exc:
+                raise self._lost(exc) from exc
+            if waiting:
+                self._read_chunk()
+            text = self._take_line()
+            if text is None and not waiting:
+                return
+            if text is not None:
+                line = classify(text)
+                self._note(line)
+                if line.kind in (Kind.OK, Kind.ERROR):
+                    log.warning("%s: stray reply %r", self.url, text)
+
+    def _quiet(self, seconds: float = QUIET_S, limit_s: float = 2.0) -> None:
+        """Read and note lines until the port has been silent for ``seconds``."""
+        end = time.monotonic() + limit_s
+        silent_until = time.monotonic() + seconds
+        while time.monotonic() < min(silent_until, end):
+            before = len(self._rx)
+            self._read_chunk()
+            arrived = len(self._rx) > before
+            while (text := self._take_line()) is not None:
+                self._note(classify(text))
+            if arrived:
+                silent_until = time.monotonic() + seconds
+
+    def _send(self, line: str) -> None:
+        self._pending.append(line)
+        self._write(line.encode("ascii") + b"\n")
+
+    @staticmethod
+    def _check_line(line: str) -> None:
+        if not line.isascii() or not line.isprintable() or _REALTIME_IN_LINE & set(line) or len(line) > 80:
+            raise ValueError(f"not a protocol line (printable ASCII, no ?!~, at most 80 bytes): {line!r}")
+
+    # --- handshake and resynchronisation ------------------------------------------------
+
+    def _identify(self, timeout_s: float) -> list[str]:
+        """Send ``$I`` until its reply comes; return its bracketed lines."""
+        deadline = time.monotonic() + timeout_s
+        stale = sum(1 for p in self._pending if p.replace(" ", "").upper() == "$I")
+        self._pending.clear()
+        sent = 0
+        while True:
+            self._write(b"\n$I\n")
+            sent += 1
+            retry_at = min(deadline, time.monotonic() + IDENTIFY_RETRY_S)
+            found: list[str] | None = None
+            while True:
+                line = self._read_line(retry_at)
+                if line is None or line.kind is Kind.BANNER:
+                    break  # silence, or the board just reset: send $I again
+                if line.kind is Kind.BRACKET and line.text.startswith("[VER:"):
+                    if stale:
+                        stale -= 1
+                        continue
+                    found = [line.text]
+                elif found is not None and line.kind in (Kind.BRACKET, Kind.MESSAGE):
+                    found.append(line.text)
+                elif found is not None and line.kind is Kind.OK:
+                    if sent > 1:
+                        self._quiet()
+                    self._needs_sync = False
+                    return found
+            if time.monotonic() >= deadline:
+                raise HandshakeError(
+                    self.url,
+                    f"no reply to '$I' within {timeout_s:g} s: is this a DeepAf or GRBL 1.1 board at 115200 baud?",
+                )
+
+    def _handshake(self, timeout_s: float) -> BoardInfo:
+        with self._lock:
+            lines = self._identify(timeout_s)
+        fields = {text[1:].split(":", 1)[0]: text[1:-1].split(":", 1)[1] for text in lines if ":" in text}
+        version = fields.get("VER", "").split(":")[0]
+        grbl_version = ".".join(version.split(".")[:2])
+        if not grbl_version.startswith("1.1"):
+            raise HandshakeError(self.url, f"not a GRBL 1.1 board: $I says {lines[0]!r}")
+        options = fields.get("OPT", "").split(",")
+        try:
+            planner_blocks: int | None = int(options[1])
+            rx_bytes = int(options[2])
+        except (IndexError, ValueError):
+            planner_blocks, rx_bytes = None, 128
+        if "DEEPAF" not in fields:
+            return BoardInfo("grbl", grbl_version, None, None, 3, planner_blocks, rx_bytes, tuple(lines))
+        deepaf = dict(item.partition("=")[::2] for item in fields["DEEPAF"].split(","))
+        try:
+            proto, axes = int(deepaf.get("PROTO", "")), int(deepaf.get("AXES", "3"))
+        except ValueError:
+            raise HandshakeError(self.url, f"cannot read {fields['DEEPAF']!r}") from None
+        if proto != PROTOCOL_VERSION:
+            newer = "host" if proto > PROTOCOL_VERSION else "firmware"
+            raise HandshakeError(
+                self.url,
+                f"the firmware speaks protocol {proto}, this host speaks protocol {PROTOCOL_VERSION}: update the {newer}",
+            )
+        if axes < 3:
+            raise HandshakeError(self.url, f"the board drives {axes} axes; the scanner needs X, Y and Z")
+        return BoardInfo("deepaf", grbl_version, deepaf.get("FW"), proto, axes, planner_blocks, rx_bytes, tuple(lines))
+
+    def resync(self, timeout_s: float | None = None) -> None:
+        """Discard everything up to the reply of a fresh ``$I`` (after a timeout or a
+        garbled reply, when the replies in flight are unknown)."""
+        with self._lock:
+            self._identify(timeout_s or self.timeout_s)
+
+    def _prepare(self) -> None:
+        if self._needs_reset:
+            self.soft_reset()
+        elif self._needs_sync:
+            self.resync()
+        self._drain()
+
+    # --- lines --------------------------------------------------------------------------
+
+    def _await_reply(self, line: str, timeout_s: float) -> tuple[int, list[str], int | None]:
+        """Wait for the reply to the oldest line in flight (``line``)."""
+        deadline = time.monotonic() + timeout_s
+        collected: list[str] = []
+        alarm: int | None = None
+        while True:
+            got = self._read_line(deadline)
+            if got is None:
+                self._needs_sync = True
+                if alarm is not None:
+                    raise FirmwareAlarm(alarm, line)
+                raise ProtocolTimeout(line, timeout_s)
+            if got.kind in (Kind.OK, Kind.ERROR):
+                if self._pending:
+                    self._pending.popleft()
+                return (got.code if got.kind is Kind.ERROR else 0), collected, alarm
+            if got.kind in (Kind.BRACKET, Kind.MESSAGE, Kind.SETTING):
+                collected.append(got.text)
+            elif got.kind is Kind.ALARM:
+                alarm = got.code
+                deadline = min(deadline, time.monotonic() + ALARM_GRACE_S)
+            elif got.kind is Kind.BANNER:
+                self._pending.clear()
+                self._needs_sync = True
+                if alarm is not None:
+                    raise FirmwareAlarm(alarm, line)
+                raise ConnectionLost(self.url, f"the board reset while {line!r} was waiting for its reply")
+            elif got.kind is Kind.GARBLED:
+                self._needs_sync = True
+                raise _Garbled(got.text)
+
+    def command(self, line: str, *, timeout_s: float | None = None) -> Reply:
+        """Send one line and wait for its reply.
+
+        Raises ``FirmwareError`` for ``error:N``, ``FirmwareAlarm`` when an alarm came
+        during the line, ``ProtocolTimeout``, ``GarbledReply``, ``ConnectionLost``."""
+        self._check_line(line)
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        with self._lock:
+            for attempt in (1, 2):
+                self._prepare()
+                self._send(line)
+                try:
+                    code, lines, alarm = self._await_reply(line, timeout)
+                except _Garbled as garbled:
+                    self.resync()
+                    if attempt == 1 and line.replace(" ", "").upper() in QUERIES:
+                        continue
+                    raise GarbledReply(line, garbled.text) from None
+                if alarm is not None:
+                    raise FirmwareAlarm(alarm, line)
+                if code:
+                    raise FirmwareError(code, line)
+                return Reply(line, tuple(lines))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def stream(self, lines: Iterable[str], *, timeout_s: float | None = None) -> list[Reply]:
+        """Send ``lines`` with character counting and return their replies.
+
+        At the first ``error:N`` (or alarm) no further line is sent; the lines in flight
+        are answered, then the error is raised. ``timeout_s`` bounds the wait for each
+        reply (a motion line is answered when the planner has room for it)."""
+        todo = list(lines)
+        for line in todo:
+            self._check_line(line)
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        replies: list[Reply] = []
+        failure: Exception | None = None
+        with self._lock:
+            self._prepare()
+            budget = self.info.rx_buffer_bytes - 1
+            index = 0
+            while self._pending or (index < len(todo) and failure is None):
+                while index < len(todo) and failure is None:
+                    in_flight = sum(len(p) + 1 for p in self._pending)
+                    if self._pending and in_flight + len(todo[index]) + 1 > budget:
+                        break
+                    self._send(todo[index])
+                    index += 1
+                line = self._pending[0]
+                try:
+                    code, got, alarm = self._await_reply(line, timeout)
+                except _Garbled as garbled:
+                    self.resync()
+                    raise GarbledReply(line, garbled.text) from None
+                if failure is None and alarm is not None:
+                    failure = FirmwareAlarm(alarm, line)
+                elif failure is None and code:
+                    failure = FirmwareError(code, line)
+                elif failure is None:
+                    replies.append(Reply(line, tuple(got)))
+        if failure is not None:
+            raise failure
+        return replies
+
+    # --- realtime -------------------------------------------------------------------------
+
+    def status(self, *, timeout_s: float | None = None) -> StatusReport:
+        """Send ``?`` and return the status report."""
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        with self._lock:
+            self._prepare()
+            for _ in range(3):
+                self._write(b"?")
+                deadline = time.monotonic() + timeout
+                while (line := self._read_line(deadline)) is not None:
+                    if line.kind is Kind.STATUS and self.last_status is not None:
+                        return self.last_status
+                    if line.kind in (Kind.GARBLED, Kind.BANNER):
+                        break  # ask again
+                    if line.kind in (Kind.OK, Kind.ERROR):
+                        log.warning("%s: stray reply %r", self.url, line.text)
+                if line is None:
+                    raise ProtocolTimeout("?", timeout)
+            raise ProtocolTimeout("?", timeout)
+
+    def realtime(self, byte: bytes) -> None:
+        """Send a realtime byte (``!`` feed hold, ``~`` cycle start, ``b"\\x85"`` jog cancel)."""
+        if byte not in (b"!", b"~", b"\x85"):
+            raise ValueError(f"not a realtime command this method sends: {byte!r} (use soft_reset() or status())")
+        with self._lock:
+            self._write(byte)
+
+    def soft_reset(self, *, timeout_s: float | None = None) -> int | None:
+        """Ctrl-X: stop at once and discard everything queued; returns the alarm the
+        reset raised (3 when it stopped motion, 6 during homing) or None."""
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        with self._lock:
+            self._write(b"\x18")
+            self._pending.clear()
+            deadline = time.monotonic() + timeout
+            alarm: int | None = None
+            while True:
+                line = self._read_line(deadline)
+                if line is None:
+                    raise ProtocolTimeout("<soft reset>", timeout)
+                if line.kind is Kind.ALARM:
+                    alarm = line.code
+                if line.kind is Kind.BANNER:
+                    break
+            self._needs_reset = False
+            self._identify(timeout)
+            return alarm
+
+    # --- settings -------------------------------------------------------------------------
+
+    def settings(self) -> BoardSettings:
+        """Read ``$$`` into a typed structure."""
+        reply = self.command("$$")
+        try:
+            return BoardSettings.from_lines(reply.lines)
+        except MissingSettings as exc:
+            raise HandshakeError(self.url, str(exc)) from exc
+
+    def set_setting(self, number: int, value: float) -> None:
+        """``$N=V``. On a stock GRBL board the DeepAf-only settings ($140+) are refused
+        here rather than sent (protocol.md 12)."""
+        if not self.info.is_deepaf and number >= 140:
+            raise ConfigError(f"${number}", "a stock GRBL board has no such setting")
+        text = f"{value:.4f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
+        self.command(f"${number}={text}")
