@@ -1,0 +1,196 @@
+"""Objectives, camera modes, relay optics and lab protocols of the virtual microscope.
+
+Everything here is plain data: the physics (``pupil``), the specimen (``specimen``,
+``slide``) and the camera model (``render``) take these records as arguments.
+
+Sampling of the default system
+------------------------------
+The camera is the Raspberry Pi HQ camera of seed 000 (Sony IMX477, 4056 x 3040 pixels
+of 1.55 um). The high-resolution frame is the full sensor; the low-resolution frame
+(1280 x 720) is the full sensor width scaled down by 4056/1280 and cropped to 16:9, so
+its effective pixel is 4.91 um at the sensor and it sees the central 16:9 band of the
+high-resolution field. A relay lens of ``DEFAULT_RELAY`` = 1.36x between objective and
+sensor makes the 20x/0.75 low-resolution frame sample at 0.181 um in the specimen,
+the Nyquist pixel lambda/(4 NA) = 0.180 um of the green channel: the frame the
+autofocus model sees holds all the detail the objective passes (red is oversampled,
+blue slightly undersampled, as with any colour sensor). The high-resolution frame of
+the same objective then samples at 0.057 um (about 3x oversampled).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from ..errors import ConfigError
+
+#: Centre wavelengths of the R, G, B channels in micrometres (seed 000 / issue 4).
+WAVELENGTHS_UM: tuple[float, float, float] = (0.610, 0.540, 0.460)
+
+#: Pixel pitch of the Raspberry Pi HQ camera (Sony IMX477), micrometres.
+SENSOR_PIXEL_UM = 1.55
+
+#: Magnification of the relay between objective and camera (see the module docstring).
+DEFAULT_RELAY = 1.36
+
+#: Refractive index of the mounting medium (depths in the section are divided by it to
+#: give the equivalent stage defocus, paraxially).
+MOUNTANT_INDEX = 1.5
+
+#: Refractive index of cover glass, for the spherical aberration of a coverslip error.
+COVERSLIP_INDEX = 1.52
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A microscope objective: magnification, numerical aperture and immersion index."""
+
+    name: str
+    magnification: float
+    na: float
+    immersion_index: float = 1.0
+
+    def depth_of_field_um(self, wavelength_um: float = WAVELENGTHS_UM[1]) -> float:
+        """Wave-optical depth of field n lambda / NA^2 (about 1 um for 20x/0.75)."""
+        return self.immersion_index * wavelength_um / self.na**2
+
+    def nyquist_pixel_um(self, wavelength_um: float = WAVELENGTHS_UM[1]) -> float:
+        """Largest specimen pixel that samples the incoherent cut-off 2 NA / lambda."""
+        return wavelength_um / (4.0 * self.na)
+
+    def half_angle_rad(self) -> float:
+        return math.asin(self.na / self.immersion_index)
+
+    def geometric_blur_radius_um(self, dz_um: float) -> float:
+        """Radius of the geometric defocus disc, |dz| tan(asin(NA / n))."""
+        return abs(dz_um) * math.tan(self.half_angle_rad())
+
+
+OBJECTIVES: dict[str, Objective] = {
+    "4x": Objective("4x/0.10", 4.0, 0.10),
+    "10x": Objective("10x/0.25", 10.0, 0.25),
+    "20x": Objective("20x/0.75", 20.0, 0.75),
+    "40x": Objective("40x/0.65", 40.0, 0.65),
+}
+DEFAULT_OBJECTIVE = "20x"
+
+
+def get_objective(name: str | Objective) -> Objective:
+    """An objective by preset key ("20x") or full name ("20x/0.75")."""
+    if isinstance(name, Objective):
+        return name
+    key = str(name).strip().lower()
+    for k, obj in OBJECTIVES.items():
+        if key in (k, obj.name.lower()):
+            return obj
+    raise ConfigError("objective", f"unknown objective {name!r}; presets: {', '.join(OBJECTIVES)}")
+
+
+@dataclass(frozen=True)
+class CameraMode:
+    """One output mode of the camera: frame size and effective pixel pitch at the sensor."""
+
+    name: str
+    width_px: int
+    height_px: int
+    sensor_pixel_um: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.height_px, self.width_px)
+
+
+CAMERA_MODES: dict[str, CameraMode] = {
+    "low": CameraMode("low", 1280, 720, SENSOR_PIXEL_UM * 4056 / 1280),
+    "high": CameraMode("high", 4056, 3040, SENSOR_PIXEL_UM),
+}
+
+
+def get_camera_mode(name: str | CameraMode) -> CameraMode:
+    if isinstance(name, CameraMode):
+        return name
+    try:
+        return CAMERA_MODES[str(name)]
+    except KeyError:
+        raise ConfigError("mode", f"unknown camera mode {name!r}; modes: {', '.join(CAMERA_MODES)}") from None
+
+
+def specimen_pixel_um(objective: Objective, mode: CameraMode, relay: float = DEFAULT_RELAY) -> float:
+    """Size of one camera pixel in the specimen plane."""
+    return mode.sensor_pixel_um / (objective.magnification * relay)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The conditions of one lab: staining, section, mounting, illumination and camera.
+
+    Stain vectors are optical densities (base 10) per unit concentration in the R, G, B
+    channels; rows are hematoxylin, eosin and DAB (DAB only matters for real IHC images).
+    """
+
+    name: str
+    stain_od: tuple[tuple[float, float, float], ...]
+    stain_strength: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    #: Relative spectral power of the lamp in R, G, B after the camera's white balance.
+    illumination_rgb: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    #: Camera digital number of clear glass at the frame centre (brightest channel).
+    white_level_dn: float = 235.0
+    #: Photo-electrons collected by a pixel under clear glass (sets the shot noise).
+    white_electrons: float = 8000.0
+    read_noise_e: float = 3.0
+    #: Output transfer curve exponent (1 = linear).
+    gamma: float = 1.0
+    #: JPEG quality of the delivered frames; None = lossless.
+    jpeg_quality: int | None = None
+    #: Relative brightness loss at the frame corners (cos^4-like falloff).
+    vignetting: float = 0.08
+    #: Cover glass thickness error (um) -> spherical aberration (+dz and -dz differ).
+    coverslip_error_um: float = 15.0
+    #: Physical section thickness (um); depths in it become separate defocus layers.
+    section_thickness_um: float = 3.0
+    noise: bool = True
+
+    def with_(self, **changes: object) -> Protocol:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+#: Ruifrok and Johnston's H, E and DAB optical-density vectors (normalised).
+RUIFROK_HED: tuple[tuple[float, float, float], ...] = (
+    (0.650, 0.704, 0.286),
+    (0.072, 0.990, 0.105),
+    (0.268, 0.570, 0.776),
+)
+
+PROTOCOLS: dict[str, Protocol] = {
+    # The training lab: standard H&E, white-balanced LED, good exposure, lossless frames.
+    "same": Protocol(name="same", stain_od=RUIFROK_HED),
+    # Another lab: a bluer hematoxylin applied longer, a paler and more orange eosin, a
+    # halogen lamp without white balance, short exposure at high gain, JPEG frames,
+    # stronger vignetting, thicker mountant/cover glass and thicker sections.
+    "diff": Protocol(
+        name="diff",
+        stain_od=((0.550, 0.760, 0.345), (0.050, 0.900, 0.430), (0.300, 0.560, 0.760)),
+        stain_strength=(1.35, 0.70, 1.0),
+        illumination_rgb=(1.0, 0.87, 0.66),
+        white_level_dn=215.0,
+        white_electrons=2500.0,
+        read_noise_e=5.0,
+        gamma=0.85,
+        jpeg_quality=85,
+        vignetting=0.22,
+        coverslip_error_um=30.0,
+        section_thickness_um=5.0,
+    ),
+    # The `same` lab with an ideal camera: no noise, no vignetting (for tests, ground truth).
+    "clean": Protocol(name="clean", stain_od=RUIFROK_HED, noise=False, vignetting=0.0),
+}
+DEFAULT_PROTOCOL = "same"
+
+
+def get_protocol(name: str | Protocol) -> Protocol:
+    if isinstance(name, Protocol):
+        return name
+    try:
+        return PROTOCOLS[str(name)]
+    except KeyError:
+        raise ConfigError("protocol", f"unknown protocol {name!r}; presets: {', '.join(PROTOCOLS)}") from None

@@ -1,0 +1,314 @@
+"""Render what the camera sees: layered defocus in the Fourier domain, then the camera.
+
+Per frame (or focal stack) at stage pose (x, y, z):
+
+1. The slide region around (x, y), with a margin for the blur, is evaluated once and
+   split into depth layers (seed 003's layered depth-of-field model): every pixel has a
+   defocus offset ``o`` (its depth in the section divided by the mountant index, plus the
+   focal surface's variation across the field); layers sit at evenly spaced offsets no
+   more than one depth of field apart and each pixel's transmission is shared between
+   the two nearest layers (linear weights, summing to one). What is layered is the
+   absorbed fraction ``A = 1 - T``, so clear glass stays exactly clear whatever depths
+   are assigned to it, and a single layer gives exactly ``T (x) PSF``. The layer
+   spectra ``S_mc = rfft2(A_c * w_m)`` (times the pixel MTF) are cached per position.
+2. For each plane at defocus ``dz = z - focus_z(x, y)`` and each channel c:
+   ``image_c = 1 - irfft2( sum_m S_mc * OTF_c(dz + o_m) )``: every layer blurred by
+   its own defocus, summed in transmission. OTFs come from ``pupil.RadialOTF`` tables
+   (cached per quantised defocus) looked up on the frame's frequency grid.
+3. The camera: illumination colour, vignetting, photo-electrons with shot noise
+   (Gaussian approximation of Poisson) and read noise, gain to digital numbers, an
+   optional transfer curve, 8-bit quantisation and optional JPEG.
+
+Outside the tissue outline the slide is clear glass. The frame is computed with a margin
+that holds the whole blur up to ``margin_defocus_um`` (default 10 depths of field);
+further from focus the blur of the margin's edge wraps around (FFT convolution is
+circular) into the frame's border. Defocus beyond ``max_defocus_um`` (default 50 depths
+of field) is rendered with the blur of ``max_defocus_um``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import fft as sfft
+from scipy.special import ndtri
+
+from ..errors import ConfigError
+from .presets import (
+    DEFAULT_RELAY,
+    MOUNTANT_INDEX,
+    WAVELENGTHS_UM,
+    CameraMode,
+    Objective,
+    Protocol,
+    get_camera_mode,
+    get_objective,
+    get_protocol,
+    specimen_pixel_um,
+)
+from .pupil import OTFLookup, PupilModel, RadialOTF, pixel_mtf
+from .slide import VirtualSlide
+
+#: Inverse normal CDF at 65536 quantiles: 16 random bits -> one Gaussian sample.
+_GAUSS_LUT = ndtri((np.arange(65536) + 0.5) / 65536).astype(np.float32)
+
+RngLike = np.random.Generator | int | None
+
+
+def gaussian_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normal float32 samples (65536-level inverse-CDF table; 3x faster than
+    ``standard_normal`` and indistinguishable after 8-bit quantisation)."""
+    return _GAUSS_LUT[rng.integers(0, 65536, size=shape, dtype=np.uint16)]
+
+
+class _Spectra:
+    """Cached layer spectra of one region: (M, 3, 2, Hf, Wf) float32 (real and imaginary
+    planes) and the layers' defocus offsets."""
+
+    def __init__(self, spectra: np.ndarray, offsets: np.ndarray, tissue_fraction: float) -> None:
+        self.spectra = spectra
+        self.offsets = offsets
+        self.tissue_fraction = tissue_fraction
+        self.nbytes = spectra.nbytes
+
+
+class Renderer:
+    """Renders frames and focal stacks of a ``VirtualSlide`` for one optical setup.
+
+    ``shape`` defaults to the camera mode's frame; a smaller shape renders the centre
+    crop of that frame (vignetting follows the full frame). ``margin_defocus_um``
+    (default 10 depths of field) sets the blur margin, ``max_defocus_um`` (default 50)
+    the range of the OTF tables.
+    """
+
+    def __init__(
+        self,
+        objective: str | Objective = "20x",
+        mode: str | CameraMode = "low",
+        protocol: str | Protocol = "same",
+        relay: float = DEFAULT_RELAY,
+        shape: tuple[int, int] | None = None,
+        margin_defocus_um: float | None = None,
+        max_defocus_um: float | None = None,
+        workers: int | None = None,
+        cache_mb: float = 512.0,
+        max_layers: int = 6,
+    ) -> None:
+        self.objective = get_objective(objective)
+        self.mode = get_camera_mode(mode)
+        self.protocol = get_protocol(protocol)
+        if relay <= 0:
+            raise ConfigError("relay", f"must be > 0, got {relay}")
+        self.relay = float(relay)
+        self.pixel_um = specimen_pixel_um(self.objective, self.mode, self.relay)
+        self.shape = tuple(shape) if shape is not None else self.mode.shape
+        if len(self.shape) != 2 or min(self.shape) < 8:
+            raise ConfigError("shape", f"frame shape must be (H, W) with H, W >= 8, got {shape}")
+        dof = self.objective.depth_of_field_um()
+        self.depth_of_field_um = dof
+        self.margin_defocus_um = float(margin_defocus_um) if margin_defocus_um is not None else 10.0 * dof
+        self.max_defocus_um = float(max_defocus_um) if max_defocus_um is not None else 50.0 * dof
+        if self.max_defocus_um < self.margin_defocus_um:
+            raise ConfigError("max_defocus_um", f"{self.max_defocus_um} is below the margin defocus {self.margin_defocus_um}")
+        self.layer_spacing_um = 1.2 * dof
+        self.max_layers = int(max_layers)
+        self.workers = workers if workers is not None else -1
+        self.cache_bytes = int(cache_mb * 2**20)
+
+        # Layer offsets reach half the section (in stage units) plus the focal surface's
+        # small variation across the field.
+        half_section = 0.5 * self.protocol.section_thickness_um / MOUNTANT_INDEX
+        airy = WAVELENGTHS_UM[0] / self.objective.na
+        margin_um = self.objective.geometric_blur_radius_um(self.margin_defocus_um + half_section) + airy
+        self.margin_px = int(math.ceil(margin_um / self.pixel_um))
+        h, w = self.shape
+        self.padded = (
+            sfft.next_fast_len(h + 2 * self.margin_px, real=True),
+            sfft.next_fast_len(w + 2 * self.margin_px, real=True),
+        )
+        self._crop = (
+            slice((self.padded[0] - h) // 2, (self.padded[0] - h) // 2 + h),
+            slice((self.padded[1] - w) // 2, (self.padded[1] - w) // 2 + w),
+        )
+        quantum = dof / 100.0
+        reach = self.max_defocus_um + half_section + dof
+        self.otfs = [
+            RadialOTF(PupilModel.of(self.objective, lam, self.protocol.coverslip_error_um), reach, quantum)
+            for lam in WAVELENGTHS_UM
+        ]
+        self._lookup: list[OTFLookup] | None = None
+        self._pixel_mtf: np.ndarray | None = None
+        self._gain: np.ndarray | None = None
+        self._cache: OrderedDict[tuple[object, ...], _Spectra] = OrderedDict()
+        self._cached_bytes = 0
+
+    # --- geometry -------------------------------------------------------------------------
+
+    def field_of_view_um(self) -> tuple[float, float]:
+        """(height, width) of the rendered frame in the specimen, micrometres."""
+        return (self.shape[0] * self.pixel_um, self.shape[1] * self.pixel_um)
+
+    def _grids(self) -> tuple[list[OTFLookup], np.ndarray]:
+        if self._lookup is None or self._pixel_mtf is None:
+            self._lookup = [OTFLookup(self.padded, self.pixel_um, o.df, o.length) for o in self.otfs]
+            self._pixel_mtf = pixel_mtf(self.padded)
+        return self._lookup, self._pixel_mtf
+
+    # --- specimen spectra -------------------------------------------------------------------
+
+    def _layers(self, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Layer offsets and per-pixel weights (hat functions, summing to one)."""
+        lo, hi = float(offset.min()), float(offset.max())
+        m = min(self.max_layers, max(1, int(math.ceil((hi - lo) / self.layer_spacing_um)) + 1))
+        if m == 1:
+            return np.array([0.5 * (lo + hi)]), None
+        depths = np.linspace(lo, hi, m)
+        t = (offset - np.float32(lo)) * np.float32((m - 1) / (hi - lo))
+        weights = np.empty((m,) + offset.shape, dtype=np.float32)
+        for j in range(m):
+            np.subtract(t, np.float32(j), out=weights[j])
+            np.abs(weights[j], out=weights[j])
+            np.subtract(1.0, weights[j], out=weights[j])
+            np.maximum(weights[j], 0.0, out=weights[j])
+        return depths, weights
+
+    def spectra(self, slide: VirtualSlide, x_um: float, y_um: float) -> _Spectra:
+        """Layer spectra of the region around (x, y) (cached, least recently used first out)."""
+        key = (slide.key, round(float(x_um), 4), round(float(y_um), 4))
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        region = slide.region(x_um, y_um, self.padded, self.pixel_um, self.protocol)
+        depths, weights = self._layers(region.offset_um)
+        absorb = 1.0 - np.moveaxis(region.transmission, -1, 0)  # (3, H, W)
+        layers = absorb[None] if weights is None else weights[:, None] * absorb[None]
+        spec = sfft.rfft2(layers, workers=self.workers)
+        spec *= self._grids()[1]
+        # Planar real and imaginary parts: real x real products are cheaper than complex x real.
+        planar = np.stack([spec.real, spec.imag], axis=2).astype(np.float32)  # (M, 3, 2, Hf, Wf)
+        entry = _Spectra(planar, depths, float(region.tissue[self._crop].mean()))
+        self._cache[key] = entry
+        self._cached_bytes += entry.nbytes
+        while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._cached_bytes -= old.nbytes
+        return entry
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+        self._cached_bytes = 0
+
+    # --- optics -----------------------------------------------------------------------------
+
+    def optical_stack(self, slide: VirtualSlide, x_um: float, y_um: float, z_um: Sequence[float]) -> np.ndarray:
+        """Blurred transmission (Z, 3, H, W) float32 at stage z values; no camera, no noise."""
+        entry = self.spectra(slide, x_um, y_um)
+        focus = float(slide.focus_z_um(x_um, y_um))
+        dzs = [float(z) - focus for z in z_um]
+        lookup, _ = self._grids()
+        m = entry.spectra.shape[0]
+        hf, wf = entry.spectra.shape[-2:]
+        h, w = self.shape
+        out = np.empty((len(dzs), 3, h, w), dtype=np.float32)
+        per_plane = 3 * hf * wf * 8
+        batch = max(1, min(len(dzs), (96 * 2**20) // per_plane))
+        acc = np.empty((batch, 3, hf, wf), dtype=np.complex64)
+        otf = np.empty((hf, wf), dtype=np.float32)
+        tmp = np.empty((hf, wf), dtype=np.float32)
+        for start in range(0, len(dzs), batch):
+            chunk = dzs[start : start + batch]
+            for k, dz in enumerate(chunk):
+                for c in range(3):
+                    re, im = acc[k, c].real, acc[k, c].imag
+                    for j in range(m):
+                        lookup[c](self.otfs[c].table(dz + float(entry.offsets[j])), out=otf)
+                        s_re, s_im = entry.spectra[j, c, 0], entry.spectra[j, c, 1]
+                        if j == 0:
+                            np.multiply(s_re, otf, out=re)
+                            np.multiply(s_im, otf, out=im)
+                        else:
+                            np.multiply(s_re, otf, out=tmp)
+                            re += tmp
+                            np.multiply(s_im, otf, out=tmp)
+                            im += tmp
+            img = sfft.irfft2(acc[: len(chunk)], s=self.padded, workers=self.workers)
+            np.subtract(1.0, img[..., self._crop[0], self._crop[1]], out=out[start : start + len(chunk)])
+        return out
+
+    # --- camera -----------------------------------------------------------------------------
+
+    def _gain_map(self) -> np.ndarray:
+        """(3, H, W) illumination colour x vignetting of the (centre crop of the) frame."""
+        if self._gain is None:
+            h, w = self.shape
+            fh, fw = self.mode.shape
+            yy = (np.arange(h) - (h - 1) / 2.0)[:, None]
+            xx = (np.arange(w) - (w - 1) / 2.0)[None, :]
+            r2 = (xx**2 + yy**2) / ((fw / 2.0) ** 2 + (fh / 2.0) ** 2)
+            v = min(max(self.protocol.vignetting, 0.0), 0.95)
+            k = (1.0 - v) ** -0.5 - 1.0
+            vign = 1.0 / (1.0 + k * r2) ** 2
+            illum = np.asarray(self.protocol.illumination_rgb, dtype=np.float64)
+            illum = illum / illum.max()
+            self._gain = (illum[:, None, None] * vign[None]).astype(np.float32)
+        return self._gain
+
+    def camera(self, optical: np.ndarray, rng: RngLike = None) -> np.ndarray:
+        """Turn blurred transmission (Z, 3, H, W) into camera frames (Z, H, W, 3) uint8.
+
+        ``optical`` is used as scratch space (overwritten).
+        """
+        p = self.protocol
+        gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        sig = optical
+        if p.noise:
+            # Photo-electrons: Gaussian approximation of Poisson shot noise plus read noise.
+            sig *= self._gain_map() * np.float32(p.white_electrons)
+            np.maximum(sig, 0.0, out=sig)
+            sigma = sig + np.float32(p.read_noise_e**2)
+            np.sqrt(sigma, out=sigma)
+            sigma *= gaussian_noise(gen, sig.shape)
+            sig += sigma
+            scale = p.white_level_dn / p.white_electrons
+        else:
+            sig *= self._gain_map()
+            scale = p.white_level_dn
+        if p.gamma != 1.0:
+            sig *= np.float32(1.0 / p.white_electrons if p.noise else 1.0)
+            np.maximum(sig, 0.0, out=sig)
+            np.power(sig, np.float32(p.gamma), out=sig)
+            scale = p.white_level_dn
+        sig *= np.float32(scale)
+        sig += np.float32(0.5)
+        np.clip(sig, 0.0, 255.0, out=sig)
+        frames = np.empty((sig.shape[0], sig.shape[2], sig.shape[3], 3), dtype=np.uint8)
+        for c in range(3):
+            frames[..., c] = sig[:, c]
+        if p.jpeg_quality is not None:
+            frames = np.stack([_jpeg(f, p.jpeg_quality) for f in frames])
+        return frames
+
+    # --- public -----------------------------------------------------------------------------
+
+    def render_stack(
+        self, slide: VirtualSlide, x_um: float, y_um: float, z_um: Sequence[float], rng: RngLike = None
+    ) -> np.ndarray:
+        """Frames (Z, H, W, 3) uint8 at stage (x, y) and each z of ``z_um``."""
+        return self.camera(self.optical_stack(slide, x_um, y_um, z_um), rng)
+
+    def render(self, slide: VirtualSlide, x_um: float, y_um: float, z_um: float, rng: RngLike = None) -> np.ndarray:
+        """One frame (H, W, 3) uint8 at stage pose (x, y, z)."""
+        return self.render_stack(slide, x_um, y_um, [z_um], rng)[0]
+
+
+def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:  # pragma: no cover - OpenCV always encodes uint8 RGB
+        raise RuntimeError("JPEG encoding failed")
+    return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
