@@ -1,0 +1,552 @@
+/*
+ * deepaf-sim - the DeepAf firmware running in simavr, wired to a model of the
+ * CNC Shield: three STEP/DIR drivers, their enable pin, three limit switches, and
+ * UART0 bridged to a pseudo-terminal.
+ *
+ *   deepaf-sim [--limit AXIS=STEP[:+|-] ...] [--speed realtime|fast] FIRMWARE.elf
+ *
+ * The first stdout line is "PTY <path>". Opening that pty resets the AVR, as the
+ * Uno's DTR auto-reset does. Commands on stdin, one reply line each:
+ *   pos                      -> POS <x> <y> <z> <cycle>   true motor steps, AVR cycle
+ *   limit <axis> <step> [+|-]-> OK    switch closed while steps >= step (+) / <= step (-)
+ *   limit <axis> off         -> OK    no switch
+ *   drivers                  -> DRIVERS <enabled> <ignored x> <ignored y> <ignored z>
+ *   reset                    -> OK    power-on reset (EEPROM kept)
+ *   eeprom erase             -> OK    all 0xFF, as a new chip
+ *   eeprom write <addr> <v>  -> OK
+ *   eeprom read <addr>       -> EEPROM <v>
+ *   quit                     -> exits
+ * Errors answer "ERR <text>". Diagnostics go to stderr.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "avr_eeprom.h"
+#include "avr_extint.h"
+#include "avr_ioport.h"
+#include "avr_uart.h"
+#include "sim_avr.h"
+#include "sim_elf.h"
+
+#define F_CPU 16000000UL
+/* ATmega328P data-space addresses (I/O address + 0x20). */
+#define ADDR_PINB 0x23
+#define ADDR_DDRB 0x24
+#define ADDR_PORTB 0x25
+#define ADDR_PORTD 0x2B
+#define ADDR_UCSR0B 0xC1
+#define RXEN0_BIT 4
+#define STEP_PIN0 2 /* PD2..PD4 */
+#define DIR_PIN0 5  /* PD5..PD7 */
+#define EN_PIN 0    /* PB0, low = enabled */
+static const int limit_pin[3] = {1, 2, 4}; /* PB1, PB2, PB4 */
+
+/* Simulated time between two looks at the pty and stdin. */
+#define CHUNK_CYCLES (F_CPU / 1000)
+/* After the pty is opened the AVR is held in reset this long (wall clock), like the
+ * Uno's bootloader wait: the host's open() has flushed its input by then, so the
+ * banner reaches it. */
+#define BOOT_HOLD_MS 30
+
+static avr_t *avr;
+static FILE *out; /* protocol stdout; stray library output goes to stderr */
+static int fast;
+
+static struct {
+	int64_t motor[3];
+	int64_t ignored[3]; /* STEP edges while the drivers were disabled */
+	int64_t sw_step[3];
+	char sw_side[3];    /* '+', '-', or 0: no switch */
+	int sw_closed[3];
+} model;
+static avr_irq_t *limit_irq[3];
+
+/* UART bridge. */
+static avr_irq_t *uart_in_irq;
+static int uart_xoff;
+#define QSIZE 65536
+static uint8_t in_q[QSIZE], out_q[QSIZE];
+static size_t in_head, in_tail, out_head, out_tail;
+static int master_fd = -1;
+static int slave_open;
+static char slave_path[256];
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "deepaf-sim: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	exit(2);
+}
+
+static uint64_t wall_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* --- limit switches ------------------------------------------------------------ */
+
+static int switch_closed(int axis)
+{
+	if (model.sw_side[axis] == '+')
+		return model.motor[axis] >= model.sw_step[axis];
+	if (model.sw_side[axis] == '-')
+		return model.motor[axis] <= model.sw_step[axis];
+	return 0;
+}
+
+/* Drives the switch pins: closed = pulled to ground, open = high. The external
+ * state keeps the ioport's pull-up model from overriding them, and the pin IRQ
+ * updates PINB (and raises the pin change interrupt) now. */
+static void apply_switches(int force)
+{
+	avr_ioport_external_t ext = {.name = 'B', .mask = 0, .value = 0};
+	for (int a = 0; a < 3; a++) {
+		ext.mask |= 1u << limit_pin[a];
+		if (!model.sw_closed[a])
+			ext.value |= 1u << limit_pin[a];
+	}
+	avr_ioctl(avr, AVR_IOCTL_IOPORT_SET_EXTERNAL('B'), &ext);
+	for (int a = 0; a < 3; a++) {
+		uint32_t v = model.sw_closed[a] ? 0 : 1;
+		if (force)
+			limit_irq[a]->value = !v; /* the IRQ caches values across avr_reset */
+		avr_raise_irq(limit_irq[a], v);
+	}
+}
+
+static void update_switch(int axis)
+{
+	int closed = switch_closed(axis);
+	if (closed != model.sw_closed[axis]) {
+		model.sw_closed[axis] = closed;
+		apply_switches(0);
+	}
+}
+
+/* --- stepper drivers ------------------------------------------------------------ */
+
+static int drivers_enabled(void)
+{
+	return (avr->data[ADDR_DDRB] & (1u << EN_PIN)) && !(avr->data[ADDR_PORTB] & (1u << EN_PIN));
+}
+
+/* Every STEP rising edge moves the motor one step in the direction of its DIR pin
+ * (high = negative), unless the drivers are disabled. */
+static void step_hook(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+	(void)irq;
+	int axis = (int)(intptr_t)param;
+	if (!value)
+		return;
+	if (!drivers_enabled()) {
+		model.ignored[axis]++;
+		return;
+	}
+	if (avr->data[ADDR_PORTD] & (1u << (DIR_PIN0 + axis)))
+		model.motor[axis]--;
+	else
+		model.motor[axis]++;
+	update_switch(axis);
+}
+
+/* --- UART bridge ----------------------------------------------------------------- */
+
+static void uart_out_hook(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+	(void)irq;
+	(void)param;
+	if (!slave_open)
+		return; /* nobody listens: a real UART's bytes are lost too */
+	size_t next = (out_head + 1) % QSIZE;
+	if (next != out_tail) {
+		out_q[out_head] = (uint8_t)value;
+		out_head = next;
+	}
+}
+
+static void uart_xon_hook(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+	(void)irq;
+	(void)value;
+	(void)param;
+	uart_xoff = 0;
+}
+
+static void uart_xoff_hook(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+	(void)irq;
+	(void)param;
+	uart_xoff = value != 0;
+}
+
+/* Hands queued host bytes to the UART while its receive FIFO has room. The UART
+ * itself delivers them to the firmware at the baud rate. */
+static void feed_uart(void)
+{
+	if (!(avr->data[ADDR_UCSR0B] & (1u << RXEN0_BIT)))
+		return;
+	while (!uart_xoff && in_tail != in_head) {
+		uint8_t b = in_q[in_tail];
+		in_tail = (in_tail + 1) % QSIZE;
+		avr_raise_irq(uart_in_irq, b);
+	}
+}
+
+/* --- board ----------------------------------------------------------------------- */
+
+static void board_reset(void)
+{
+	avr_reset(avr);
+	/* Level-triggered INT0/INT1 polling on PD2/PD3 (the X/Y STEP pins) slows the
+	 * simulation about six times and is not used: off. */
+	avr_extint_set_strict_lvl_trig(avr, 0, 0);
+	avr_extint_set_strict_lvl_trig(avr, 1, 0);
+	uint32_t flags = 0; /* no stdio echo, no usleep in UART polling */
+	avr_ioctl(avr, AVR_IOCTL_UART_SET_FLAGS('0'), &flags);
+	for (int a = 0; a < 3; a++)
+		model.sw_closed[a] = switch_closed(a);
+	apply_switches(1);
+	uart_xoff = 0;
+	in_head = in_tail = 0;
+	out_head = out_tail = 0;
+}
+
+static uint8_t *eeprom_bytes(void)
+{
+	avr_eeprom_desc_t d = {.ee = NULL, .offset = 0, .size = 0};
+	avr_ioctl(avr, AVR_IOCTL_EEPROM_GET, &d);
+	return d.ee;
+}
+
+static void fast_sleep(avr_t *a, avr_cycle_count_t how_long)
+{
+	(void)a;
+	(void)how_long; /* pacing is done by the main loop */
+}
+
+/* --- pty --------------------------------------------------------------------------- */
+
+static void open_pty(void)
+{
+	int slave;
+	struct termios tio;
+	if (openpty(&master_fd, &slave, slave_path, NULL, NULL) < 0)
+		die("openpty: %s", strerror(errno));
+	/* Raw, so the line discipline neither echoes nor translates CR/LF. */
+	tcgetattr(slave, &tio);
+	cfmakeraw(&tio);
+	tcsetattr(slave, TCSANOW, &tio);
+	close(slave); /* from now on, POLLHUP on the master means: nobody has it open */
+	fcntl(master_fd, F_SETFL, fcntl(master_fd, F_GETFL) | O_NONBLOCK);
+}
+
+static void pump_pty_output(void)
+{
+	while (out_tail != out_head) {
+		size_t end = out_head > out_tail ? out_head : QSIZE;
+		ssize_t n = write(master_fd, out_q + out_tail, end - out_tail);
+		if (n <= 0)
+			break;
+		out_tail = (out_tail + (size_t)n) % QSIZE;
+	}
+}
+
+static void read_pty_input(void)
+{
+	for (;;) {
+		size_t room;
+		if (in_head >= in_tail)
+			room = QSIZE - in_head - (in_tail == 0 ? 1 : 0);
+		else
+			room = in_tail - in_head - 1;
+		if (!room)
+			return;
+		ssize_t n = read(master_fd, in_q + in_head, room);
+		if (n <= 0)
+			return;
+		in_head = (in_head + (size_t)n) % QSIZE;
+	}
+}
+
+/* --- stdin commands -------------------------------------------------------------- */
+
+static int parse_axis(const char *s)
+{
+	if (!s || !s[0] || s[1])
+		return -1;
+	switch (s[0]) {
+	case 'x': case 'X': return 0;
+	case 'y': case 'Y': return 1;
+	case 'z': case 'Z': return 2;
+	default: return -1;
+	}
+}
+
+static void reply(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(out, fmt, ap);
+	va_end(ap);
+	fputc('\n', out);
+	fflush(out);
+}
+
+static void command(char *line)
+{
+	char *argv[5] = {0};
+	int argc = 0;
+	for (char *tok = strtok(line, " \t\r"); tok && argc < 5; tok = strtok(NULL, " \t\r"))
+		argv[argc++] = tok;
+	if (!argc)
+		return;
+	if (!strcmp(argv[0], "pos")) {
+		reply("POS %" PRId64 " %" PRId64 " %" PRId64 " %" PRIu64, model.motor[0], model.motor[1],
+		      model.motor[2], (uint64_t)avr->cycle);
+	} else if (!strcmp(argv[0], "limit")) {
+		int axis = parse_axis(argv[1]);
+		if (axis < 0 || !argv[2]) {
+			reply("ERR usage: limit <x|y|z> <step> [+|-] | limit <axis> off");
+			return;
+		}
+		if (!strcmp(argv[2], "off")) {
+			model.sw_side[axis] = 0;
+		} else {
+			char *end;
+			long long step = strtoll(argv[2], &end, 10);
+			char side = argv[3] ? argv[3][0] : '+';
+			if (*end || (side != '+' && side != '-') || (argv[3] && argv[3][1])) {
+				reply("ERR usage: limit <x|y|z> <step> [+|-]");
+				return;
+			}
+			model.sw_step[axis] = step;
+			model.sw_side[axis] = side;
+		}
+		update_switch(axis);
+		reply("OK");
+	} else if (!strcmp(argv[0], "drivers")) {
+		reply("DRIVERS %d %" PRId64 " %" PRId64 " %" PRId64, drivers_enabled(), model.ignored[0],
+		      model.ignored[1], model.ignored[2]);
+	} else if (!strcmp(argv[0], "reset")) {
+		board_reset();
+		reply("OK");
+	} else if (!strcmp(argv[0], "eeprom") && argv[1]) {
+		uint8_t *ee = eeprom_bytes();
+		if (!ee) {
+			reply("ERR no eeprom");
+		} else if (!strcmp(argv[1], "erase")) {
+			memset(ee, 0xFF, 1024);
+			reply("OK");
+		} else if (!strcmp(argv[1], "write") && argv[2] && argv[3]) {
+			long addr = strtol(argv[2], NULL, 0), v = strtol(argv[3], NULL, 0);
+			if (addr < 0 || addr > 1023 || v < 0 || v > 255) {
+				reply("ERR address 0..1023, value 0..255");
+				return;
+			}
+			ee[addr] = (uint8_t)v;
+			reply("OK");
+		} else if (!strcmp(argv[1], "read") && argv[2]) {
+			long addr = strtol(argv[2], NULL, 0);
+			if (addr < 0 || addr > 1023) {
+				reply("ERR address 0..1023");
+				return;
+			}
+			reply("EEPROM %d", ee[addr]);
+		} else {
+			reply("ERR usage: eeprom erase | eeprom write <addr> <v> | eeprom read <addr>");
+		}
+	} else if (!strcmp(argv[0], "quit")) {
+		exit(0);
+	} else {
+		reply("ERR unknown command: %s", argv[0]);
+	}
+}
+
+static void read_stdin(void)
+{
+	static char buf[512];
+	static size_t len;
+	ssize_t n = read(0, buf + len, sizeof(buf) - 1 - len);
+	if (n == 0)
+		exit(0); /* our parent went away */
+	if (n < 0)
+		return;
+	len += (size_t)n;
+	char *start = buf, *nl;
+	while ((nl = memchr(start, '\n', len - (size_t)(start - buf)))) {
+		*nl = 0;
+		command(start);
+		start = nl + 1;
+	}
+	len -= (size_t)(start - buf);
+	memmove(buf, start, len);
+	if (len == sizeof(buf) - 1)
+		len = 0; /* an absurdly long line: drop it */
+}
+
+/* --- main ------------------------------------------------------------------------- */
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: deepaf-sim [--limit AXIS=STEP[:+|-] ...] [--speed realtime|fast] FIRMWARE.elf\n");
+	exit(2);
+}
+
+static void quiet_logger(avr_t *a, const int level, const char *fmt, va_list ap)
+{
+	if (!a || level <= LOG_ERROR)
+		vfprintf(stderr, fmt, ap);
+}
+
+int main(int argc, char **argv)
+{
+	const char *elf = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
+			char *spec = argv[++i];
+			int axis = (spec[0] && spec[1] == '=') ? parse_axis((char[]){spec[0], 0}) : -1;
+			if (axis < 0)
+				usage();
+			char *end;
+			model.sw_step[axis] = strtoll(spec + 2, &end, 10);
+			model.sw_side[axis] = '+';
+			if (*end == ':' && (end[1] == '+' || end[1] == '-') && !end[2])
+				model.sw_side[axis] = end[1];
+			else if (*end)
+				usage();
+		} else if (!strcmp(argv[i], "--speed") && i + 1 < argc) {
+			const char *s = argv[++i];
+			if (!strcmp(s, "fast"))
+				fast = 1;
+			else if (!strcmp(s, "realtime"))
+				fast = 0;
+			else
+				usage();
+		} else if (argv[i][0] == '-' || elf) {
+			usage();
+		} else {
+			elf = argv[i];
+		}
+	}
+	if (!elf)
+		usage();
+
+	/* Our protocol owns stdout; anything else that prints goes to stderr. */
+	int out_fd = dup(1);
+	dup2(2, 1);
+	out = fdopen(out_fd, "w");
+	signal(SIGPIPE, SIG_IGN);
+	avr_global_logger_set(quiet_logger);
+
+	elf_firmware_t fw;
+	memset(&fw, 0, sizeof(fw));
+	if (elf_read_firmware(elf, &fw) != 0)
+		die("cannot read %s", elf);
+	/* The ELF carries no AVR_MCU() section: the board is fixed. */
+	strcpy(fw.mmcu, "atmega328p");
+	fw.frequency = F_CPU;
+	avr = avr_make_mcu_by_name(fw.mmcu);
+	if (!avr)
+		die("simavr has no atmega328p");
+	avr_init(avr);
+	avr_load_firmware(avr, &fw);
+	avr->frequency = F_CPU;
+	avr->sleep = fast_sleep;
+	avr->log = LOG_ERROR;
+
+	for (int a = 0; a < 3; a++) {
+		avr_irq_t *irq = avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ('D'), STEP_PIN0 + a);
+		avr_irq_register_notify(irq, step_hook, (void *)(intptr_t)a);
+		limit_irq[a] = avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ('B'), limit_pin[a]);
+	}
+	uart_in_irq = avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_INPUT);
+	avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUTPUT), uart_out_hook, NULL);
+	avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUT_XON), uart_xon_hook, NULL);
+	avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUT_XOFF), uart_xoff_hook, NULL);
+
+	open_pty();
+	fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+	fprintf(out, "PTY %s\n", slave_path);
+	fflush(out);
+
+	board_reset();
+	uint64_t wall0 = wall_us();
+	avr_cycle_count_t cycle0 = avr->cycle;
+	uint64_t last_hup_check = 0;
+
+	for (;;) {
+		avr_cycle_count_t until = avr->cycle + CHUNK_CYCLES;
+		while (avr->cycle < until) {
+			int state = avr_run(avr);
+			if (state == cpu_Done || state == cpu_Crashed)
+				die("the AVR %s at cycle %" PRIu64 ", pc 0x%04x", state == cpu_Done ? "stopped" : "crashed",
+				    (uint64_t)avr->cycle, avr->pc);
+		}
+		feed_uart();
+
+		/* Wait for the wall clock in realtime mode; just look around in fast mode. */
+		int timeout = 0;
+		if (!fast) {
+			uint64_t sim_us = (avr->cycle - cycle0) / (F_CPU / 1000000u);
+			uint64_t now = wall_us() - wall0;
+			if (sim_us > now + 1000)
+				timeout = (int)((sim_us - now) / 1000);
+			else if (now > sim_us + 100000) { /* far behind: do not race to catch up */
+				wall0 = wall_us();
+				cycle0 = avr->cycle;
+			}
+		}
+		uint64_t now_us = wall_us();
+		int watch_master = slave_open || now_us - last_hup_check > 2000;
+		struct pollfd fds[2] = {{.fd = 0, .events = POLLIN}, {.fd = master_fd, .events = POLLIN}};
+		if (watch_master && out_tail != out_head)
+			fds[1].events |= POLLOUT;
+		int n = poll(fds, watch_master ? 2 : 1, timeout);
+		if (n < 0 && errno != EINTR)
+			die("poll: %s", strerror(errno));
+		if (fds[0].revents & (POLLIN | POLLHUP))
+			read_stdin();
+		if (watch_master) {
+			last_hup_check = now_us;
+			int hup = (fds[1].revents & POLLHUP) != 0;
+			if (slave_open && hup) {
+				slave_open = 0;
+				out_head = out_tail = 0;
+			} else if (!slave_open && !hup) {
+				/* Somebody opened the pty: DTR pulse, reset, bootloader wait. */
+				slave_open = 1;
+				board_reset();
+				tcflush(master_fd, TCIOFLUSH);
+				usleep(BOOT_HOLD_MS * 1000);
+				if (!fast) {
+					wall0 = wall_us();
+					cycle0 = avr->cycle;
+				}
+			}
+			if (slave_open) {
+				if (fds[1].revents & POLLIN)
+					read_pty_input();
+				pump_pty_output();
+			}
+		}
+	}
+}
