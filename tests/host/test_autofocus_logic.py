@@ -62,7 +62,7 @@ def test_strategies_find_focus_and_keep_the_books(strategy: Strategy) -> None:
     assert stage.position().z_um == pytest.approx(result.z_um)
     assert result.frames == cam.grabs  # no context frame given: every frame was grabbed
     assert result.seconds == pytest.approx(stage.t)  # the context's clock
-    assert result.measure == "vollath4"
+    assert result.measure == "laplacian"
     d = result.to_dict()
     assert d["correction_um"] == pytest.approx(result.z_um + 4000.0)
     assert len(d["details"]["z_um"]) == len(d["details"]["scores"]) == result.frames
@@ -79,7 +79,7 @@ def test_stack_reuses_the_frame_taken_at_the_start() -> None:
 
 
 def test_a_peak_beyond_the_range_fails_and_leaves_the_stage_at_the_start() -> None:
-    stage, cam, ctx = scope(focus=-4015.0)  # 15 um away, stack covers +-10
+    stage, cam, ctx = scope(focus=-4007.5)  # 7.5 um away, the stack covers +-6
     result = StackAutofocus().run(stage, cam, -4000.0, ctx)
     assert not result.ok and "lower end" in result.reason
     assert result.z_um == -4000.0 and stage.position().z_um == -4000.0
@@ -150,8 +150,11 @@ def test_single_shot_falls_back_when_the_patches_disagree() -> None:
     assert not no_fb.ok and no_fb.reason.startswith("patch predictions disagree")
 
 
-def test_single_shot_without_a_runtime_is_a_clear_error() -> None:
+def test_single_shot_without_a_runtime_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deepaf_host.autofocus import single_shot
+
     register_predictor_loader(None)
+    monkeypatch.setattr(single_shot, "RUNTIME_MODULE", "deepaf_host.no_such_runtime")
     with pytest.raises(AutofocusError, match="no single-shot model runtime"):
         make_strategy("single-shot")
 

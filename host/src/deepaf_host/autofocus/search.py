@@ -2,9 +2,9 @@
 
 OughtaFocus (used by seed 002 for its ~40 s/mm^2 reference) runs Brent's method on a
 focus measure over ``SearchRange`` around the current z to a ``tolerance``; seed 002
-used a 10 um range and 0.1 um tolerance at 20x/0.75. The defaults here are a 20 um
-range (+-10 um, the range of defocus the single-shot model is trained on) and 0.2 um,
-well inside the depth of field (about 1 um at 20x/0.75).
+used a 10 um range and 0.1 um tolerance at 20x/0.75. The defaults here are a 12 um
+range (+-6 um around the neighbouring tile's focus) and 0.2 um, well inside the depth
+of field (about 1 um at 20x/0.75).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .stack import check_contrast
 class SearchAutofocus:
     """Brent's bounded minimisation of ``-measure(z)`` over ``start +- range_um / 2``."""
 
-    range_um: float = 20.0
+    range_um: float = 12.0
     tolerance_um: float = 0.2
     max_frames: int = 40
     measure: str = DEFAULT_MEASURE

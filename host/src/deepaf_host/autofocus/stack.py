@@ -20,8 +20,8 @@ class StackAutofocus:
     a three-point fit. Fails (stage back at the start) when the sharpest plane is at an
     end of the stack or the curve is flat (``min_contrast``: (max - min) / |max|)."""
 
-    planes: int = 11
-    step_um: float = 2.0
+    planes: int = 13
+    step_um: float = 1.0
     measure: str = DEFAULT_MEASURE
     settle_s: float = 0.0
     min_contrast: float = 0.02

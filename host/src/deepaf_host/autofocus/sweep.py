@@ -2,9 +2,14 @@
 
 As OpenFlexure's fast autofocus: go to the bottom of the range, start ONE slow move to
 the top, and grab frames as fast as the camera gives them while the stage moves; each
-frame is stamped with the mean of the z the board reports just before and just after
-the grab (the status report's MPos comes from the step counters, so it is where the
-motor really is). The sharpest region of the sweep is refined by a least-squares
+frame is stamped with the z the board reports (the status report's MPos comes from the
+step counters, so it is where the motor really is), read just before and just after
+the grab and interpolated in time to the middle of the frame's exposure. When the
+camera tells when that is (an attribute ``frame_delay_s``: seconds from the grab call
+to the middle of the exposure of the frame it returns; half the exposure for a
+triggered camera, negative for a free-running stream that hands out a frame exposed
+before the call), the stamp uses it; otherwise the middle of the grab. At the sweep's
+speed an error of 10 ms in that delay is 0.15 um of focus. The sharpest region of the sweep is refined by a least-squares
 parabola, then the stage goes to that z with the stage's backlash-free approach
 (a sweep upwards takes the same direction as the final approach, so the backlash is
 already taken up along the sweep).
@@ -74,12 +79,16 @@ class SweepAutofocus:
             speed = min(self.max_speed_um_s, self.spacing_um / frame_s)
             sweep_stage.start_move_z(hi, speed)
             p._at_z = None  # moving: the context's frame is no longer ours
+            delay_s = getattr(camera, "frame_delay_s", None)
             while True:
                 idle_before = sweep_stage.is_idle()
-                za = float(stage.position().z_um)
+                za, ta = float(stage.position().z_um), context.clock()
                 frame = p.frame()
-                zb = float(stage.position().z_um)
-                p.z_samples.append((za + zb) / 2)
+                zb, tb = float(stage.position().z_um), context.clock()
+                if delay_s is None or tb <= ta:
+                    p.z_samples.append((za + zb) / 2)
+                else:
+                    p.z_samples.append(za + (zb - za) * float(delay_s) / (tb - ta))
                 p.scores.append(p.score(frame))
                 if idle_before:
                     break
