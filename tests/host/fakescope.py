@@ -26,6 +26,11 @@ class Pos:
     z_um: float
 
 
+@dataclass
+class Status:
+    base_state: str
+
+
 class FakeStage:
     def __init__(self, z_um: float = -4000.0, z_min_um: float = -8000.0) -> None:
         self.t = 0.0
@@ -64,7 +69,14 @@ class FakeStage:
     def position(self) -> Pos:
         return Pos(self.x, self.y, self._z_now())
 
-    def move_to(self, x_um: float, y_um: float, z_um: float) -> None:
+    def move_to(self, x_um: float | None = None, y_um: float | None = None, z_um: float | None = None,
+                *, speed_um_s: float | None = None, wait: bool = True) -> None:
+        x_um = self.x if x_um is None else x_um
+        y_um = self.y if y_um is None else y_um
+        z_um = self.z if z_um is None else z_um
+        if speed_um_s is not None and not wait:
+            self.start_move_z(z_um, speed_um_s)
+            return
         if self.fail_after_moves is not None and len(self.moves) >= self.fail_after_moves:
             raise ConnectionError("cable pulled")
         if z_um < self.z_min_um:
@@ -79,9 +91,9 @@ class FakeStage:
         self._sweep = (self.t, self.z, z_um, speed_um_s)
         self.moves.append((self.x, self.y, z_um))
 
-    def is_idle(self) -> bool:
+    def status(self) -> Status:
         self._z_now()
-        return self._sweep is None
+        return Status("Idle" if self._sweep is None else "Run")
 
     def wait_idle(self) -> None:
         if self._sweep is not None:

@@ -53,7 +53,7 @@ class FocusStage(Protocol):
 
     def position(self) -> _Position: ...
 
-    def move_to(self, x_um: float, y_um: float, z_um: float) -> None: ...
+    def move_to(self, x_um: float | None = None, y_um: float | None = None, z_um: float | None = None) -> None: ...
 
     def wait_idle(self) -> None: ...
 
@@ -187,7 +187,6 @@ class Probe:
     def move_z(self, z_um: float, strategy: str) -> None:
         self.check(z_um, strategy)
         self.stage.move_to(self.x_um, self.y_um, z_um)
-        self.stage.wait_idle()
         self._at_z = z_um
         if self.settle_s > 0:
             self.context.sleep(self.settle_s)
@@ -220,7 +219,6 @@ class Probe:
     def restore(self) -> None:
         """Put the stage back at the position ``run`` started from."""
         self.stage.move_to(self.x_um, self.y_um, self.start_z_um)
-        self.stage.wait_idle()
         self._at_z = self.start_z_um
 
 

@@ -15,8 +15,9 @@ from .fit import refine_peak
 
 @dataclass
 class StackAutofocus:
-    """Capture ``planes`` planes ``step_um`` apart centred on the start (bottom to top, so
-    every move goes the same way), score each with ``measure``, and refine the best by
+    """Capture ``planes`` planes ``step_um`` apart centred on the start (top to bottom:
+    every move goes down, the direction ``Stage.move_to`` finishes focus moves in, so no
+    plane needs a backlash overshoot), score each with ``measure``, and refine the best by
     a three-point fit. Fails (stage back at the start) when the sharpest plane is at an
     end of the stack or the curve is flat (``min_contrast``: (max - min) / |max|)."""
 
@@ -36,7 +37,7 @@ class StackAutofocus:
 
     def z_planes(self, start_z_um: float) -> np.ndarray:
         half = (self.planes - 1) / 2
-        return start_z_um + (np.arange(self.planes) - half) * self.step_um
+        return start_z_um + (half - np.arange(self.planes)) * self.step_um
 
     def run(
         self, stage: FocusStage, camera: Camera, start_z_um: float, context: FocusContext | None = None

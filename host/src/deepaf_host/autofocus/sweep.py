@@ -1,7 +1,8 @@
 """``sweep``: one continuous Z sweep, frames stamped with the z the board reports.
 
-As OpenFlexure's fast autofocus: go to the bottom of the range, start ONE slow move to
-the top, and grab frames as fast as the camera gives them while the stage moves; each
+As OpenFlexure's fast autofocus: go to the top of the range, start ONE slow move to
+the bottom (downwards, the direction in which ``Stage.move_to`` finishes every focus
+move, so the backlash is taken up along the sweep), and grab frames as fast as the camera gives them while the stage moves; each
 frame is stamped with the z the board reports (the status report's MPos comes from the
 step counters, so it is where the motor really is), read just before and just after
 the grab and interpolated in time to the middle of the frame's exposure. When the
@@ -10,12 +11,10 @@ to the middle of the exposure of the frame it returns; half the exposure for a
 triggered camera, negative for a free-running stream that hands out a frame exposed
 before the call), the stamp uses it; otherwise the middle of the grab. At the sweep's
 speed an error of 10 ms in that delay is 0.15 um of focus. The sharpest region of the sweep is refined by a least-squares
-parabola, then the stage goes to that z with the stage's backlash-free approach
-(a sweep upwards takes the same direction as the final approach, so the backlash is
-already taken up along the sweep).
+parabola, then the stage goes to that z with the stage's backlash-free approach.
 
 The sweep speed is chosen so that frames fall ``spacing_um`` apart: ``speed =
-spacing_um / frame_time``, the frame time measured on the first frame at the bottom.
+spacing_um / frame_time``, the frame time measured on the first frame at the top.
 """
 
 from __future__ import annotations
@@ -31,12 +30,21 @@ from .fit import quadratic_peak, refine_peak
 from .stack import check_contrast
 
 
+class _Report(Protocol):
+    @property
+    def base_state(self) -> str: ...
+
+
 class SweepStage(FocusStage, Protocol):
-    """A stage that can start a Z move at a given speed and report z while it moves."""
+    """A stage that moves at a set speed without waiting and reports its state
+    (``deepaf_host.stage.Stage``)."""
 
-    def start_move_z(self, z_um: float, speed_um_s: float) -> None: ...
+    def move_to(
+        self, x_um: float | None = None, y_um: float | None = None, z_um: float | None = None,
+        *, speed_um_s: float | None = None, wait: bool = True,
+    ) -> None: ...
 
-    def is_idle(self) -> bool: ...
+    def status(self) -> _Report: ...
 
 
 @dataclass
@@ -62,8 +70,8 @@ class SweepAutofocus:
         self, stage: FocusStage, camera: Camera, start_z_um: float, context: FocusContext | None = None
     ) -> AutofocusResult:
         context = context or FocusContext()
-        if not hasattr(stage, "start_move_z") or not hasattr(stage, "is_idle"):
-            raise ConfigError("autofocus", f"the sweep needs a stage that moves Z at a set speed; {type(stage).__name__} cannot")
+        if not hasattr(stage, "status"):
+            raise ConfigError("autofocus", f"the sweep needs a stage that reports its state while moving; {type(stage).__name__} cannot")
         sweep_stage: SweepStage = stage  # type: ignore[assignment]
         probe = Probe(stage, camera, start_z_um, context, self.measure, self.settle_s, self.roi)
 
@@ -71,17 +79,17 @@ class SweepAutofocus:
             lo, hi = p.start_z_um - self.range_um / 2, p.start_z_um + self.range_um / 2
             p.check(lo, self.name)
             p.check(hi, self.name)
-            p.move_z(lo, self.name)
+            p.move_z(hi, self.name)
             t0 = context.clock()
-            p.z_samples.append(lo)
+            p.z_samples.append(hi)
             p.scores.append(p.score(p.frame()))
             frame_s = max(context.clock() - t0, 1e-4)
             speed = min(self.max_speed_um_s, self.spacing_um / frame_s)
-            sweep_stage.start_move_z(hi, speed)
+            sweep_stage.move_to(p.x_um, p.y_um, lo, speed_um_s=speed, wait=False)
             p._at_z = None  # moving: the context's frame is no longer ours
             delay_s = getattr(camera, "frame_delay_s", None)
             while True:
-                idle_before = sweep_stage.is_idle()
+                idle_before = sweep_stage.status().base_state in ("Idle", "Alarm")
                 za, ta = float(stage.position().z_um), context.clock()
                 frame = p.frame()
                 zb, tb = float(stage.position().z_um), context.clock()
@@ -95,7 +103,7 @@ class SweepAutofocus:
                 if p.frames >= self.max_frames:
                     stage.wait_idle()
                     raise AutofocusError(self.name, f"sweep took more than {self.max_frames} frames")
-            p._at_z = hi
+            p._at_z = lo
             check_contrast(self.name, p.scores, self.min_contrast)
             z_best, i_best = refine_peak(p.z_samples, p.scores)  # raises when the peak is at an end
             z_fit = quadratic_peak(p.z_samples, p.scores, self.fit_half_width_um)

@@ -200,7 +200,6 @@ class ScanRunner:
 
         t = self.clock()
         self.stage.move_to(tile.x_um, tile.y_um, z_guess)
-        self.stage.wait_idle()
         timings["move"] = self.clock() - t
         t = self.clock()
         if cfg.settle_s > 0:
@@ -241,7 +240,6 @@ class ScanRunner:
                 z, record["focus_source"] = z_guess, source
                 if result is not None and abs(z_guess - self.stage.position().z_um) > 1e-3:
                     self.stage.move_to(tile.x_um, tile.y_um, z_guess)
-                    self.stage.wait_idle()
             record["z_um"] = z
             t = self.clock()
             high = self.camera.grab("high")
@@ -296,7 +294,6 @@ class ScanRunner:
             z_park = min(self.config.z_max_um, pos.z_um + self.config.park_lift_um)
             if z_park > pos.z_um:
                 self.stage.move_to(pos.x_um, pos.y_um, z_park)
-                self.stage.wait_idle()
             self.stage.release()
             return True
         except Exception as exc:  # the connection may be gone: nothing more to do safely
