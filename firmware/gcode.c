@@ -31,6 +31,9 @@ gc_state_t gc;
 #define G_FEEDMODE (1 << 6)
 #define G_M        (1 << 7)
 
+/* wait_for_planner(): a jog cancel began while the line waited (not a wire code). */
+#define STATUS_JOG_CANCELLED 0xFE
+
 /* Non-modal commands. */
 enum { NM_NONE = 0, NM_DWELL, NM_G53, NM_G92, NM_G92_1 };
 
@@ -85,11 +88,8 @@ static uint8_t parse(const char *line, block_t *blk, uint8_t jog)
 	blk->distance = 0xFF;
 	while (line[i]) {
 		char letter = line[i];
-		if (letter < 'A' || letter > 'Z') {
-			if (i > 0 && ((letter >= '0' && letter <= '9') || letter == '.' || letter == '-' || letter == '+'))
-				return STATUS_BAD_NUMBER_FORMAT;
-			return STATUS_EXPECTED_COMMAND_LETTER;
-		}
+		if (letter < 'A' || letter > 'Z') /* first word: no letter; later: number junk */
+			return i == 0 ? STATUS_EXPECTED_COMMAND_LETTER : STATUS_BAD_NUMBER_FORMAT;
 		if (!strchr("GMXYZFPN", letter))
 			return bad_word;
 		i++;
@@ -166,13 +166,9 @@ static uint8_t parse(const char *line, block_t *blk, uint8_t jog)
 		default: /* N */
 			if (jog)
 				return bad_word;
-			word = W_N;
+			word = W_N; /* line number: accepted and ignored */
 			if (blk->words & word)
 				return STATUS_REPEATED_WORD;
-			if (v.mant < 0)
-				return STATUS_NEGATIVE_VALUE;
-			if (!decnum_is_integer(&v))
-				return STATUS_INTEGER_REQUIRED;
 			break;
 		}
 		if (group) {
@@ -221,9 +217,12 @@ static uint8_t compute_target(const block_t *blk, uint8_t absolute, int32_t targ
  * line is executed, so an interrupted wait leaves no trace. */
 static uint8_t wait_for_planner(void)
 {
-	while (plan_free_blocks() < 2)
+	while (plan_free_blocks() < 2) {
 		if (protocol_wait_tick())
 			return STATUS_SYSTEM_LOCKED;
+		if (protocol_jog_cancelling())
+			return STATUS_JOG_CANCELLED;
+	}
 	return CODE_OK;
 }
 
@@ -256,8 +255,9 @@ uint8_t gc_execute_line(const char *line)
 	if ((blk.words & W_P) && blk.nonmodal != NM_DWELL)
 		return STATUS_UNUSED_VALUE_WORDS;
 	if (blk.nonmodal == NM_DWELL && !(blk.words & W_P))
-		return STATUS_BAD_NUMBER_FORMAT;
-	if (axes && (blk.nonmodal == NM_DWELL || blk.nonmodal == NM_G92_1))
+		return STATUS_UNSUPPORTED_COMMAND; /* G4 needs its P */
+	if (axes && (blk.nonmodal == NM_DWELL || blk.nonmodal == NM_G92_1 ||
+		     (blk.mcode && blk.nonmodal != NM_G92)))
 		return STATUS_UNUSED_AXIS_WORDS;
 	if (blk.nonmodal == NM_G92) {
 		if (!axes)
@@ -300,7 +300,7 @@ uint8_t gc_execute_line(const char *line)
 
 	/* Execution. */
 	if (moving && wait_for_planner() != CODE_OK)
-		return STATUS_SYSTEM_LOCKED;
+		return STATUS_SYSTEM_LOCKED; /* the board locked while the line waited */
 	if (sys.abort)
 		return CODE_OK;
 	if (blk.mcode == 17)
@@ -345,10 +345,11 @@ uint8_t gc_execute_jog(const char *words)
 	status = compute_target(&blk, absolute, target, steps, STATUS_JOG_TRAVEL_EXCEEDED);
 	if (status != CODE_OK)
 		return status;
-	if (wait_for_planner() != CODE_OK)
-		return STATUS_SYSTEM_LOCKED;
-	if (sys.abort)
-		return CODE_OK;
+	status = wait_for_planner();
+	if (status == STATUS_JOG_CANCELLED || sys.abort)
+		return CODE_OK; /* a jog cancel discards the jog that waited for room */
+	if (status != CODE_OK)
+		return status;
 	queue_move(target, steps, blk.f, BLOCK_JOG);
 	return CODE_OK;
 }

@@ -81,7 +81,7 @@ static uint8_t home_move(uint8_t axis, int32_t delta, float rate, int8_t until)
 		result = MOVE_TRIGGERED;
 	st_home_disarm();
 	st_reset();
-	plan_reset(0);
+	plan_reset();
 	plan_sync_position();
 	return result;
 }

@@ -50,7 +50,7 @@ int main(void)
 	st_init();
 	system_drivers(0);
 	system_apply_pin_settings();
-	plan_reset(1);
+	plan_reset();
 	plan_sync_position();
 	gc_init();
 	protocol_reset_line();
@@ -69,7 +69,7 @@ int main(void)
 		sys_rt_alarm = 0;
 		sei();
 		st_reset();
-		plan_reset(1);
+		plan_reset();
 		plan_sync_position();
 		gc_init();
 		protocol_reset_line();

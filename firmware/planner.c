@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "planner.h"
+#include "stepper.h"
 #include "settings.h"
 #include "system.h"
 
@@ -30,12 +31,10 @@ static uint8_t prev_index(uint8_t i)
 	return i == 0 ? PLANNER_BUFFER_SIZE - 1 : (uint8_t)(i - 1);
 }
 
-void plan_reset(uint8_t clear_dirs)
+void plan_reset(void)
 {
 	head = tail = 0;
 	pl.prev_nominal = 0.0f;
-	if (clear_dirs)
-		memset(pl.last_dir, 0, sizeof(pl.last_dir));
 }
 
 uint8_t plan_free_blocks(void)
@@ -71,6 +70,9 @@ void plan_discard_current_block(void)
 void plan_sync_position(void)
 {
 	system_get_position(pl.position);
+	/* Queued blocks may have been discarded: backlash follows what really ran. */
+	for (uint8_t a = 0; a < N_AXIS; a++)
+		pl.last_dir[a] = st_executed_direction(a);
 }
 
 void plan_set_last_dir(uint8_t axis, int8_t dir)

@@ -30,9 +30,8 @@ typedef struct {
 	float max_entry_speed_sqr;  /* junction and nominal limit */
 } plan_block_t;
 
-/* Empties the queue; with clear_dirs also forgets the last direction of every axis
- * (after a reset it is unknown, protocol.md 6.4). */
-void plan_reset(uint8_t clear_dirs);
+/* Empties the queue (plan_sync_position() then resynchronises). */
+void plan_reset(void);
 uint8_t plan_free_blocks(void);
 uint8_t plan_is_empty(void);
 /* Oldest block (the one being prepared), or NULL. */
@@ -43,7 +42,8 @@ void plan_discard_current_block(void);
 /* Queues a straight move to target (machine steps) at feed mm/min (0: rapid,
  * each axis at its maximum rate). Needs two free blocks (backlash + move). */
 void plan_buffer_line(const int32_t target[N_AXIS], float feed, uint8_t flags);
-/* Sets the planner's position to the machine position (after a stop or homing). */
+/* Sets the planner's position to the machine position, and each axis' last
+ * direction to that of the last block it executed (after a stop or homing). */
 void plan_sync_position(void);
 /* Sets the last direction of an axis (homing: the direction of its pull-off). */
 void plan_set_last_dir(uint8_t axis, int8_t dir);

@@ -63,6 +63,11 @@ void protocol_reset_line(void)
 	jog_cancelling = 0;
 }
 
+uint8_t protocol_jog_cancelling(void)
+{
+	return jog_cancelling;
+}
+
 static void start_jog_cancel(void)
 {
 	jog_cancelling = 1;
@@ -127,7 +132,7 @@ void protocol_poll(void)
 		if (jog_cancelling && (st_hold_complete() || !moving)) {
 			/* Stopped: every queued jog is discarded. */
 			st_reset();
-			plan_reset(0);
+			plan_reset();
 			plan_sync_position();
 			gc_sync_position();
 			jog_cancelling = 0;

@@ -16,6 +16,8 @@ void protocol_poll(void);
 /* One turn of a waiting loop: poll, then sleep until the next interrupt. Returns
  * non-zero when the wait must end: a soft reset or an alarm. */
 uint8_t protocol_wait_tick(void);
+/* Non-zero while a jog cancel decelerates to its stop. */
+uint8_t protocol_jog_cancelling(void);
 /* Waits until the queued motion has finished; non-zero when interrupted. */
 uint8_t protocol_wait_motion_done(void);
 /* Waits ms milliseconds; non-zero when interrupted. */

@@ -19,6 +19,7 @@ typedef struct {
 	uint32_t event_count;
 	uint8_t dir_pins;  /* DIR port bits, inversion applied */
 	uint8_t dir_neg;   /* bit a: axis a moves towards - */
+	uint8_t axes;      /* bit a: axis a moves */
 	uint8_t flags;     /* BLOCK_* */
 } st_block_t;
 
@@ -57,6 +58,10 @@ static struct {
 } st;
 
 static volatile uint8_t st_running;
+/* Direction of the last block each axis started to execute: what the mechanism's
+ * backlash really follows when queued blocks are discarded. */
+static volatile uint8_t st_exec_axes;
+static volatile uint8_t st_exec_neg;
 static volatile uint8_t st_halted;
 volatile uint8_t st_home_triggered;
 volatile int32_t st_home_latch;
@@ -132,6 +137,19 @@ uint8_t st_hold_complete(void)
 float st_current_speed(void)
 {
 	return st_has_work() ? prep.v : 0.0f;
+}
+
+int8_t st_executed_direction(uint8_t axis)
+{
+	uint8_t bit = (uint8_t)(1 << axis);
+	if (!(st_exec_axes & bit))
+		return 0;
+	return (st_exec_neg & bit) ? -1 : 1;
+}
+
+void st_forget_directions(void)
+{
+	st_exec_axes = 0;
 }
 
 void st_home_arm(uint8_t axis, uint8_t until_closed)
@@ -241,6 +259,8 @@ ISR(TIMER1_COMPA_vect)
 			DIR_PORT = (DIR_PORT & ~DIR_MASK) | b->dir_pins;
 			st.dir_neg = b->dir_neg;
 			st.flags = b->flags;
+			st_exec_axes |= b->axes;
+			st_exec_neg = (st_exec_neg & ~b->axes) | (b->dir_neg & b->axes);
 		}
 	}
 
@@ -414,6 +434,10 @@ void st_prep_buffer(void)
 				sb->steps[a] = b->steps[a] << 1;
 			sb->event_count = b->step_event_count << 1;
 			sb->dir_neg = b->direction_bits;
+			sb->axes = 0;
+			for (uint8_t a = 0; a < N_AXIS; a++)
+				if (b->steps[a])
+					sb->axes |= (uint8_t)(1 << a);
 			sb->dir_pins = (uint8_t)((b->direction_bits ^ settings.dir_invert) << DIR_SHIFT) & DIR_MASK;
 			sb->flags = b->flags;
 			prep.steps_per_mm = (float)b->step_event_count / b->millimeters;

@@ -31,6 +31,11 @@ uint8_t st_hold_complete(void);
 /* Speed of the motion being prepared, mm/min (0 when idle). */
 float st_current_speed(void);
 
+/* Direction (-1, +1; 0 unknown) of the last block each axis started to execute. */
+int8_t st_executed_direction(uint8_t axis);
+/* Power-up: no direction is known. */
+void st_forget_directions(void);
+
 /* Homing: while armed, the interrupt checks the axis' switch after every step of
  * that axis and stops at once, latching the position, when the switch reads
  * closed (until_closed = 1) or open (0). */

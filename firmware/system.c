@@ -81,7 +81,7 @@ void system_apply_pin_settings(void)
 void system_alarm(uint8_t code)
 {
 	st_reset();
-	plan_reset(0);
+	plan_reset();
 	plan_sync_position();
 	gc_sync_position();
 	sys_state = STATE_ALARM;

@@ -12,6 +12,7 @@
  *   limit <axis> off         -> OK    no switch
  *   drivers                  -> DRIVERS <enabled> <ignored x> <ignored y> <ignored z>
  *   reset                    -> OK    power-on reset (EEPROM kept)
+ *   pty                      -> PTYSTATE open|closed   whether a host has the pty open
  *   eeprom erase             -> OK    all 0xFF, as a new chip
  *   eeprom write <addr> <v>  -> OK
  *   eeprom read <addr>       -> EEPROM <v>
@@ -346,6 +347,8 @@ static void command(char *line)
 	} else if (!strcmp(argv[0], "drivers")) {
 		reply("DRIVERS %d %" PRId64 " %" PRId64 " %" PRId64, drivers_enabled(), model.ignored[0],
 		      model.ignored[1], model.ignored[2]);
+	} else if (!strcmp(argv[0], "pty")) {
+		reply("PTYSTATE %s", slave_open ? "open" : "closed");
 	} else if (!strcmp(argv[0], "reset")) {
 		board_reset();
 		reply("OK");

@@ -1,0 +1,156 @@
+"""The real firmware in simavr: ``firmware/build/deepaf-sim`` running ``deepaf.elf``.
+
+One simulator process serves a whole test session; every ``open()`` opens its
+pseudo-terminal afresh, which resets the AVR like the Uno's DTR line. The ground truth
+comes from the simulator's stdin commands (``pos``, ``limit``; see
+``firmware/sim/deepaf-sim.c``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import serial
+
+from targets import AXES, Target
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "firmware" / "build"
+SIM = BUILD / "deepaf-sim"
+ELF = BUILD / "deepaf.elf"
+F_CPU = 16_000_000
+READ_TIMEOUT_S = 0.2
+BOOT_TIMEOUT_S = 5.0
+
+
+class FirmwareTarget(Target):
+    """The firmware ELF in deepaf-sim (``--speed fast``)."""
+
+    name = "firmware"
+
+    def __init__(self, sim: Path = SIM, elf: Path = ELF, speed: str = "fast") -> None:
+        missing = [str(p) for p in (sim, elf) if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"not built: {', '.join(missing)} (make -C firmware all sim)")
+        self._stderr = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(
+            [str(sim), "--speed", speed, str(elf)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            bufsize=1,
+        )
+        self._lock = threading.Lock()
+        self._port: serial.Serial | None = None
+        assert self._proc.stdout is not None
+        first = self._proc.stdout.readline().split()
+        if len(first) != 2 or first[0] != "PTY":
+            self.close()
+            raise RuntimeError(f"deepaf-sim did not start: {first!r} {self.stderr_tail()}")
+        self.pty = first[1]
+
+    # --- simulator commands ---------------------------------------------------------
+
+    def stderr_tail(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")[-2000:]
+
+    def command(self, line: str) -> str:
+        """Sends one stdin command to deepaf-sim and returns its reply line."""
+        with self._lock:
+            assert self._proc.stdin is not None and self._proc.stdout is not None
+            try:
+                self._proc.stdin.write(line + "\n")
+                self._proc.stdin.flush()
+            except BrokenPipeError:
+                raise RuntimeError(f"deepaf-sim has exited: {self.stderr_tail()}") from None
+            reply = self._proc.stdout.readline().strip()
+        if not reply:
+            raise RuntimeError(f"deepaf-sim has exited: {self.stderr_tail()}")
+        if reply.startswith("ERR"):
+            raise RuntimeError(f"deepaf-sim: {line!r} -> {reply}")
+        return reply
+
+    def _pos(self) -> list[int]:
+        fields = self.command("pos").split()
+        assert fields[0] == "POS", fields
+        return [int(v) for v in fields[1:]]
+
+    # --- Target ------------------------------------------------------------------------
+
+    def open(self) -> serial.Serial:
+        if self._port is not None:
+            self._port.close()
+            self._port = None
+        # The reset happens when the simulator sees the pty go from closed to open:
+        # make sure it saw the previous connection close.
+        deadline = time.monotonic() + BOOT_TIMEOUT_S
+        while self.command("pty") != "PTYSTATE closed":
+            if time.monotonic() > deadline:
+                raise TimeoutError("deepaf-sim still sees the pty open")
+            time.sleep(0.001)
+        port = serial.Serial(self.pty, 115200, timeout=READ_TIMEOUT_S)
+        # deepaf-sim holds the AVR in reset for 30 ms after the open, so the banner
+        # arrives after pyserial's open() has flushed its input. Wait for it: then the
+        # firmware is up and takes lines. Later boot messages stay unread.
+        got = []
+        while not (got and got[-1].startswith(b"Grbl ")):
+            got.append(port.read_until(b"\n"))
+            if time.monotonic() > deadline:
+                port.close()
+                raise TimeoutError(f"no banner after opening {self.pty}: {got!r}")
+        self._port = port
+        return port
+
+    def motor_steps(self) -> tuple[int, int, int]:
+        x, y, z, _ = self._pos()
+        return (x, y, z)
+
+    def set_switch(self, axis: str, step: int, side: str = "+") -> None:
+        if axis not in AXES or side not in "+-" or len(side) != 1:
+            raise ValueError(f"bad switch {axis!r} {side!r}")
+        self.command(f"limit {axis} {int(step)} {side}")
+
+    def seconds(self) -> float:
+        return self._pos()[3] / F_CPU
+
+    def close(self) -> None:
+        if self._port is not None:
+            self._port.close()
+            self._port = None
+        if self._proc.poll() is None:
+            try:
+                assert self._proc.stdin is not None
+                self._proc.stdin.write("quit\n")
+                self._proc.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                pass
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        for stream in (self._proc.stdin, self._proc.stdout):
+            if stream is not None:
+                stream.close()
+        self._stderr.close()
+
+    # --- firmware only ---------------------------------------------------------------
+
+    def power_cycle(self) -> None:
+        """Power-on reset of the AVR with the port left open (EEPROM kept)."""
+        self.command("reset")
+
+    def eeprom_erase(self) -> None:
+        self.command("eeprom erase")
+
+    def eeprom_read(self, address: int) -> int:
+        return int(self.command(f"eeprom read {address}").split()[1])
+
+    def eeprom_write(self, address: int, value: int) -> None:
+        self.command(f"eeprom write {address} {value}")
