@@ -190,6 +190,9 @@ class _Tier:
         return (self.j_amp @ weights.real) + 1j * (self.j_amp @ weights.imag)
 
 
+_SHARED: dict[tuple[object, ...], RadialOTF] = {}
+
+
 class RadialOTF:
     """Radial OTF tables of one pupil model for defocus up to ``max_defocus_um``.
 
@@ -223,8 +226,21 @@ class RadialOTF:
         self._tiers: dict[int, _Tier] = {}
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
 
+    @classmethod
+    def shared(cls, model: PupilModel, max_defocus_um: float, dz_quantum_um: float) -> RadialOTF:
+        """One instance per (model, range, quantum) for the process, so that renderers
+        of the same optics (low and high resolution, several protocols) share tables."""
+        key = (model, float(max_defocus_um), float(dz_quantum_um))
+        inst = _SHARED.get(key)
+        if inst is None:
+            inst = cls(model, max_defocus_um, dz_quantum_um)
+            _SHARED[key] = inst
+            while len(_SHARED) > 24:
+                _SHARED.pop(next(iter(_SHARED)))
+        return inst
+
     def _tier(self, dz_um: float) -> _Tier:
-        k = next(i for i, reach in enumerate(self._reaches) if abs(dz_um) <= reach + 1e-9)
+        k = next((i for i, reach in enumerate(self._reaches) if abs(dz_um) <= reach * (1 + 1e-9)), len(self._reaches) - 1)
         if k not in self._tiers:
             self._tiers[k] = _Tier(self.model, self._reaches[k])
         return self._tiers[k]
@@ -297,8 +313,9 @@ class OTFLookup:
         return cv2.remap(row, self._map, None, cv2.INTER_NEAREST, dst=out, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def pixel_mtf(shape: tuple[int, int]) -> np.ndarray:
-    """MTF of square pixels (100 % fill factor) on the ``rfft2`` layout of ``shape``."""
-    fy = np.fft.fftfreq(shape[0])
-    fx = np.fft.rfftfreq(shape[1])
+def pixel_mtf(shape: tuple[int, int], pixel_ratio: float = 1.0) -> np.ndarray:
+    """MTF of square pixels (100 % fill factor) on the ``rfft2`` layout of ``shape``, for
+    camera pixels ``pixel_ratio`` times the grid pitch (1/k on a grid k times coarser)."""
+    fy = np.fft.fftfreq(shape[0]) * pixel_ratio
+    fx = np.fft.rfftfreq(shape[1]) * pixel_ratio
     return (np.sinc(fy)[:, None] * np.sinc(fx)[None, :]).astype(np.float32)

@@ -118,25 +118,34 @@ class Renderer:
         self.workers = workers if workers is not None else -1
         self.cache_bytes = int(cache_mb * 2**20)
 
+        # The optical image is band-limited to 2 NA / lambda: frames sampled much finer
+        # (high-resolution modes) are computed on a grid k times coarser that still holds
+        # every frequency the optics pass (blue channel), then interpolated to the frame.
+        nyquist = min(WAVELENGTHS_UM) / (4.0 * self.objective.na)
+        self.upsample = max(1, int(0.98 * nyquist / self.pixel_um))
+        self.grid_pixel_um = self.pixel_um * self.upsample
+        h, w = self.shape
+        self.grid_shape = (-(-h // self.upsample), -(-w // self.upsample))
+
         # Layer offsets reach half the section (in stage units) plus the focal surface's
         # small variation across the field.
         half_section = 0.5 * self.protocol.section_thickness_um / MOUNTANT_INDEX
         airy = WAVELENGTHS_UM[0] / self.objective.na
         margin_um = self.objective.geometric_blur_radius_um(self.margin_defocus_um + half_section) + airy
-        self.margin_px = int(math.ceil(margin_um / self.pixel_um))
-        h, w = self.shape
+        self.margin_px = int(math.ceil(margin_um / self.grid_pixel_um))
+        gh, gw = self.grid_shape
         self.padded = (
-            sfft.next_fast_len(h + 2 * self.margin_px, real=True),
-            sfft.next_fast_len(w + 2 * self.margin_px, real=True),
+            sfft.next_fast_len(gh + 2 * self.margin_px, real=True),
+            sfft.next_fast_len(gw + 2 * self.margin_px, real=True),
         )
         self._crop = (
-            slice((self.padded[0] - h) // 2, (self.padded[0] - h) // 2 + h),
-            slice((self.padded[1] - w) // 2, (self.padded[1] - w) // 2 + w),
+            slice((self.padded[0] - gh) // 2, (self.padded[0] - gh) // 2 + gh),
+            slice((self.padded[1] - gw) // 2, (self.padded[1] - gw) // 2 + gw),
         )
         quantum = dof / 100.0
         reach = self.max_defocus_um + half_section + dof
         self.otfs = [
-            RadialOTF(PupilModel.of(self.objective, lam, self.protocol.coverslip_error_um), reach, quantum)
+            RadialOTF.shared(PupilModel.of(self.objective, lam, self.protocol.coverslip_error_um), reach, quantum)
             for lam in WAVELENGTHS_UM
         ]
         self._lookup: list[OTFLookup] | None = None
@@ -153,8 +162,8 @@ class Renderer:
 
     def _grids(self) -> tuple[list[OTFLookup], np.ndarray]:
         if self._lookup is None or self._pixel_mtf is None:
-            self._lookup = [OTFLookup(self.padded, self.pixel_um, o.df, o.length) for o in self.otfs]
-            self._pixel_mtf = pixel_mtf(self.padded)
+            self._lookup = [OTFLookup(self.padded, self.grid_pixel_um, o.df, o.length) for o in self.otfs]
+            self._pixel_mtf = pixel_mtf(self.padded, 1.0 / self.upsample)
         return self._lookup, self._pixel_mtf
 
     # --- specimen spectra -------------------------------------------------------------------
@@ -182,14 +191,17 @@ class Renderer:
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        region = slide.region(x_um, y_um, self.padded, self.pixel_um, self.protocol)
+        region = slide.region(x_um, y_um, self.padded, self.grid_pixel_um, self.protocol)
         depths, weights = self._layers(region.offset_um)
         absorb = 1.0 - np.moveaxis(region.transmission, -1, 0)  # (3, H, W)
         layers = absorb[None] if weights is None else weights[:, None] * absorb[None]
-        spec = sfft.rfft2(layers, workers=self.workers)
-        spec *= self._grids()[1]
+        mtf = self._grids()[1]
         # Planar real and imaginary parts: real x real products are cheaper than complex x real.
-        planar = np.stack([spec.real, spec.imag], axis=2).astype(np.float32)  # (M, 3, 2, Hf, Wf)
+        planar = np.empty((layers.shape[0], 3, 2) + mtf.shape, dtype=np.float32)  # (M, 3, 2, Hf, Wf)
+        for j in range(layers.shape[0]):
+            spec = sfft.rfft2(layers[j], workers=self.workers)
+            np.multiply(spec.real, mtf, out=planar[j, :, 0])
+            np.multiply(spec.imag, mtf, out=planar[j, :, 1])
         entry = _Spectra(planar, depths, float(region.tissue[self._crop].mean()))
         self._cache[key] = entry
         self._cached_bytes += entry.nbytes
@@ -212,8 +224,8 @@ class Renderer:
         lookup, _ = self._grids()
         m = entry.spectra.shape[0]
         hf, wf = entry.spectra.shape[-2:]
-        h, w = self.shape
-        out = np.empty((len(dzs), 3, h, w), dtype=np.float32)
+        gh, gw = self.grid_shape
+        out = np.empty((len(dzs), 3, gh, gw), dtype=np.float32)
         per_plane = 3 * hf * wf * 8
         batch = max(1, min(len(dzs), (96 * 2**20) // per_plane))
         acc = np.empty((batch, 3, hf, wf), dtype=np.complex64)
@@ -237,6 +249,21 @@ class Renderer:
                             im += tmp
             img = sfft.irfft2(acc[: len(chunk)], s=self.padded, workers=self.workers)
             np.subtract(1.0, img[..., self._crop[0], self._crop[1]], out=out[start : start + len(chunk)])
+        return self._upsample(out) if self.upsample > 1 else out
+
+    def _upsample(self, planes: np.ndarray) -> np.ndarray:
+        """Interpolate band-limited planes (Z, 3, gh, gw) onto the frame grid (Lanczos)."""
+        import cv2
+
+        k = self.upsample
+        gh, gw = self.grid_shape
+        h, w = self.shape
+        y0, x0 = (gh * k - h) // 2, (gw * k - w) // 2
+        out = np.empty((planes.shape[0], 3, h, w), dtype=np.float32)
+        for z in range(planes.shape[0]):
+            for c in range(3):
+                big = cv2.resize(planes[z, c], (gw * k, gh * k), interpolation=cv2.INTER_LANCZOS4)
+                out[z, c] = big[y0 : y0 + h, x0 : x0 + w]
         return out
 
     # --- camera -----------------------------------------------------------------------------
@@ -260,34 +287,41 @@ class Renderer:
     def camera(self, optical: np.ndarray, rng: RngLike = None) -> np.ndarray:
         """Turn blurred transmission (Z, 3, H, W) into camera frames (Z, H, W, 3) uint8.
 
-        ``optical`` is used as scratch space (overwritten).
+        ``optical`` is used as scratch space (overwritten). Works in blocks of rows so
+        that large frames stay in cache.
         """
         p = self.protocol
         gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        sig = optical
-        if p.noise:
-            # Photo-electrons: Gaussian approximation of Poisson shot noise plus read noise.
-            sig *= self._gain_map() * np.float32(p.white_electrons)
-            np.maximum(sig, 0.0, out=sig)
-            sigma = sig + np.float32(p.read_noise_e**2)
-            np.sqrt(sigma, out=sigma)
-            sigma *= gaussian_noise(gen, sig.shape)
-            sig += sigma
-            scale = p.white_level_dn / p.white_electrons
-        else:
-            sig *= self._gain_map()
-            scale = p.white_level_dn
-        if p.gamma != 1.0:
-            sig *= np.float32(1.0 / p.white_electrons if p.noise else 1.0)
-            np.maximum(sig, 0.0, out=sig)
-            np.power(sig, np.float32(p.gamma), out=sig)
-            scale = p.white_level_dn
-        sig *= np.float32(scale)
-        sig += np.float32(0.5)
-        np.clip(sig, 0.0, 255.0, out=sig)
-        frames = np.empty((sig.shape[0], sig.shape[2], sig.shape[3], 3), dtype=np.uint8)
-        for c in range(3):
-            frames[..., c] = sig[:, c]
+        gain = self._gain_map()
+        nz, _, h, w = optical.shape
+        frames = np.empty((nz, h, w, 3), dtype=np.uint8)
+        rows = max(1, (1 << 20) // w)
+        read2 = np.float32(p.read_noise_e**2)
+        e_white = np.float32(p.white_electrons)
+        to_unit = np.float32(1.0 / p.white_electrons)
+        dn = np.float32(p.white_level_dn)
+        gamma = np.float32(p.gamma)
+        for z in range(nz):
+            for c in range(3):
+                for r0 in range(0, h, rows):
+                    sig = optical[z, c, r0 : r0 + rows]
+                    sig *= gain[c, r0 : r0 + rows]
+                    if p.noise:
+                        # Photo-electrons: Gaussian approximation of Poisson shot noise plus read noise.
+                        sig *= e_white
+                        np.maximum(sig, 0.0, out=sig)
+                        sigma = sig + read2
+                        np.sqrt(sigma, out=sigma)
+                        sigma *= gaussian_noise(gen, sig.shape)
+                        sig += sigma
+                        sig *= to_unit
+                    if p.gamma != 1.0:
+                        np.maximum(sig, 0.0, out=sig)
+                        np.power(sig, gamma, out=sig)
+                    sig *= dn
+                    sig += np.float32(0.5)
+                    np.clip(sig, 0.0, 255.0, out=sig)
+                    frames[z, r0 : r0 + rows, :, c] = sig
         if p.jpeg_quality is not None:
             frames = np.stack([_jpeg(f, p.jpeg_quality) for f in frames])
         return frames

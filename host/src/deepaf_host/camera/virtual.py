@@ -1,0 +1,178 @@
+"""The virtual camera: renders what the camera would see at the stage's true position.
+
+``VirtualCamera`` follows a ``PoseSource`` (the virtual board, or the firmware in simavr
+through its ``pos`` command) and renders a ``VirtualSlide`` with the optics simulator
+(``deepaf_host.optics``): low-resolution 1280 x 720 and high-resolution 4056 x 3040
+frames of the Raspberry Pi HQ camera of seed 000 by default.
+
+URL (``--camera sim://...``)::
+
+    sim://[objective][?key=value&...]
+
+    objective          4x | 10x | 20x (default) | 40x
+    protocol           same (default) | diff | clean
+    seed               slide seed (default 0): tissue, focal surface
+    specimen           procedural (default) | ihc | <folder of in-focus images>
+    specimen_pixel_um  specimen size of one image pixel for ihc/folders (default 0.5)
+    relay              relay magnification (default 1.36)
+    low, high          frame size WxH of each mode (same field; default 1280x720, 4056x3040)
+    noise              0 to switch camera noise off
+    noise_seed         seed of the camera noise sequence (default: the slide seed)
+
+For example ``sim://20x?protocol=diff&seed=3`` or ``sim://4x?specimen=ihc``.
+
+Image orientation: column index grows with machine +X, row index with machine +Y; the
+frame centre images the slide point at the stage (x, y). ``true_focus_z_um(x, y)``
+(tests and benchmarks only) is the stage z at which (x, y) is in focus.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import numpy as np
+
+from ..errors import CameraError, ConfigError
+from ..optics.presets import (
+    CAMERA_MODES,
+    DEFAULT_OBJECTIVE,
+    DEFAULT_RELAY,
+    SENSOR_PIXEL_UM,
+    CameraMode,
+    get_objective,
+    get_protocol,
+)
+from ..optics.render import Renderer
+from ..optics.slide import VirtualSlide
+from ..optics.specimen import load_specimen
+from .base import Camera, FrameMode, PoseSource
+
+_URL_KEYS = {"protocol", "seed", "specimen", "specimen_pixel_um", "relay", "low", "high", "noise", "noise_seed"}
+
+
+def _mode_with_size(name: str, size: tuple[int, int] | None) -> CameraMode:
+    """A camera mode of ``size`` (W, H) seeing the same field width as the full sensor."""
+    base = CAMERA_MODES[name]
+    if size is None:
+        return base
+    w, h = size
+    return CameraMode(name, w, h, SENSOR_PIXEL_UM * 4056 / w)
+
+
+class VirtualCamera(Camera):
+    """A camera on the virtual microscope, rendering the slide at ``pose_source``'s position."""
+
+    def __init__(
+        self,
+        pose_source: PoseSource,
+        *,
+        objective: str = DEFAULT_OBJECTIVE,
+        protocol: str = "same",
+        seed: int = 0,
+        specimen: str = "procedural",
+        specimen_pixel_um: float = 0.5,
+        relay: float = DEFAULT_RELAY,
+        low_size: tuple[int, int] | None = None,
+        high_size: tuple[int, int] | None = None,
+        noise: bool = True,
+        noise_seed: int | None = None,
+        slide: VirtualSlide | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.name = name or f"sim://{objective}?protocol={protocol}&seed={seed}&specimen={specimen}"
+        try:
+            self.objective = get_objective(objective)
+            proto = get_protocol(protocol)
+            if not noise:
+                proto = proto.with_(noise=False)
+            self.protocol = proto
+            self.slide = slide if slide is not None else VirtualSlide(seed, load_specimen(specimen, seed, specimen_pixel_um))
+        except ConfigError as exc:
+            raise CameraError(self.name, str(exc)) from exc
+        self._pose = pose_source
+        self._modes = {"low": _mode_with_size("low", low_size), "high": _mode_with_size("high", high_size)}
+        self._relay = float(relay)
+        self._renderers: dict[str, Renderer] = {}
+        self._noise_seed = int(seed if noise_seed is None else noise_seed)
+        self._frames = 0
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str, pose_source: PoseSource) -> VirtualCamera:
+        """``sim://[objective][?key=value&...]`` (see the module docstring)."""
+        parts = urlsplit(url)
+        if parts.scheme != "sim":
+            raise CameraError(url, "a virtual camera URL starts with sim://")
+        kwargs: dict[str, Any] = {"name": url}
+        preset = unquote(parts.netloc + parts.path).strip("/")
+        if preset:
+            kwargs["objective"] = preset
+        try:
+            for key, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)):
+                if key not in _URL_KEYS:
+                    raise CameraError(url, f"unknown option {key!r}; known: {', '.join(sorted(_URL_KEYS))}")
+                if key in ("protocol", "specimen"):
+                    kwargs[key] = value
+                elif key in ("seed", "noise_seed"):
+                    kwargs[key] = int(value)
+                elif key in ("specimen_pixel_um", "relay"):
+                    kwargs[key] = float(value)
+                    if not kwargs[key] > 0:
+                        raise CameraError(url, f"{key} must be positive, got {value!r}")
+                elif key in ("low", "high"):
+                    w, h = (int(v) for v in value.lower().split("x"))
+                    if w < 8 or h < 8:
+                        raise CameraError(url, f"{key} frame size must be at least 8x8, got {value!r}")
+                    kwargs[f"{key}_size"] = (w, h)
+                elif key == "noise":
+                    kwargs["noise"] = value not in ("0", "false", "no", "off")
+        except ValueError as exc:
+            raise CameraError(url, f"malformed option: {exc}") from exc
+        return cls(pose_source, **kwargs)
+
+    # --- Camera interface -------------------------------------------------------------
+
+    def _renderer(self, mode: str) -> Renderer:
+        if mode not in ("low", "high"):
+            raise CameraError(self.name, f"mode must be 'low' or 'high', got {mode!r}")
+        r = self._renderers.get(mode)
+        if r is None:
+            # The high-resolution frame is large: keep at most two positions' spectra.
+            cache_mb = 512.0 if mode == "low" else 1536.0
+            r = Renderer(self.objective, self._modes[mode], self.protocol, relay=self._relay, cache_mb=cache_mb)
+            self._renderers[mode] = r
+        return r
+
+    def grab(self, mode: FrameMode = "low") -> np.ndarray:
+        if self._closed:
+            raise CameraError(self.name, "the camera is closed")
+        renderer = self._renderer(mode)
+        x, y, z = self._pose.true_position_um()
+        rng = np.random.default_rng([self._noise_seed, self._frames])
+        self._frames += 1
+        return renderer.render(self.slide, x, y, z, rng)
+
+    def frame_shape(self, mode: FrameMode = "low") -> tuple[int, int]:
+        if mode not in ("low", "high"):
+            raise CameraError(self.name, f"mode must be 'low' or 'high', got {mode!r}")
+        return self._modes[mode].shape
+
+    def pixel_size_um(self, mode: FrameMode = "low") -> float:
+        return self._renderer(mode).pixel_um
+
+    def close(self) -> None:
+        self._closed = True
+        for r in self._renderers.values():
+            r.clear_cache()
+
+    # --- ground truth (tests and benchmarks only) -------------------------------------
+
+    def true_focus_z_um(self, x_um: float, y_um: float) -> float:
+        """Stage z at which the slide at stage (x, y) is in focus. Not for autofocus."""
+        return float(self.slide.focus_z_um(x_um, y_um))
+
+    def true_defocus_um(self) -> float:
+        """Signed defocus z - focus at the current pose (positive: objective too far)."""
+        x, y, z = self._pose.true_position_um()
+        return z - self.true_focus_z_um(x, y)
