@@ -7,9 +7,10 @@ pseudo-terminal server (``pty.py``) and a virtual camera (through
 
 Clock: ``speed=1.0`` runs in real time, ``speed=N`` N times faster, ``speed="max"``
 is event driven: nothing sleeps; when a reader waits for bytes the clock jumps to the
-board's next event (end of a move, of a dwell, of the boot...). In that mode every
-byte on the wire also takes its 115200-baud transmission time, so polling advances
-the clock as it would on a real line.
+board's next event (end of a move, of a dwell, of the boot...). ``jump=True`` adds
+those jumps to a running clock (``speed=N``), like a simulator that runs as fast as it
+can. With jumps, every byte on the wire also takes its 115200-baud transmission time,
+so polling advances the clock as it would on a real line.
 
 Ground truth (what the protocol cannot tell): ``motor_steps()``, ``set_switch()``,
 ``seconds()``, ``true_position_um()``.
@@ -46,6 +47,7 @@ class VirtualBoard:
 
     Args:
         speed: 1.0 = real time, N = N times faster, "max" = event driven.
+        jump: with a numeric speed, also jump to the next event when a reader waits.
         dialect: "deepaf" or "grbl" (stock GRBL 1.1 banner, ``$I`` and settings; no
             DeepAf extensions, no firmware backlash).
         boot_s: time from a reset to the banner; bytes sent meanwhile are lost, as with
@@ -63,6 +65,7 @@ class VirtualBoard:
         self,
         *,
         speed: float | str = 1.0,
+        jump: bool = False,
         dialect: str = "deepaf",
         boot_s: float = 0.3,
         switches: tuple[tuple[int, str], ...] = DEFAULT_SWITCHES,
@@ -82,8 +85,9 @@ class VirtualBoard:
         self.steps_per_mm = tuple(float(s) for s in steps_per_mm)
         play = tuple(round(p / 1000.0 * s) for p, s in zip(play_um, self.steps_per_mm))
         self._cond = threading.Condition(threading.RLock())
-        self._event_driven = speed == "max"
-        self._t = 0.0
+        self._rate = 0.0 if speed == "max" else float(speed)
+        self._jump = speed == "max" or jump
+        self._offset = 0.0
         self._t0 = time.monotonic()
         self._machine = Machine(dialect, boot_s, play, list(switches))  # type: ignore[arg-type]
         _registry[self.name] = self
@@ -96,9 +100,12 @@ class VirtualBoard:
     # --- clock --------------------------------------------------------------------
 
     def _now(self) -> float:
-        if self._event_driven:
-            return self._t
-        return (time.monotonic() - self._t0) * float(self.speed)
+        return self._offset + (time.monotonic() - self._t0) * self._rate
+
+    def _skip_to(self, t: float) -> None:
+        now = self._now()
+        if t > now:
+            self._offset += t - now
 
     def _sync(self) -> Machine:
         machine = self._machine
@@ -112,12 +119,13 @@ class VirtualBoard:
 
     def sleep(self, seconds: float) -> None:
         """Let ``seconds`` of board time pass (for a camera's exposure, a settle time)."""
-        if self._event_driven:
+        if self._jump:
             with self._cond:
-                self._t += seconds
+                self._skip_to(self._now() + seconds)
                 self._sync()
+                self._cond.notify_all()
         else:
-            time.sleep(seconds / float(self.speed))
+            time.sleep(seconds / self._rate)
 
     # --- the wire -----------------------------------------------------------------
 
@@ -130,8 +138,8 @@ class VirtualBoard:
 
     def write(self, data: bytes) -> None:
         with self._cond:
-            if self._event_driven:
-                self._t += len(data) * BYTE_S
+            if self._jump:
+                self._skip_to(self._now() + len(data) * BYTE_S)
             self._sync().receive(bytes(data))
             self._cond.notify_all()
 
@@ -143,43 +151,39 @@ class VirtualBoard:
         """Up to ``size`` bytes; waits at most ``timeout_s`` (None: forever) for the
         first one. Under the event-driven clock the wait is board time."""
         with self._cond:
-            machine = self._sync()
-            if self._event_driven:
-                goal = None if timeout_s is None else self._t + timeout_s
-                while not machine.out:
-                    due = machine.next_event()
-                    if due is not None and (goal is None or due <= goal):
-                        self._t = max(self._t, due)
-                        machine.advance(self._t)
-                        continue
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+            goal = None if timeout_s is None else self._now() + timeout_s
+            while True:
+                machine = self._sync()
+                if machine.out:
+                    break
+                due = machine.next_event()
+                if self._jump and due is not None and (goal is None or due <= goal):
+                    self._skip_to(due)
+                    continue
+                if self._rate == 0.0:
                     if goal is None:
                         self._cond.wait()
-                        machine = self._sync()
                         continue
-                    self._t = goal
-                    machine.advance(goal)
-                    if not machine.out:
-                        # Nothing will ever come: let other threads run.
+                    # Nothing happens before the goal: let the time pass at once, and
+                    # give other threads a moment.
+                    self._skip_to(goal)
+                    if not self._sync().out:
                         self._cond.wait(min(timeout_s or 0.0, 0.001))
-                        machine = self._sync()
                     break
-            else:
-                deadline = None if timeout_s is None else time.monotonic() + timeout_s
-                while not machine.out:
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        break
-                    due = machine.next_event()
-                    wait = remaining
-                    if due is not None:
-                        until_due = max(0.0, (due - self._now()) / float(self.speed))
-                        wait = until_due if wait is None else min(wait, until_due)
-                    self._cond.wait(wait)
-                    machine = self._sync()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                wait = remaining
+                if due is not None:
+                    until_due = max(0.0, (due - self._now()) / self._rate)
+                    wait = until_due if wait is None else min(wait, until_due)
+                self._cond.wait(wait)
+            machine = self._sync()
             data = bytes(machine.out[:size])
             del machine.out[:size]
-            if self._event_driven:
-                self._t += len(data) * BYTE_S
+            if self._jump:
+                self._skip_to(self._now() + len(data) * BYTE_S)
             return data
 
     def discard_output(self) -> None:

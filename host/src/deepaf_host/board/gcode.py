@@ -1,42 +1,27 @@
 """G-code words of the virtual board: cleaning, tokenising and validating one line.
 
-Pure functions (protocol.md 3.2, 6.1, 6.2, 7 jog): they return a parsed block or the
-number of the ``error:N`` that the line gets. What needs the machine state (the lock,
-soft limits, the feed rate since reset) is checked by the board.
+Pure functions (protocol.md 3.2, 6.1, 6.2 and the jog of 7): they return a parsed block
+or the number of the ``error:N`` that the line gets. Numbers are kept as written
+(mantissa and decimals) and axis values become fixed-point 1e-4 mm, as in the
+firmware, so both round alike. What needs the machine state (the lock, the feed rate
+since reset, soft limits) is checked by the board.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from .. import codes
-from .settings import f32
+from .fixed import f32
 
 E = codes.error_number
 
 ACCEPTED_LETTERS = "GMXYZFPN"
 AXIS_LETTERS = "XYZ"
-MAX_AXIS_MM = 100000.0
+MAX_AXIS_MM = 100000
+MAX_DIGITS = 9
 MAX_DWELL_S = 3600.0
-
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
-
-# G number x 10 -> modal group
-_G_GROUPS: dict[int, str] = {
-    0: "motion",
-    10: "motion",
-    40: "nonmodal",
-    530: "nonmodal",
-    920: "nonmodal",
-    921: "nonmodal",
-    170: "plane",
-    210: "units",
-    540: "coord",
-    900: "distance",
-    910: "distance",
-    940: "feedmode",
-}
+_NUMBER_CHARS = "0123456789.+-"
 
 
 def clean(line: str) -> str:
@@ -57,183 +42,216 @@ def clean(line: str) -> str:
     return "".join(out)
 
 
-def parse_number(token: str) -> float | None:
-    """A protocol number (sign, digits, one point, 1-9 digits) as a 32-bit float."""
-    if not _NUMBER.fullmatch(token) or sum(c.isdigit() for c in token) > 9:
-        return None
-    return f32(float(token))
-
-
 @dataclass(frozen=True)
-class Word:
-    letter: str
-    value: float
+class Num:
+    """A number as written: ``mant / 10**dec``."""
+
+    mant: int
+    dec: int
+
+    def as_float(self) -> float:
+        return f32(f32(float(self.mant)) / f32(float(10**self.dec)))
+
+    def is_integer(self) -> bool:
+        return self.mant % 10**self.dec == 0
+
+    def as_int(self) -> int:
+        """The value of an integer number (``is_integer()``)."""
+        return self.mant // 10**self.dec
+
+    def e4(self) -> int | None:
+        """In 1e-4 units (rounding further decimals); None beyond 100000."""
+        m = abs(self.mant)
+        if self.dec <= 4:
+            if m > MAX_AXIS_MM * 10**self.dec:
+                return None
+            v = m * 10 ** (4 - self.dec)
+        else:
+            d = 10 ** (self.dec - 4)
+            v = (m + d // 2) // d
+        return -v if self.mant < 0 else v
 
 
-def words(text: str) -> list[Word] | int:
-    """Tokenise a cleaned line into words, or the error code of the first bad one."""
-    out: list[Word] = []
-    i, n = 0, len(text)
-    while i < n:
-        letter = text[i]
-        if not ("A" <= letter <= "Z"):
-            return E("EXPECTED_COMMAND_LETTER") if i == 0 else E("BAD_NUMBER_FORMAT")
-        j = i + 1
-        if j < n and text[j] in "+-":
-            j += 1
-        while j < n and (text[j].isdigit() or text[j] == "."):
-            j += 1
-        token = text[i + 1 : j]
-        if letter not in ACCEPTED_LETTERS:
-            return E("UNSUPPORTED_COMMAND")
-        value = parse_number(token)
-        exponent = j + 1 < n and text[j] == "E" and (text[j + 1].isdigit() or text[j + 1] in "+-")
-        if value is None or exponent:
-            return E("BAD_NUMBER_FORMAT")
-        out.append(Word(letter, value))
-        i = j
-    return out
+def read_number(text: str, i: int) -> tuple[Num | None, int]:
+    """The number starting at ``text[i]``: the whole run of number characters is
+    taken and judged ("1.2.3", "--1", "1-2" are malformed), and an exponent after it
+    ("1e3") is malformed too. Returns (None, end) for a malformed number."""
+    negative = bad = point = False
+    digits = decimals = mant = 0
+    first = True
+    while i < len(text) and text[i] in _NUMBER_CHARS:
+        c = text[i]
+        if c in "+-":
+            bad |= not first
+            negative = c == "-"
+        elif c == ".":
+            bad |= point
+            point = True
+        else:
+            digits += 1
+            if digits > MAX_DIGITS:
+                bad = True
+            else:
+                mant = mant * 10 + int(c)
+                if point:
+                    decimals += 1
+        first = False
+        i += 1
+    if i < len(text) and text[i] == "E":
+        bad = True
+    if bad or digits == 0:
+        return None, i
+    return Num(-mant if negative else mant, decimals), i
+
+
+def parse_number(text: str) -> Num | None:
+    """``text`` as one whole number, or None."""
+    num, end = read_number(text, 0)
+    return num if num is not None and end == len(text) else None
+
+
+def _code_x10(v: Num) -> int | None:
+    """G/M number times ten (G92.1 -> 921); None when not of that form."""
+    mant, dec = v.mant, v.dec
+    while dec > 1 and mant % 10 == 0:
+        mant //= 10
+        dec -= 1
+    if mant < 0 or dec > 1 or mant > 9999:
+        return None
+    return mant if dec else mant * 10
+
+
+_G_GROUPS: dict[int, str] = {
+    0: "motion",
+    10: "motion",
+    40: "nonmodal",
+    530: "nonmodal",
+    920: "nonmodal",
+    921: "nonmodal",
+    900: "distance",
+    910: "distance",
+    210: "units",
+    170: "plane",
+    540: "coord",
+    940: "feedmode",
+}
+_NONMODAL = {40: "G4", 530: "G53", 920: "G92", 921: "G92.1"}
+_JOG_G = (530, 900, 910, 210)
 
 
 @dataclass
 class GBlock:
-    """A validated G-code line (its words; the board applies it)."""
+    """A parsed line: its words (axis values in 1e-4 mm)."""
 
     motion: int | None = None  # 0 / 1 when the line has G0 / G1
     nonmodal: str | None = None  # "G4" | "G53" | "G92" | "G92.1"
-    distance: int | None = None  # 90 / 91
+    absolute: bool | None = None  # G90 True, G91 False, None: not on the line
     m: int | None = None  # 17 / 18
-    axes: dict[int, float] = field(default_factory=dict)
+    axes: dict[int, int] = field(default_factory=dict)
     f: float | None = None
     p: float | None = None
 
 
-def parse_gcode(text: str) -> GBlock | int:
-    """Parse and validate a cleaned, non-empty G-code line."""
-    tokens = words(text)
-    if isinstance(tokens, int):
-        return tokens
+def parse(text: str, jog: bool = False) -> GBlock | int:
+    """Tokenise a cleaned line into a block, or the error code of the first bad word.
+    ``jog``: the words after ``$J=`` (only G53/G90/G91/G21/X/Y/Z/F)."""
+    bad_word = E("INVALID_JOG_COMMAND") if jog else E("UNSUPPORTED_COMMAND")
     block = GBlock()
     groups: set[str] = set()
-    seen: set[str] = set()
-    for word in tokens:
-        if word.letter == "G":
-            tenths = round(word.value * 10)
-            if abs(word.value * 10 - tenths) > 1e-3 or (tenths % 10 and tenths != 921):
+    words: set[str] = set()
+    i = 0
+    while i < len(text):
+        letter = text[i]
+        if not ("A" <= letter <= "Z"):
+            if i > 0 and letter in _NUMBER_CHARS:
+                return E("BAD_NUMBER_FORMAT")
+            return E("EXPECTED_COMMAND_LETTER")
+        if letter not in ACCEPTED_LETTERS:
+            return bad_word
+        value, i = read_number(text, i + 1)
+        if value is None:
+            return E("BAD_NUMBER_FORMAT")
+        group = word = ""
+        if letter == "G":
+            code = _code_x10(value)
+            if jog and code not in _JOG_G:
+                return bad_word
+            group = _G_GROUPS.get(code, "") if code is not None else ""
+            if not group:
                 return E("UNSUPPORTED_COMMAND")
-            group = _G_GROUPS.get(tenths)
-            if group is None:
+            if group == "motion":
+                block.motion = code // 10  # type: ignore[operator]
+            elif group == "nonmodal":
+                block.nonmodal = _NONMODAL[code]  # type: ignore[index]
+            elif group == "distance":
+                block.absolute = code == 900
+        elif letter == "M":
+            if jog:
+                return bad_word
+            code = _code_x10(value)
+            if code not in (170, 180):
                 return E("UNSUPPORTED_COMMAND")
+            group = "M"
+            block.m = code // 10  # type: ignore[operator]
+        elif letter in AXIS_LETTERS:
+            word = letter
+            if word in words:
+                return E("REPEATED_WORD")
+            e4 = value.e4()
+            if e4 is None:
+                return E("VALUE_OUT_OF_RANGE")
+            block.axes[AXIS_LETTERS.index(letter)] = e4
+        else:  # F, P, N
+            if jog and letter != "F":
+                return bad_word
+            word = letter
+            if word in words:
+                return E("REPEATED_WORD")
+            if value.mant < 0:
+                return E("NEGATIVE_VALUE")
+            if letter == "F":
+                block.f = value.as_float()
+            elif letter == "P":
+                block.p = value.as_float()
+            elif not value.is_integer():
+                return E("INTEGER_REQUIRED")
+        if group:
             if group in groups:
                 return E("MODAL_GROUP_VIOLATION")
             groups.add(group)
-            if group == "motion":
-                block.motion = tenths // 10
-            elif group == "nonmodal":
-                block.nonmodal = "G92.1" if tenths == 921 else f"G{tenths // 10}"
-            elif group == "distance":
-                block.distance = tenths // 10
-        elif word.letter == "M":
-            if word.value not in (17.0, 18.0):
-                return E("UNSUPPORTED_COMMAND")
-            if "M" in groups:
-                return E("MODAL_GROUP_VIOLATION")
-            groups.add("M")
-            block.m = int(word.value)
-        else:
-            if word.letter in seen:
-                return E("REPEATED_WORD")
-            seen.add(word.letter)
-            if word.letter in AXIS_LETTERS:
-                block.axes[AXIS_LETTERS.index(word.letter)] = word.value
-            elif word.letter == "F":
-                block.f = word.value
-            elif word.letter == "P":
-                block.p = word.value
-    return _validate(block)
-
-
-def _validate(block: GBlock) -> GBlock | int:
-    if block.f is not None:
-        if block.f < 0:
-            return E("NEGATIVE_VALUE")
-        if block.f == 0:
-            return E("VALUE_OUT_OF_RANGE")
-    if block.p is not None:
-        if block.p < 0:
-            return E("NEGATIVE_VALUE")
-        if block.p > MAX_DWELL_S:
-            return E("VALUE_OUT_OF_RANGE")
-    if any(abs(v) > MAX_AXIS_MM for v in block.axes.values()):
-        return E("VALUE_OUT_OF_RANGE")
-    if block.p is not None and block.nonmodal != "G4":
-        return E("UNUSED_VALUE_WORDS")
-    if block.nonmodal == "G4":
-        if block.axes:
-            return E("UNUSED_AXIS_WORDS")
-        if block.p is None:
-            return E("UNSUPPORTED_COMMAND")
-    if block.nonmodal == "G53" and block.motion is None:
-        return E("G53_INVALID_MOTION_MODE")
-    if block.nonmodal == "G92" and not block.axes:
-        return E("NO_AXIS_WORDS")
-    if block.nonmodal == "G92.1" and block.axes:
-        return E("UNUSED_AXIS_WORDS")
-    if block.m is not None and block.axes and block.nonmodal != "G92":
-        return E("UNUSED_AXIS_WORDS")
+        if word:
+            words.add(word)
     return block
 
 
-@dataclass
-class JogBlock:
-    axes: dict[int, float]
-    f: float
-    machine: bool  # G53
-    distance: int | None  # 90 / 91 for this line only
+def validate_gcode(block: GBlock) -> int | None:
+    """The checks of a G-code line that need no machine state (in the firmware's
+    order); None when it passes."""
+    if block.nonmodal == "G53" and block.motion is None:
+        return E("G53_INVALID_MOTION_MODE")
+    if block.p is not None and block.nonmodal != "G4":
+        return E("UNUSED_VALUE_WORDS")
+    if block.nonmodal == "G4" and block.p is None:
+        return E("BAD_NUMBER_FORMAT")
+    if block.axes and block.nonmodal in ("G4", "G92.1"):
+        return E("UNUSED_AXIS_WORDS")
+    if block.nonmodal == "G92":
+        if not block.axes:
+            return E("NO_AXIS_WORDS")
+        if block.motion is not None:
+            return E("MODAL_GROUP_VIOLATION")
+    if block.f is not None and block.f <= 0:
+        return E("VALUE_OUT_OF_RANGE")
+    if block.nonmodal == "G4" and (block.p or 0.0) > MAX_DWELL_S:
+        return E("VALUE_OUT_OF_RANGE")
+    return None
 
 
-def parse_jog(text: str) -> JogBlock | int:
-    """Parse and validate the words after ``$J=`` (cleaned)."""
-    tokens = words(text)
-    if isinstance(tokens, int):
-        return E("INVALID_JOG_COMMAND") if tokens == E("UNSUPPORTED_COMMAND") else tokens
-    axes: dict[int, float] = {}
-    f: float | None = None
-    machine = False
-    distance: int | None = None
-    seen: set[str] = set()
-    groups: set[str] = set()
-    for word in tokens:
-        if word.letter == "G":
-            tenths = round(word.value * 10)
-            group = {530: "nonmodal", 900: "distance", 910: "distance", 210: "units"}.get(tenths)
-            if group is None or abs(word.value * 10 - tenths) > 1e-3:
-                return E("INVALID_JOG_COMMAND")
-            if group in groups:
-                return E("MODAL_GROUP_VIOLATION")
-            groups.add(group)
-            if tenths == 530:
-                machine = True
-            elif group == "distance":
-                distance = tenths // 10
-        elif word.letter in AXIS_LETTERS or word.letter == "F":
-            if word.letter in seen:
-                return E("REPEATED_WORD")
-            seen.add(word.letter)
-            if word.letter == "F":
-                f = word.value
-            else:
-                axes[AXIS_LETTERS.index(word.letter)] = word.value
-        else:
-            return E("INVALID_JOG_COMMAND")
-    if f is None:
+def validate_jog(block: GBlock) -> int | None:
+    if block.f is None:
         return E("INVALID_JOG_COMMAND")
-    if f < 0:
-        return E("NEGATIVE_VALUE")
-    if f == 0:
-        return E("VALUE_OUT_OF_RANGE")
-    if not axes:
+    if not block.axes:
         return E("NO_AXIS_WORDS")
-    if any(abs(v) > MAX_AXIS_MM for v in axes.values()):
+    if block.f <= 0:
         return E("VALUE_OUT_OF_RANGE")
-    return JogBlock(axes, f, machine, distance)
+    return None

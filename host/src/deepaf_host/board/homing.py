@@ -1,161 +1,92 @@
-"""The homing cycle of the virtual board (protocol.md 9.1), one axis after another.
+"""The homing cycle of the virtual board (protocol.md 9.1), one axis at a time.
 
 Each axis: seek the switch, back off until it opens, locate it again slowly (the step
-at which it closes is latched exactly), pull off, and set the position so that the
-latched step is machine 0 (homing towards +) or -max_travel (towards -). The cycle
-runs its moves on the board's motors and tells the board when it is done or failed.
+at which it closes is latched exactly), pull off measured from the latched step, and
+set the position so that the latched step is machine 0 (homing towards +) or
+-max_travel (towards -). Homing moves take no backlash compensation; afterwards the
+axis' last direction is the pull-off's.
+
+``home_axis`` is a generator run by the board: it yields what it waits for
+(``("idle",)``: the move to end or stop at the switch; ``("until", t)``: a debounce)
+and returns None or the alarm code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Generator
+from typing import Protocol
 
 from .. import codes
+from .fixed import f32, lround
 from .motion import make_block
-from .motors import Event, Motors
+from .motors import Motors
 from .settings import Settings
 
 A = codes.alarm_number
-HOMING_ORDER = (2, 0, 1)  # Z, then X, then Y
+HOMING_ORDER = (2, 0, 1)  # Z, then X, then Y: the objective leaves the slide first
+SEEK_TRAVEL_FACTOR = 1.5
+LOCATE_PULLOFF_FACTOR = 5.0
+LOCATE_MIN_MM = 1.0
+
+Wait = tuple
 
 
-def _lround(x: float) -> int:
-    return int(x + 0.5) if x >= 0 else -int(-x + 0.5)
+class HomingBoard(Protocol):
+    motors: Motors
+    settings: Settings
+    t: float
 
 
-class HomingCycle:
-    """Homes ``axes`` in order. ``finish(alarm)`` is called once: alarm None on success."""
+def _mm_to_steps(board: HomingBoard, axis: int, mm: float) -> int:
+    return lround(f32(mm * board.settings[100 + axis]))
 
-    def __init__(
-        self,
-        axes: list[int],
-        motors: Motors,
-        settings: Settings,
-        backlash: bool,
-        finish: Callable[[int | None], None],
-    ) -> None:
-        self.axes = list(axes)
-        self.motors = motors
-        self.settings = settings
-        self.backlash = backlash
-        self.finish = finish
-        self.homed: list[int] = []
-        self.axis = -1
-        self.phase = ""
-        self.wait_until: float | None = None
-        self.latched = 0
 
-    # --- helpers -------------------------------------------------------------------
+def _move(board: HomingBoard, axis: int, delta: int, rate: float, until: str | None) -> Generator[Wait, None, bool]:
+    """One homing move; returns whether the switch condition stopped it."""
+    vec = [0, 0, 0]
+    vec[axis] = delta
+    s = board.settings
+    block = make_block(tuple(vec), s.axis(100), rate, s.axis(110), s.axis(120), kind="homing")  # type: ignore[arg-type]
+    if block is None:
+        return False
+    if until is not None:
+        block.stop_on = (until, axis)
+    board.motors.last_event = None
+    board.motors.queue_block(block)
+    board.motors.start_next(board.t)
+    yield ("idle",)
+    event = board.motors.last_event
+    board.motors.flush(keep_dirs=True)
+    return event is not None and event.kind == "stop"
 
-    def _direction(self, axis: int) -> int:
-        return -1 if int(self.settings[23]) >> axis & 1 else 1
 
-    def _steps(self, axis: int, mm: float) -> int:
-        return _lround(mm * self.settings[100 + axis])
+def home_axis(board: HomingBoard, axis: int) -> Generator[Wait, None, int | None]:
+    s = board.settings
+    direction = -1 if int(s[23]) >> axis & 1 else 1
+    max_rate = s[110 + axis]
+    seek, locate = min(s[25], max_rate), min(s[24], max_rate)
+    search = _mm_to_steps(board, axis, max(f32(s[27] * LOCATE_PULLOFF_FACTOR), LOCATE_MIN_MM))
+    debounce_s = s[26] / 1000.0
 
-    def _move(self, axis: int, steps: int, rate: float, stop_on: tuple[str, int] | None, t: float) -> None:
-        vec = [0, 0, 0]
-        vec[axis] = steps
-        block = make_block(
-            tuple(vec),  # type: ignore[arg-type]
-            self.settings.axis(100),
-            min(rate, self.settings[110 + axis]),
-            self.settings.axis(110),
-            self.settings.axis(120),
-            kind="homing",
-        )
-        if block is None:
-            self._phase_done(t)
-            return
-        block.stop_on = stop_on
-        self.motors.queue_block(block)
-        self.motors.start_next(t)
+    seek_steps = _mm_to_steps(board, axis, f32(SEEK_TRAVEL_FACTOR * s[130 + axis]))
+    if not (yield from _move(board, axis, direction * seek_steps, seek, "close")):
+        return A("HOMING_FAIL_APPROACH")
+    yield ("until", board.t + debounce_s)
+    if not (yield from _move(board, axis, -direction * search, locate, "open")):
+        return A("HOMING_FAIL_PULLOFF")
+    yield ("until", board.t + debounce_s)
+    if not (yield from _move(board, axis, direction * search, locate, "close")):
+        return A("HOMING_FAIL_APPROACH")
+    latch = board.motors.position(board.t)[axis]
 
-    def _search(self, axis: int) -> float:
-        return max(5.0 * self.settings[27], 1.0)
-
-    # --- the cycle -------------------------------------------------------------------
-
-    def start(self, t: float) -> None:
-        self._next_axis(t)
-
-    def _next_axis(self, t: float) -> None:
-        if not self.axes:
-            self.finish(None)
-            return
-        self.axis = self.axes.pop(0)
-        axis, d = self.axis, self._direction(self.axis)
-        self.phase = "seek"
-        seek = self._steps(axis, 1.5 * self.settings[130 + axis])
-        self._move(axis, d * seek, self.settings[25], ("close", axis), t)
-
-    def next_event(self) -> float | None:
-        return self.wait_until
-
-    def on_timer(self, t: float) -> None:
-        self.wait_until = None
-        axis, d = self.axis, self._direction(self.axis)
-        if self.phase == "backoff":
-            self._move(axis, -d * self._steps(axis, self._search(axis)), self.settings[24], ("open", axis), t)
-        elif self.phase == "locate":
-            self._move(axis, d * self._steps(axis, self._search(axis)), self.settings[24], ("close", axis), t)
-
-    def on_motion(self, event: Event, t: float) -> None:
-        if event.kind == "end" and self.motors.busy:
-            self.motors.start_next(t)  # the pull-off after its backlash block
-            return
-        if self.phase == "seek":
-            if event.kind != "stop":
-                self._fail(A("HOMING_FAIL_APPROACH"))
-                return
-            self.phase, self.wait_until = "backoff", t + self.settings[26] / 1000.0
-        elif self.phase == "backoff":
-            if event.kind != "stop":
-                self._fail(A("HOMING_FAIL_PULLOFF"))
-                return
-            self.phase, self.wait_until = "locate", t + self.settings[26] / 1000.0
-        elif self.phase == "locate":
-            if event.kind != "stop":
-                self._fail(A("HOMING_FAIL_APPROACH"))
-                return
-            self.latched = self.motors.motor[self.axis]
-            self._pull_off(t)
-        elif self.phase == "pulloff":
-            self._phase_done(t)
-
-    def _pull_off(self, t: float) -> None:
-        axis, d = self.axis, self._direction(self.axis)
-        self.phase = "pulloff"
-        backlash = self._steps(axis, self.settings[140 + axis]) if self.backlash else 0
-        if backlash > 0:
-            vec = [0, 0, 0]
-            vec[axis] = -d * backlash
-            block = make_block(
-                tuple(vec),  # type: ignore[arg-type]
-                self.settings.axis(100),
-                self.settings[25],
-                self.settings.axis(110),
-                self.settings.axis(120),
-                kind="backlash",
-                reported=False,
-            )
-            if block is not None:
-                self.motors.queue_block(block)
-        self._move(axis, -d * self._steps(axis, self.settings[27]), self.settings[25], None, t)
-
-    def _phase_done(self, t: float) -> None:
-        if self.phase != "pulloff":
-            return
-        axis, d = self.axis, self._direction(self.axis)
-        if self.motors.closed(axis, self.motors.motor[axis]):
-            self._fail(A("HOMING_FAIL_PULLOFF"))
-            return
-        zero = 0 if d > 0 else -self._steps(axis, self.settings[130 + axis])
-        self.motors.set_position(axis, zero - d * self._steps(axis, self.settings[27]))
-        self.motors.planned_dir[axis] = self.motors.moved_dir[axis] = -d
-        self.homed.append(axis)
-        self._next_axis(t)
-
-    def _fail(self, alarm: int) -> None:
-        self.motors.flush()
-        self.finish(alarm)
+    pulloff = _mm_to_steps(board, axis, s[27])
+    here = board.motors.position(board.t)[axis]
+    yield from _move(board, axis, latch - direction * pulloff - here, seek, None)
+    zero = 0 if direction > 0 else -_mm_to_steps(board, axis, s[130 + axis])
+    here = board.motors.position(board.t)[axis]
+    board.motors.set_position(axis, here - latch + zero)
+    board.motors.planned_dir[axis] = -direction
+    yield ("until", board.t + debounce_s)
+    if board.motors.closed(axis, board.motors.motor[axis]):
+        return A("HOMING_FAIL_PULLOFF")
+    return None

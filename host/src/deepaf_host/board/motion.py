@@ -84,8 +84,13 @@ class Profile:
 
     @classmethod
     def stop(cls, v0: float, accel: float, length: float) -> Profile:
-        """Decelerate from ``v0`` to a stop, within at most ``length`` mm."""
-        return cls.trapezoid(length, v0, v0, 0.0, accel)
+        """Decelerate from ``v0`` at once; ends stopped, or at the end of ``length``
+        still moving when the length is too short to stop in."""
+        if v0 <= 0.0 or length <= 0.0:
+            return cls([], 0.0)
+        v2 = v0 * v0 - 2.0 * accel * length
+        v_end = math.sqrt(v2) if v2 > 0.0 else 0.0
+        return cls([Piece(0.0, 0.0, v0, -accel, (v0 - v_end) / accel)], length)
 
     @property
     def end_speed(self) -> float:
@@ -149,8 +154,8 @@ class Block:
     unit: tuple[float, float, float]
     v_nominal: float
     accel: float
-    kind: str = "line"  # line | jog | backlash | homing
-    reported: bool = True
+    kind: str = "line"  # line | jog | homing
+    reported: bool = True  # False: a backlash take-up block
     #: For homing blocks: ("close" | "open", axis) -- stop the instant it happens.
     stop_on: tuple[str, int] | None = None
 

@@ -63,8 +63,9 @@ class Motors:
         self.holding = False
         self.carry = 0.0
         self.planned: list[int] = [0, 0, 0]
+        #: Last direction queued per axis (-1, +1, 0 unknown): decides backlash take-up.
         self.planned_dir: list[int] = [0, 0, 0]
-        self.moved_dir: list[int] = [0, 0, 0]
+        self.last_event: Event | None = None
 
     # --- where things are --------------------------------------------------------
 
@@ -113,17 +114,13 @@ class Motors:
     def stopped_in_hold(self) -> bool:
         return self.holding and (self.paused or self.exec is None)
 
-    def visible_blocks(self) -> int:
-        blocks = sum(1 for b in self.queue if b.kind in ("line", "jog"))
-        if self.exec is not None and self.exec.block.kind in ("line", "jog"):
-            blocks += 1
-        return blocks
+    def free_blocks(self, capacity: int) -> int:
+        """Free planner slots (every block counts, backlash take-ups included)."""
+        return capacity - len(self.queue) - (self.exec is not None)
 
     def running_kind(self) -> str | None:
         if self.exec is not None:
-            return self.exec.block.kind if self.exec.block.kind != "backlash" else (
-                self.queue[0].kind if self.queue else "line"
-            )
+            return self.exec.block.kind
         return self.queue[0].kind if self.queue else None
 
     # --- switches ------------------------------------------------------------------
@@ -174,7 +171,7 @@ class Motors:
                 want_closed = ex.block.stop_on[0] == "close"
                 kind = "stop"
                 if is_closed == want_closed:
-                    k = 0
+                    k = 1  # the step interrupt looks at the switch after each step
                 else:
                     k = self._flip(axis, motor, _sign(n))
             elif self.hard_limits and ex.block.kind != "homing" and not is_closed:
@@ -201,7 +198,8 @@ class Motors:
         self.queue.append(block)
         for i in range(3):
             if block.steps[i]:
-                self.planned_dir[i] = _sign(block.steps[i])
+                if block.kind != "homing":
+                    self.planned_dir[i] = _sign(block.steps[i])
                 if block.reported:
                     self.planned[i] += block.steps[i]
 
@@ -244,17 +242,20 @@ class Motors:
             _, kind, axis, s = ex.trigger
             self._commit(s)
             self.carry = 0.0
-            return Event(kind, axis)
+            self.last_event = Event(kind, axis)
+            return self.last_event
         s_end = ex.s0 + ex.profile.end_distance
         if s_end < ex.block.length - 1e-9:
             # A hold ran out of speed inside the block: keep the rest for the resume.
             ex.s0, ex.t0, ex.profile = s_end, t, Profile([], 0.0)
             self.paused = True
             ex.trigger = None
-            return Event("held")
+            self.last_event = Event("held")
+            return self.last_event
         self.carry = ex.profile.end_speed
         self._commit(ex.block.length)
-        return Event("end")
+        self.last_event = Event("end")
+        return self.last_event
 
     def _commit(self, s: float) -> None:
         ex = self.exec
@@ -265,8 +266,6 @@ class Motors:
             direction = _sign(ex.block.steps[i])
             self.stage[i] = self._drag(ex.start_stage[i], self.motor[i], direction, self.play[i])
             self.offset[i] = ex.start_offset[i] + (0 if ex.block.reported else steps[i])
-            if steps[i]:
-                self.moved_dir[i] = direction
         self.exec = None
         self.paused = False
 
@@ -296,17 +295,18 @@ class Motors:
             self._compute_trigger(t)
         self.start_next(t)
 
-    def stop_now(self, t: float) -> bool:
+    def stop_now(self, t: float, keep_dirs: bool = True) -> bool:
         """Stop every motor at once and forget all queued motion. Returns whether a
         motor was moving."""
         moving = self.exec is not None and not self.paused
         if self.exec is not None:
             self._commit(self._distance(t))
-        self.flush()
+        self.flush(keep_dirs)
         return moving
 
-    def flush(self) -> None:
-        """Forget queued motion (the motors are at rest)."""
+    def flush(self, keep_dirs: bool = True) -> None:
+        """Forget queued motion (the motors are at rest). The last directions are kept
+        unless ``keep_dirs`` is False (after a reset they are unknown)."""
         if self.exec is not None:
             self._commit(self.exec.s0)
         self.queue.clear()
@@ -314,7 +314,8 @@ class Motors:
         self.holding = self.paused = False
         for i in range(3):
             self.planned[i] = self.motor[i] - self.offset[i]
-            self.planned_dir[i] = self.moved_dir[i]
+            if not keep_dirs:
+                self.planned_dir[i] = 0
 
     def set_position(self, axis: int, position: int) -> None:
         """Declare the current motor step of ``axis`` to be reported as ``position``."""

@@ -1,65 +1,81 @@
 """Settings of the virtual board (protocol.md section 8) and their EEPROM image.
 
-Values are kept as the firmware keeps them, 32-bit floats, so that ``$$`` prints and
-soft-limit comparisons round exactly like the board. The EEPROM is a byte image
-(format version, the values, a checksum) that survives resets of the same board; a
-blank, foreign or corrupt image loads the defaults and says so after the banner.
+Values are kept as the firmware keeps them, 32-bit floats and small integers, so that
+``$$`` prints and the step arithmetic round exactly like the board. The EEPROM is a
+byte image (format version, the values, a checksum) that survives resets of the same
+board; a blank, foreign or corrupt image loads the defaults and says so after the
+banner.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .. import codes
+from .fixed import f32, float_e4, format_e4
+
+if TYPE_CHECKING:
+    from .gcode import Num
 
 E = codes.error_number
 
 
-def f32(value: float) -> float:
-    """``value`` rounded to a 32-bit float, as the AVR stores it."""
-    return float(struct.unpack("<f", struct.pack("<f", value))[0])
+#: kind -> (integer?, low, high, zero allowed)
+_KINDS: dict[str, tuple[bool, float, float, bool]] = {
+    "pulse": (True, 2, 20, True),
+    "mask": (True, 0, 7, True),
+    "bool": (True, 0, 1, True),
+    "byte": (True, 0, 255, True),
+    "int1000": (True, 0, 1000, True),
+    "int65535": (True, 0, 65535, True),
+    "fpos": (False, 0, 1e9, False),  # > 0
+    "f": (False, 0, 1e9, True),  # >= 0
+    "f1": (False, 0, 1, True),
+    "f10": (False, 0, 10, True),
+}
 
 
 @dataclass(frozen=True)
 class Spec:
     number: int
-    kind: str  # "int" | "float"
+    kind: str
     default: float
-    low: float
-    high: float | None  # None: no upper bound
-    low_exclusive: bool = False  # True: "> low" rather than ">= low"
+
+    @property
+    def integer(self) -> bool:
+        return _KINDS[self.kind][0]
 
 
-def _axes(base: int, kind: str, defaults: tuple[float, float, float], low: float, high: float | None, excl: bool) -> list[Spec]:
-    return [Spec(base + i, kind, defaults[i], low, high, excl) for i in range(3)]
+def _axes(base: int, kind: str, defaults: tuple[float, float, float]) -> list[Spec]:
+    return [Spec(base + i, kind, defaults[i]) for i in range(3)]
 
 
 _COMMON: list[Spec] = [
-    Spec(0, "int", 4, 2, 20),
-    Spec(2, "int", 0, 0, 7),
-    Spec(3, "int", 0, 0, 7),
-    Spec(4, "int", 0, 0, 1),
-    Spec(5, "int", 0, 0, 7),
-    Spec(11, "float", 0.01, 0, 1),
-    Spec(20, "int", 1, 0, 1),
-    Spec(21, "int", 1, 0, 1),
-    Spec(22, "int", 1, 0, 1),
-    Spec(23, "int", 0, 0, 7),
-    Spec(24, "float", 25.0, 0, None, True),
-    Spec(25, "float", 300.0, 0, None, True),
-    Spec(26, "int", 25, 0, 1000),
-    Spec(27, "float", 1.0, 0, 10),
-    *_axes(100, "float", (800.0, 800.0, 16000.0), 0, None, True),
-    *_axes(110, "float", (600.0, 600.0, 60.0), 0, None, True),
-    *_axes(120, "float", (50.0, 50.0, 5.0), 0, None, True),
-    *_axes(130, "float", (60.0, 40.0, 8.0), 0, None, True),
+    Spec(0, "pulse", 4),
+    Spec(2, "mask", 0),
+    Spec(3, "mask", 0),
+    Spec(4, "bool", 0),
+    Spec(5, "mask", 0),
+    Spec(11, "f1", 0.01),
+    Spec(20, "bool", 1),
+    Spec(21, "bool", 1),
+    Spec(22, "bool", 1),
+    Spec(23, "mask", 0),
+    Spec(24, "fpos", 25.0),
+    Spec(25, "fpos", 300.0),
+    Spec(26, "int1000", 25),
+    Spec(27, "f10", 1.0),
+    *_axes(100, "fpos", (800.0, 800.0, 16000.0)),
+    *_axes(110, "fpos", (600.0, 600.0, 60.0)),
+    *_axes(120, "fpos", (50.0, 50.0, 5.0)),
+    *_axes(130, "fpos", (60.0, 40.0, 8.0)),
 ]
 
 #: The DeepAf table (protocol.md section 8).
 DEEPAF_SPECS: dict[int, Spec] = {
-    s.number: s
-    for s in [*_COMMON, *_axes(140, "float", (0.0, 0.0, 0.0), 0, 1, False), Spec(150, "int", 60, 0, 65535)]
+    s.number: s for s in [*_COMMON, *_axes(140, "f1", (0.0, 0.0, 0.0)), Spec(150, "int65535", 60)]
 }
 
 #: What a stock GRBL 1.1 board lists instead: no $140-$150, GRBL's $1/$6/$10/$12/$13/$30-$32.
@@ -68,14 +84,14 @@ GRBL_SPECS: dict[int, Spec] = {
     for s in sorted(
         [
             *_COMMON,
-            Spec(1, "int", 25, 0, 255),
-            Spec(6, "int", 0, 0, 1),
-            Spec(10, "int", 1, 0, 3),
-            Spec(12, "float", 0.002, 0, None, True),
-            Spec(13, "int", 0, 0, 1),
-            Spec(30, "float", 1000.0, 0, None, True),
-            Spec(31, "float", 0.0, 0, None),
-            Spec(32, "int", 0, 0, 1),
+            Spec(1, "byte", 25),
+            Spec(6, "bool", 0),
+            Spec(10, "mask", 1),
+            Spec(12, "fpos", 0.002),
+            Spec(13, "bool", 0),
+            Spec(30, "fpos", 1000.0),
+            Spec(31, "f", 0.0),
+            Spec(32, "bool", 0),
         ],
         key=lambda s: s.number,
     )
@@ -104,41 +120,44 @@ class Settings:
     def flag(self, number: int) -> bool:
         return self.values[number] != 0
 
-    def check(self, number: int, value: float) -> int | None:
-        """The error code for ``$number=value`` or None when it may be set."""
+    def assign(self, number: int, value: Num) -> int | None:
+        """``$number=value``: stores it, or returns the error code and changes nothing."""
         spec = self.specs.get(number)
         if spec is None:
             return E("INVALID_STATEMENT")
-        if value < 0:
+        if value.mant < 0:
             return E("NEGATIVE_VALUE")
-        if spec.kind == "int" and value != int(value):
-            return E("INTEGER_REQUIRED")
-        if value < spec.low or (spec.low_exclusive and value <= spec.low):
-            return E("VALUE_OUT_OF_RANGE")
-        if spec.high is not None and value > spec.high:
-            return E("VALUE_OUT_OF_RANGE")
-        value = f32(value)
+        integer, low, high, zero_ok = _KINDS[spec.kind]
+        if integer:
+            if not value.is_integer():
+                return E("INTEGER_REQUIRED")
+            new = float(value.as_int())
+            if not low <= new <= high:
+                return E("VALUE_OUT_OF_RANGE")
+        else:
+            new = value.as_float()
+            if (not zero_ok and value.mant == 0) or new > high:
+                return E("VALUE_OUT_OF_RANGE")
+        old = self.values[number]
+        self.values[number] = new
+        error = None
+        if number == 20 and new and not self.flag(22):
+            error = E("SOFT_LIMIT_NEEDS_HOMING")
         for axis in range(3):
-            spm = value if number == 100 + axis else self.values[100 + axis]
-            rate = value if number == 110 + axis else self.values[110 + axis]
-            if number in (100 + axis, 110 + axis) and spm * rate / 60.0 > MAX_STEP_RATE_HZ:
-                return E("STEP_RATE_TOO_HIGH")
-        if number == 20 and value and not self.flag(22):
-            return E("SOFT_LIMIT_NEEDS_HOMING")
+            if f32(f32(self.values[100 + axis] * self.values[110 + axis]) / 60.0) > MAX_STEP_RATE_HZ:
+                error = E("STEP_RATE_TOO_HIGH")
+        if error is not None:
+            self.values[number] = old
+            return error
+        if not self.flag(22) and 20 in self.values:
+            self.values[20] = 0.0  # as GRBL: soft limits need homing
         return None
 
-    def set(self, number: int, value: float) -> None:
-        """Store a value that ``check`` accepted. Turning homing off turns soft limits
-        off as well (GRBL does the same)."""
-        self.values[number] = f32(value)
-        if number == 22 and not value and 20 in self.values:
-            self.values[20] = 0.0
-
-    def format(self, number: int, decimals: int) -> str:
+    def format(self, number: int, decimals: int = 4) -> str:
         value = self.values[number]
-        if self.specs[number].kind == "int":
+        if self.specs[number].integer:
             return f"${number}={int(value)}"
-        return f"${number}={value:.{decimals}f}"
+        return f"${number}={format_e4(float_e4(value), decimals)}"
 
     # --- EEPROM image -------------------------------------------------------------
 
@@ -150,7 +169,7 @@ class Settings:
         """Load the values of an EEPROM image; returns None when it was valid, else the
         message after which the defaults were loaded (the caller writes them back)."""
         size = 4 * len(self.specs)
-        if all(b == 0xFF for b in image[: size + 2]):
+        if image[0] == 0xFF:
             reason = "EEPROM blank, defaults loaded"
         elif image[0] != version:
             reason = "EEPROM version changed, defaults loaded"

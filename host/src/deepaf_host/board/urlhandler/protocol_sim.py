@@ -6,7 +6,7 @@ URL: ``sim://[NAME][?option=value&...]``
   reopening a real board's port does (EEPROM and motor positions survive); a name
   that is not live creates a board of that name; no name creates a fresh board.
 - Board options (only when the board is created): ``speed`` (a number, 1 = real time,
-  or ``max``), ``dialect`` (``deepaf`` or ``grbl``), ``boot_s``, ``play_um`` (one value
+  or ``max``), ``jump`` (1: jump to the next event when a reader waits), ``dialect`` (``deepaf`` or ``grbl``), ``boot_s``, ``play_um`` (one value
   or three, comma separated: mechanical backlash), ``switch_x``/``switch_y``/
   ``switch_z`` (``STEP`` or ``STEP:SIDE``).
 - Connection option: ``disconnect_after_lines=N``: after N lines have been written,
@@ -27,13 +27,17 @@ from serial.serialutil import PortNotOpenError, SerialBase, SerialException, to_
 
 from ..board import DEFAULT_SWITCHES, VirtualBoard, find_board
 
-_BOARD_OPTIONS = ("speed", "dialect", "boot_s", "play_um", "switch_x", "switch_y", "switch_z")
+_BOARD_OPTIONS = ("speed", "jump", "dialect", "boot_s", "play_um", "switch_x", "switch_y", "switch_z")
 
 
 def _board_kwargs(options: dict[str, str]) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     if "speed" in options:
         kwargs["speed"] = "max" if options["speed"] == "max" else float(options["speed"])
+    if "jump" in options:
+        if options["jump"] not in ("0", "1"):
+            raise ValueError("jump is 0 or 1")
+        kwargs["jump"] = options["jump"] == "1"
     if "dialect" in options:
         kwargs["dialect"] = options["dialect"]
     if "boot_s" in options:
@@ -103,8 +107,8 @@ class Serial(SerialBase):
         self.board.reset()
 
     def close(self) -> None:
-        self.is_open = False
         super().close()
+        self.is_open = False
 
     def _reconfigure_port(self) -> None:
         pass
@@ -179,7 +183,8 @@ class Serial(SerialBase):
         self._board()
 
     def flush(self) -> None:
-        self._board()
+        if self.is_open:
+            self._board()
 
     @property
     def cts(self) -> bool:
