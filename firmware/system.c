@@ -60,6 +60,12 @@ void system_set_axis_position(uint8_t axis, int32_t steps)
 
 void system_drivers(uint8_t on)
 {
+	if (on && !sys.drivers_on) {
+		uint8_t sreg = SREG;
+		cli();
+		sys.idle_since = sys_ms; /* the idle delay counts from now */
+		SREG = sreg;
+	}
 	sys.drivers_on = on;
 	/* Enable is active low unless $4 inverts it. */
 	if (on == settings.enable_invert)

@@ -75,6 +75,13 @@ def steps_for(mm: Decimal | str | float, steps_per_mm: Decimal | str | int) -> i
     return int(r if v >= 0 else -r)
 
 
+def mm_for(steps: int, steps_per_mm: Decimal | str | int) -> Decimal:
+    """The MPos of a step count: steps / steps/mm with 4 decimals (half away from 0)."""
+    v = Decimal(steps) / Decimal(str(steps_per_mm))
+    r = abs(v).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+    return r if v >= 0 else -r
+
+
 class Board:
     """One open connection to a target."""
 
