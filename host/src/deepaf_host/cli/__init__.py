@@ -16,6 +16,7 @@ from ..errors import DeepAfError
 
 COMMANDS: dict[str, str] = {
     # name: "deepaf_host.cli.<module>:<click command>"
+    "emulate": "deepaf_host.cli.emulate:emulate",
 }
 
 
