@@ -67,6 +67,7 @@ static uint8_t home_move(uint8_t axis, int32_t delta, float rate, int8_t until)
 	plan_sync_position();
 	system_get_position(target);
 	target[axis] += delta;
+	st_home_triggered = 0;
 	if (until >= 0)
 		st_home_arm(axis, (uint8_t)until);
 	plan_buffer_line(target, rate, BLOCK_HOMING);

@@ -277,8 +277,8 @@ def test_jog_and_jog_cancel(board: Board) -> None:
 
 def test_dwell_waits_for_motion_then_sleeps(board: Board) -> None:
     _fast(board)
-    board.ok("G1 X-6 F1200")
     t0 = board.target.seconds()
+    board.ok("G1 X-6 F1200")
     board.ok("G4 P0.5")
     took = board.target.seconds() - t0
     assert board.status().mpos[0] == -6
