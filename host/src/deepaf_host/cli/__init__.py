@@ -16,6 +16,7 @@ from ..errors import DeepAfError
 
 COMMANDS: dict[str, str] = {
     # name: "deepaf_host.cli.<module>:<click command>"
+    "simulate": "deepaf_host.cli.simulate:simulate",
     "emulate": "deepaf_host.cli.emulate:emulate",
 }
 

@@ -42,6 +42,9 @@ class Region:
     offset_um: np.ndarray
     #: (H, W) float32 tissue coverage of the slide's outline (0 glass, 1 tissue).
     tissue: np.ndarray
+    #: Depth extent of the absorbing column at each pixel (um of stage z): the section
+    #: thickness divided by the mountant index.
+    extent_um: float = 0.0
 
 
 class VirtualSlide:
@@ -144,4 +147,4 @@ class VirtualSlide:
         z_centre = self.focus_z_um(x_um, y_um)
         offset = (z_centre - self._focus_grid(xs, ys)).astype(np.float32)
         offset += (sample.depth_um / MOUNTANT_INDEX) * tissue
-        return Region(transmission, offset, tissue)
+        return Region(transmission, offset, tissue, protocol.section_thickness_um / MOUNTANT_INDEX)

@@ -9,7 +9,10 @@ be rendered as any lab would have stained it.
 Procedural H&E: eosin background (cytoplasm) with granular texture, wavy stroma fibres,
 nuclei (epithelial, elongated fibroblasts, small dark lymphocytes) with chromatin texture
 and a darker rim, cellularity varying over hundreds of micrometres, holes (lumina, fat,
-tears). Each nucleus sits at its own depth in the section (seed 003's layered model).
+tears). Sections (3-5 um) are thinner than nuclei (5-10 um), so every structure fills
+the section's thickness; what varies is the depth of that column: the tissue undulates
+inside the section and each nucleus is cut a little off-centre (seed 003's layered model,
+with each pixel's column spread over its depth range by the renderer).
 
 Real images: any RGB images of in-focus tissue, tiled with mirroring over the plane;
 colour-deconvolved with a reference stain matrix (Ruifrok H, E, DAB) so that the
@@ -37,8 +40,9 @@ class SpecimenSample:
 
     #: (H, W, 3) float32 stain concentrations: hematoxylin, eosin, DAB (OD units).
     concentration: np.ndarray
-    #: (H, W) float32 physical depth (um) of what is seen, below the section mid-plane
-    #: (positive = further from the objective).
+    #: (H, W) float32 physical depth (um) of the centre of the absorbing column at each
+    #: pixel, below the section mid-plane (positive = further from the objective); the
+    #: column itself spans the section's thickness around it.
     depth_um: np.ndarray
 
 
@@ -52,8 +56,8 @@ class Specimen(TypingProtocol):
 
 
 def _background_depth(xs: np.ndarray, ys: np.ndarray, seed: int, thickness_um: float) -> np.ndarray:
-    """Smooth undulation of the tissue inside the section (about +-30 % of its thickness)."""
-    return (0.3 * thickness_um) * fbm(xs, ys, 40.0, seed, stream=90, octaves=2)
+    """Smooth undulation of the tissue inside the section (about +-20 % of its thickness)."""
+    return (0.2 * thickness_um) * fbm(xs, ys, 40.0, seed, stream=90, octaves=2)
 
 
 class ProceduralTissue:
@@ -166,7 +170,7 @@ class ProceduralTissue:
             "b": (a / aspect).ravel()[sel],
             "theta": (math.pi * u[7]).ravel()[sel],
             "conc": conc.ravel()[sel],
-            "depth": ((u[8] - 0.5) * 0.9 * thickness_um).ravel()[sel],
+            "depth": ((u[8] - 0.5) * 0.4 * thickness_um).ravel()[sel],
         }
 
     def _nuclei(
