@@ -165,10 +165,10 @@ class VirtualBoard:
                     if goal is None:
                         self._cond.wait()
                         continue
-                    # Nothing happens before the goal: let the time pass at once, and
-                    # give other threads a moment.
+                    # Nothing happens before the goal: let the time pass at once. When
+                    # nothing is pending at all, give other threads a moment.
                     self._skip_to(goal)
-                    if not self._sync().out:
+                    if due is None and not self._sync().out:
                         self._cond.wait(min(timeout_s or 0.0, 0.001))
                     break
                 remaining = None if deadline is None else deadline - time.monotonic()

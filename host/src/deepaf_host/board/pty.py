@@ -2,7 +2,9 @@
 
 Any serial program (the DeepAf host, UGS, CNCjs, ``screen``) can open the printed
 device. Opening it resets the board, as opening an Uno's port does; closing it leaves
-the board running.
+the board running. A pseudo-terminal has no DTR line: the server sees an open as the
+end of the hang-up that the master reports while no client has the terminal open, so
+a close and a new open within a few milliseconds look like one session.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class PtyServer:
         self.path = os.ttyname(slave)
         os.close(slave)  # no slave open: the master reports a hang-up until a client opens it
         self._stop = threading.Event()
+        #: Whether a client has the terminal open (as last seen by ``serve_forever``).
+        self.connected = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -44,15 +48,14 @@ class PtyServer:
         """Run until ``stop()`` (from another thread) or KeyboardInterrupt."""
         poller = select.poll()
         poller.register(self._master, select.POLLIN)
-        connected = False
         while not self._stop.is_set():
             events = dict(poller.poll(POLL_MS)).get(self._master, 0)
             if events & select.POLLHUP:
-                connected = False
+                self.connected = False
                 self._stop.wait(0.01)
                 continue
-            if not connected:
-                connected = True
+            if not self.connected:
+                self.connected = True
                 self.board.reset()  # the client opened the port: DTR reset
             if events & select.POLLIN:
                 try:
