@@ -1,0 +1,78 @@
+"""``deepaf-host train``: train an autofocus model on focal stacks (needs the ``train`` extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import ConfigError
+
+
+def _import_training():  # type: ignore[no-untyped-def]
+    try:
+        from ..model.train import arch, fit
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("tensorflow", "keras"):
+            raise ConfigError("train", "training needs TensorFlow: pip install 'deepaf-host[train]'") from None
+        raise
+    return arch, fit
+
+
+@click.command()
+@click.option("--data", "data_dirs", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
+              help="Focal-stack dataset folder (repeat for several).")
+@click.option("--model", "architecture", default="spatiospectral", show_default=True,
+              type=click.Choice(["spatiospectral", "spatial", "spectral", "fcfnn", "two-shot"]))
+@click.option("--out", "run", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder; running again with the same folder resumes.")
+@click.option("--epochs", default=60, show_default=True, type=click.IntRange(1))
+@click.option("--steps-per-epoch", default=None, type=click.IntRange(1), help="Default: one pass over the patches.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
+@click.option("--lr", "learning_rate", default=8e-4, show_default=True, type=float)
+@click.option("--weight-decay", default=0.006, show_default=True, type=float)
+@click.option("--patience", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--patch-size", default=224, show_default=True, type=click.IntRange(32))
+@click.option("--widths", default="32,64,128,128", show_default=True, help="Encoder widths, comma-separated.")
+@click.option("--patches-per-plane", default=4, show_default=True, type=click.IntRange(1))
+@click.option("--range-um", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Train on planes within +-this distance of focus.")
+@click.option("--seed", default=0, show_default=True, type=int)
+def train(
+    data_dirs: tuple[str, ...], architecture: str, run: Path, epochs: int, steps_per_epoch: int | None,
+    batch_size: int, learning_rate: float, weight_decay: float, patience: int, patch_size: int, widths: str,
+    patches_per_plane: int, range_um: float, seed: int,
+) -> None:
+    """Train a single-shot autofocus model (resumable: run the same command again)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    arch, fit = _import_training()
+    try:
+        width_tuple = tuple(int(w) for w in widths.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{widths!r} is not a comma-separated list of integers", param_hint="--widths") from None
+    config = fit.TrainConfig(
+        arch=arch.ArchConfig(name=architecture, patch_size=patch_size, widths=width_tuple),
+        epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, learning_rate=learning_rate,
+        weight_decay=weight_decay, patience=patience, patches_per_plane=patches_per_plane,
+        range_um=(-range_um, range_um), seed=seed,
+    )
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("preparing patches", total=None)
+
+        def on_progress(phase: str, done: int, total: int) -> None:
+            bar.update(task, description=phase, completed=done, total=total)
+
+        def on_epoch(report: fit.EpochReport) -> None:
+            console.print(
+                f"epoch {report.epoch}: loss {report.train_loss:.3f}, val loss {report.val_loss:.3f}, "
+                f"val focus error {report.val_focus_error_um:.3f} um, within DoF {report.val_within_dof:.1%} "
+                f"({report.seconds:.0f} s)"
+            )
+
+        state = fit.train(run, data_dirs, config, progress=on_progress, on_epoch=on_epoch)
+    click.echo(f"best validation focus error {state['best_val_focus_error_um']:.3f} um at epoch "
+               f"{state['best_epoch']}; run in {run}")

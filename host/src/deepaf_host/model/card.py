@@ -1,0 +1,198 @@
+"""Model cards: what a ``.tflite`` file takes and gives, how it was made, how good it is.
+
+A card is ``<model>.json`` beside ``<model>.tflite`` (machine-checked by the scanner)
+and ``<model>.md`` (the same facts for people, rendered from the JSON). The scanner
+refuses a model whose card is missing, names another file, has another sha256, or does
+not match the scan (objective, pixel size, units).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+from .preprocess import INPUT_KINDS
+
+CARD_FORMAT = "deepaf-model/1"
+
+#: A scan's pixel size may differ this much (relative) from the training pixel size.
+PIXEL_SIZE_TOLERANCE = 0.10
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class ModelCard:
+    name: str
+    architecture: str
+    file: str
+    sha256: str
+    input_kind: str
+    patch_size: int
+    channels: int
+    objective: str
+    pixel_size_um: float
+    range_um: tuple[float, float]
+    dof_um: float
+    units: str = "um"
+    convention: str = "dz = z_focus - z_now: move Z by +dz to reach focus"
+    arch_config: dict[str, Any] = field(default_factory=dict)
+    params: int = 0
+    input_dtype: str = "int8"
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    latency: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": CARD_FORMAT,
+            "name": self.name,
+            "architecture": self.architecture,
+            "file": self.file,
+            "sha256": self.sha256,
+            "input": {
+                "kind": self.input_kind,
+                "patch_size": self.patch_size,
+                "channels": self.channels,
+                "color": "RGB",
+                "dtype": self.input_dtype,
+                "objective": self.objective,
+                "pixel_size_um": self.pixel_size_um,
+                "preprocessing": "deepaf_host.model.preprocess.prepare(kind, patches)",
+            },
+            "output": {"units": self.units, "convention": self.convention, "range_um": list(self.range_um)},
+            "dof_um": self.dof_um,
+            "arch_config": self.arch_config,
+            "params": self.params,
+            "training": self.training,
+            "metrics": self.metrics,
+            "latency": self.latency,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], path: str = "<card>") -> ModelCard:
+        try:
+            if data.get("format") != CARD_FORMAT:
+                raise ModelError(path, f"card format is {data.get('format')!r}, expected {CARD_FORMAT!r}")
+            inp, out = data["input"], data["output"]
+            card = cls(
+                name=str(data["name"]),
+                architecture=str(data["architecture"]),
+                file=str(data["file"]),
+                sha256=str(data["sha256"]),
+                input_kind=str(inp["kind"]),
+                patch_size=int(inp["patch_size"]),
+                channels=int(inp["channels"]),
+                objective=str(inp["objective"]),
+                pixel_size_um=float(inp["pixel_size_um"]),
+                input_dtype=str(inp.get("dtype", "int8")),
+                units=str(out["units"]),
+                convention=str(out.get("convention", "")),
+                range_um=(float(out["range_um"][0]), float(out["range_um"][1])),
+                dof_um=float(data["dof_um"]),
+                arch_config=dict(data.get("arch_config", {})),
+                params=int(data.get("params", 0)),
+                training=dict(data.get("training", {})),
+                metrics=dict(data.get("metrics", {})),
+                latency=dict(data.get("latency", {})),
+            )
+        except ModelError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ModelError(path, f"card is incomplete or malformed ({type(exc).__name__}: {exc})") from None
+        if card.input_kind not in INPUT_KINDS:
+            raise ModelError(path, f"unknown input kind {card.input_kind!r}")
+        if card.units != "um":
+            raise ModelError(path, f"output units are {card.units!r}; the scanner works in 'um'")
+        if not card.range_um[0] < card.range_um[1]:
+            raise ModelError(path, f"trained range {card.range_um} is empty")
+        return card
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelCard:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelError(str(path), "model card not found (every model needs its <name>.json card)") from None
+        except json.JSONDecodeError as exc:
+            raise ModelError(str(path), f"model card is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ModelError(str(path), "model card must be a JSON object")
+        return cls.from_json(data, str(path))
+
+    def check_file(self, model_path: str | Path) -> None:
+        """The card describes this very file (name and sha256)."""
+        model_path = Path(model_path)
+        if model_path.name != self.file:
+            raise ModelError(str(model_path), f"card describes {self.file!r}, not {model_path.name!r}")
+        actual = sha256_of(model_path)
+        if actual != self.sha256:
+            raise ModelError(str(model_path), f"sha256 {actual[:12]}... does not match the card's {self.sha256[:12]}...")
+
+    def check_scan(self, objective: str | None = None, pixel_size_um: float | None = None) -> None:
+        """The model was trained for this optical setup."""
+        if objective is not None and _objective_key(objective) != _objective_key(self.objective):
+            raise ModelError(self.file, f"trained for objective {self.objective}, the scan uses {objective}")
+        if pixel_size_um is not None:
+            rel = abs(pixel_size_um - self.pixel_size_um) / self.pixel_size_um
+            if rel > PIXEL_SIZE_TOLERANCE:
+                raise ModelError(
+                    self.file,
+                    f"trained at {self.pixel_size_um:.4f} um/pixel, the scan's low-res frames are "
+                    f"{pixel_size_um:.4f} um/pixel ({rel:.0%} apart, at most {PIXEL_SIZE_TOLERANCE:.0%})",
+                )
+
+
+def _objective_key(objective: str) -> str:
+    """'20x', '20x/0.75' and '20X/0.75' name the same preset."""
+    return objective.lower().split("/")[0].strip()
+
+
+def render_markdown(card: ModelCard) -> str:
+    """The human-readable model card."""
+    data = card.to_json()
+    lines = [
+        f"# Model card: {card.name}",
+        "",
+        f"- **File**: `{card.file}` (sha256 `{card.sha256}`)",
+        f"- **Architecture**: {card.architecture}, {card.params:,} parameters",
+        f"- **Input**: {card.input_kind} {card.patch_size}x{card.patch_size}x{card.channels} RGB "
+        f"patch of the low-resolution frame, {card.input_dtype}, after "
+        "`deepaf_host.model.preprocess.prepare` (per-patch channel-wise standardisation)",
+        f"- **Optics**: objective {card.objective}, {card.pixel_size_um:.4f} um per pixel in the specimen plane, "
+        f"depth of field {card.dof_um:.2f} um",
+        f"- **Output**: signed distance to focus in {card.units} ({card.convention}), "
+        f"trained on [{card.range_um[0]:g}, {card.range_um[1]:g}] um",
+        "",
+        "## Training",
+        "",
+        "```json",
+        json.dumps(data["training"], indent=2),
+        "```",
+        "",
+        "## Metrics",
+        "",
+        "```json",
+        json.dumps(data["metrics"], indent=2),
+        "```",
+    ]
+    if card.latency:
+        lines += ["", "## Latency", "", "```json", json.dumps(card.latency, indent=2), "```"]
+    return "\n".join(lines) + "\n"

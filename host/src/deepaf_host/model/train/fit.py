@@ -1,0 +1,245 @@
+"""``deepaf-host train``: train one architecture on focal stacks, resumably.
+
+A run folder holds everything: ``config.json`` (what was asked), ``patches/`` (the
+extracted patch cache), ``last.keras`` (model + optimizer after the last finished
+epoch), ``best.keras`` (lowest validation focus error), ``state.json`` (epoch, best,
+early-stopping counter, history) and ``log.csv``. Running the same command again
+continues after the last finished epoch; nothing done is lost on a crash or Ctrl-C
+beyond the epoch in progress.
+
+Seed 000's recipe: smooth L1 loss, Adam with learning rate 8e-4 and weight decay 0.006
+(decoupled, AdamW), batch 32, early stopping on validation. The learning rate follows a
+cosine schedule over the planned epochs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+
+from ...errors import ConfigError, DatasetError  # noqa: E402
+from ..metrics import focus_metrics, median_per_image  # noqa: E402
+from ..preprocess import input_kind  # noqa: E402
+from .arch import ArchConfig, build  # noqa: E402
+from .data import PatchSet, batches, extract_patches, iter_stacks, split_by_stack  # noqa: E402
+
+
+@dataclass
+class TrainConfig:
+    arch: ArchConfig = field(default_factory=ArchConfig)
+    epochs: int = 60
+    steps_per_epoch: int | None = None  # None: one pass over the training patches
+    batch_size: int = 32
+    learning_rate: float = 8e-4
+    weight_decay: float = 0.006
+    huber_delta_um: float = 1.0
+    patience: int = 10
+    val_fraction: float = 0.2
+    patches_per_plane: int = 4
+    min_tissue: float = 0.5
+    range_um: tuple[float, float] = (-10.0, 10.0)
+    pair_offset_um: float = 2.0  # two-shot: the second frame is this much higher
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["arch"] = self.arch.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(", ".join(sorted(unknown)), "unknown training configuration key(s)")
+        data["arch"] = ArchConfig.from_dict(data.get("arch", {}))
+        if "range_um" in data:
+            data["range_um"] = tuple(data["range_um"])
+        return cls(**data)
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_focus_error_um: float
+    val_within_dof: float
+    learning_rate: float
+    seconds: float
+
+
+ProgressCallback = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+def _dataset_optics(data_dirs: Sequence[str]) -> dict[str, Any]:
+    from ...stacks import open_stacks
+
+    records = [r for d in data_dirs for r in open_stacks(d)]
+    if not records:
+        raise DatasetError(", ".join(data_dirs), "no stacks")
+    objectives = {r.objective for r in records}
+    pixels = {round(float(r.pixel_size_um or 0.0), 5) for r in records}
+    if len(objectives) != 1 or len(pixels) != 1:
+        raise DatasetError("<stacks>", f"stacks mix objectives {objectives} or pixel sizes {pixels}; train one model per setup")
+    return {"objective": objectives.pop(), "pixel_size_um": pixels.pop(), "n_stacks": len(records)}
+
+
+def dof_for(objective: str) -> float:
+    from ...optics.presets import get_objective
+
+    return float(get_objective(objective.split("/")[0]).depth_of_field_um())
+
+
+def prepare_run(run: Path, data_dirs: Sequence[str], config: TrainConfig) -> dict[str, Any]:
+    """Create or check the run folder; extract (or reuse) the patch cache."""
+    run.mkdir(parents=True, exist_ok=True)
+    config_path = run / "config.json"
+    wanted = {"train": config.to_dict(), "data": [str(Path(d).resolve()) for d in data_dirs]}
+    if config_path.exists():
+        saved = json.loads(config_path.read_text())
+        if {k: saved.get(k) for k in wanted} != wanted:
+            raise ConfigError(str(config_path), "this run folder was started with another configuration; use a new --out")
+        return saved
+    optics = _dataset_optics(data_dirs)
+    kind = input_kind(config.arch.name)
+    patchset = extract_patches(
+        iter_stacks(data_dirs),
+        patch_size=config.arch.patch_size,
+        patches_per_plane=config.patches_per_plane,
+        min_tissue=config.min_tissue,
+        pair_offset_um=config.pair_offset_um if kind == "pair" else None,
+        range_um=config.range_um,
+    )
+    patchset.save(run / "patches")
+    train_idx, val_idx = split_by_stack(patchset, config.val_fraction, config.seed)
+    np.save(run / "patches" / "train_index.npy", train_idx)
+    np.save(run / "patches" / "val_index.npy", val_idx)
+    saved = {**wanted, **optics, "dof_um": dof_for(optics["objective"]),
+             "n_patches": len(patchset), "n_train": int(train_idx.size), "n_val": int(val_idx.size)}
+    tmp = config_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(saved, indent=2) + "\n")
+    tmp.replace(config_path)
+    return saved
+
+
+def predict_patchset(model: keras.Model, patchset: PatchSet, index: np.ndarray, kind: str, batch_size: int = 64) -> np.ndarray:
+    out = []
+    for x, _ in batches(patchset, index, kind, batch_size, seed=0, train=False):
+        out.append(np.asarray(model(x, training=False)).reshape(-1))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def per_image_metrics(pred: np.ndarray, patchset: PatchSet, index: np.ndarray, dof_um: float) -> dict[str, Any]:
+    images = patchset.image[index]
+    true = patchset.dz_um[index]
+    keys = np.unique(images)
+    groups = [pred[images == k] for k in keys]
+    truth = [float(true[images == k][0]) for k in keys]
+    return focus_metrics(median_per_image(groups), truth, dof_um)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def train(
+    run: Path,
+    data_dirs: Sequence[str],
+    config: TrainConfig,
+    progress: ProgressCallback | None = None,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+) -> dict[str, Any]:
+    """Train (or continue training) the run in ``run``; returns the final state."""
+    keras.utils.set_random_seed(config.seed)
+    meta = prepare_run(run, data_dirs, config)
+    patchset = PatchSet.load(run / "patches")
+    train_idx = np.load(run / "patches" / "train_index.npy")
+    val_idx = np.load(run / "patches" / "val_index.npy")
+    kind = input_kind(config.arch.name)
+    dof_um = float(meta["dof_um"])
+
+    state_path = run / "state.json"
+    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {
+        "epoch": 0, "best_val_focus_error_um": None, "best_epoch": None, "bad_epochs": 0, "done": False, "history": []
+    }
+    if state["done"]:
+        return state
+    if state["epoch"] > 0 and (run / "last.keras").exists():
+        model = keras.saving.load_model(run / "last.keras")
+    else:
+        model = build(config.arch)
+        model.compile(
+            optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay),
+            loss=keras.losses.Huber(delta=config.huber_delta_um),
+        )
+    steps = config.steps_per_epoch or max(1, math.ceil(train_idx.size / config.batch_size))
+    stream = batches(patchset, train_idx, kind, config.batch_size, seed=config.seed + state["epoch"], train=True)
+
+    class _Progress(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            if progress:
+                progress("train", batch + 1, steps)
+
+    for epoch in range(state["epoch"], config.epochs):
+        lr = 0.5 * config.learning_rate * (1 + math.cos(math.pi * epoch / config.epochs))
+        model.optimizer.learning_rate = lr
+        t0 = time.perf_counter()
+        history = model.fit(stream, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False, callbacks=[_Progress()])
+        train_loss = float(history.history["loss"][-1])
+        pred = predict_patchset(model, patchset, val_idx, kind)
+        val_loss = float(np.mean(keras.ops.convert_to_numpy(
+            keras.losses.Huber(delta=config.huber_delta_um, reduction="none")(patchset.dz_um[val_idx], pred)
+        )))
+        m = per_image_metrics(pred, patchset, val_idx, dof_um)
+        report = EpochReport(epoch + 1, train_loss, val_loss, m["focus_error_um_mean"], m["within_dof_rate"], lr,
+                             time.perf_counter() - t0)
+        model.save(run / "last.keras.tmp.keras")
+        os.replace(run / "last.keras.tmp.keras", run / "last.keras")
+        best = state["best_val_focus_error_um"]
+        if best is None or report.val_focus_error_um < best:
+            model.save(run / "best.keras.tmp.keras")
+            os.replace(run / "best.keras.tmp.keras", run / "best.keras")
+            state.update(best_val_focus_error_um=report.val_focus_error_um, best_epoch=report.epoch, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = report.epoch
+        state["history"].append(asdict(report))
+        state["done"] = state["bad_epochs"] >= config.patience or report.epoch >= config.epochs
+        _append_log(run / "log.csv", report)
+        _write_json(state_path, state)
+        if on_epoch:
+            on_epoch(report)
+        if state["done"]:
+            break
+    state["done"] = True
+    _write_json(state_path, state)
+    return state
+
+
+def _append_log(path: Path, report: EpochReport) -> None:
+    row = asdict(report)
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+        fh.flush()
+        os.fsync(fh.fileno())
