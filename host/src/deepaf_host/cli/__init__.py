@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     # name: "deepaf_host.cli.<module>:<click command>"
     "simulate": "deepaf_host.cli.simulate:simulate",
     "emulate": "deepaf_host.cli.emulate:emulate",
+    "scan": "deepaf_host.cli.scan:scan",
 }
 
 

@@ -18,6 +18,10 @@ from dataclasses import asdict, dataclass
 
 from ..errors import ConfigError, StageLimitError
 
+#: The default scan area (mm): 3 x 2 tiles of the 20x field on the upper edge of the
+#: virtual slide's tissue section, so that the demo images tissue and skips glass.
+DEMO_AREA_MM = "-30.30,-15.92,-29.75,-15.62"
+
 #: Default machine travel (protocol.md $130-$132): X [-60000, 0], Y [-40000, 0] um.
 DEFAULT_TRAVEL_UM: tuple[tuple[float, float], tuple[float, float]] = ((-60000.0, 0.0), (-40000.0, 0.0))
 

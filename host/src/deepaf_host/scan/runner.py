@@ -46,6 +46,7 @@ from ..autofocus import FocusContext, FocusLimits, StackAutofocus, Strategy
 from ..autofocus.base import AutofocusResult, FocusStage
 from ..camera.base import Camera
 from ..errors import ConfigError
+from ..focus.measures import BROAD_MEASURE
 from ..tissue import DEFAULT_THRESHOLDS, TissueThresholds, tissue_fraction, tissue_mask
 from .manifest import IMAGE_FORMATS, Manifest, tile_image_name, write_report
 from .plan import Plan, Tile
@@ -89,10 +90,13 @@ class ScanConfig:
     #: Z (um) where the specimen is roughly in focus; the first tissue tile focuses from here.
     z_start_um: float = -4000.0
     #: Autofocus used once, at the first tissue tile, before ``autofocus`` (None: none).
-    #: A coarse stack copes with a ``z_start_um`` tens of micrometres off.
-    initial_focus: Strategy | None = field(default_factory=lambda: StackAutofocus(planes=17, step_um=5.0, name="initial-stack"))
+    #: A coarse stack (+-60 um in 5 um steps, on the broad NVAR measure) copes with a
+    #: ``z_start_um`` tens of micrometres off, as a slide put on the stage by hand is.
+    initial_focus: Strategy | None = field(
+        default_factory=lambda: StackAutofocus(planes=25, step_um=5.0, measure=BROAD_MEASURE, name="initial-stack")
+    )
     #: Maximum correction of the initial focus (must hold its whole range).
-    initial_max_correction_um: float = 60.0
+    initial_max_correction_um: float = 65.0
     #: Safety limits of every other autofocus.
     limits: FocusLimits = field(default_factory=FocusLimits)
     #: A tile with less tissue than this (fraction of the low-res frame) is empty glass:
@@ -226,10 +230,10 @@ class ScanRunner:
             if fraction >= cfg.autofocus_min_tissue:
                 if not initial_done and source == "start" and cfg.initial_focus is not None:
                     result = self._autofocus(cfg.initial_focus, z_guess, low, mask, FocusLimits(cfg.initial_max_correction_um), timings)
+                    record["initial_focus"] = result.to_dict()
                     if result.ok:
                         z_guess = result.z_um
                         low, mask = None, None  # the frame was taken elsewhere
-                        record["initial_focus"] = result.to_dict()
                 result = self._autofocus(cfg.autofocus, z_guess, low, mask, cfg.limits, timings)
                 initial_done = initial_done or result.ok
                 record["autofocus"] = result.to_dict()
