@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from deepaf_host import codes
 from deepaf_host.board import VirtualBoard
 from deepaf_host.board import machine as board_machine

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from deepaf_host.board import VirtualBoard
 from deepaf_host.board.pty import PtyServer
 from deepaf_host.stage import Connection, Position, Stage

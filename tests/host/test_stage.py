@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from deepaf_host.board import VirtualBoard
 from deepaf_host.errors import ConfigError, NotHomedError, StageLimitError
 from deepaf_host.stage import Connection, Position, Stage

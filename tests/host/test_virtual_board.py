@@ -7,7 +7,6 @@ import time
 
 import pytest
 import serial
-
 from deepaf_host.board import VirtualBoard
 from deepaf_host.board.motion import Profile
 

@@ -24,7 +24,7 @@ def _virtual(speed: str, dialect: str) -> None:
     try:
         rate = float(speed)
     except ValueError:
-        raise ConfigError("speed", f"the virtual board on a terminal runs at a number of times real time, not {speed!r}") from None
+        raise ConfigError("speed", f"the virtual board on a terminal runs at N times real time, not {speed!r}") from None
     if not rate > 0:
         raise ConfigError("speed", f"must be > 0, not {speed!r}")
     board = VirtualBoard(speed=rate, dialect=dialect)
@@ -66,7 +66,13 @@ def _firmware(elf: str, speed: str) -> None:
     default=None,
     help="Serve this firmware ELF in simavr (deepaf-sim) instead of the virtual board.",
 )
-@click.option("--dialect", type=click.Choice(["deepaf", "grbl"]), default="deepaf", show_default=True, help="Virtual board only: 'grbl' acts as a stock GRBL 1.1 board.")
+@click.option(
+    "--dialect",
+    type=click.Choice(["deepaf", "grbl"]),
+    default="deepaf",
+    show_default=True,
+    help="Virtual board only: 'grbl' acts as a stock GRBL 1.1 board.",
+)
 def emulate(speed: str, firmware: str | None, dialect: str) -> None:
     """Serve a board on a pseudo-terminal and print its device path."""
     if firmware is not None:

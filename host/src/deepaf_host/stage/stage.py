@@ -40,7 +40,13 @@ import math
 import time
 from dataclasses import dataclass
 
-from ..errors import ConfigError, FirmwareAlarm, FirmwareError, NotHomedError, StageLimitError
+from ..errors import (
+    ConfigError,
+    FirmwareAlarm,
+    FirmwareError,
+    NotHomedError,
+    StageLimitError,
+)
 from .approach import plan_legs
 from .connection import Connection
 from .replies import StatusReport
@@ -195,12 +201,7 @@ class Stage:
             raise NotHomedError("move")
         start = self._position_of(report)
         target = tuple(start[i] if requested[a] is None else float(requested[a]) for i, a in enumerate(AXES))  # type: ignore[arg-type]
-        overshoot = tuple(
-            self.approach_um + self.backlash_um[2] if a == "z" else (self.backlash_um[i] + self.approach_um if self.backlash_um[i] > 0 else 0.0)
-            for i, a in enumerate(AXES)
-        )
-        uppers = tuple(self._limits[a][1] for a in AXES)
-        legs = plan_legs(start, target, overshoot, uppers, tuple(self._settled))  # type: ignore[arg-type]
+        legs = plan_legs(start, target, self._overshoot_um(), self._uppers_um(), tuple(self._settled))  # type: ignore[arg-type]
         lines: list[str] = []
         previous = start
         for leg in legs:
@@ -281,6 +282,16 @@ class Stage:
         return self.position()
 
     # --- helpers -----------------------------------------------------------------------
+
+    def _overshoot_um(self) -> tuple[float, float, float]:
+        """How far above its target each axis goes before its final, downward leg: Z
+        always, X and Y when they were given a host-side backlash."""
+        x, y, z = (b + self.approach_um if b > 0 or i == 2 else 0.0 for i, b in enumerate(self.backlash_um))
+        return (x, y, z)
+
+    def _uppers_um(self) -> tuple[float, float, float]:
+        x, y, z = (self._limits[a][1] for a in AXES)
+        return (x, y, z)
 
     @staticmethod
     def _position_of(report: StatusReport) -> tuple[float, float, float]:

@@ -6,8 +6,9 @@ URL: ``sim://[NAME][?option=value&...]``
   reopening a real board's port does (EEPROM and motor positions survive); a name
   that is not live creates a board of that name; no name creates a fresh board.
 - Board options (only when the board is created): ``speed`` (a number, 1 = real time,
-  or ``max``), ``jump`` (1: jump to the next event when a reader waits), ``dialect`` (``deepaf`` or ``grbl``), ``boot_s``, ``play_um`` (one value
-  or three, comma separated: mechanical backlash), ``switch_x``/``switch_y``/
+  or ``max``), ``jump`` (1: jump to the next event when a reader waits), ``dialect``
+  (``deepaf`` or ``grbl``), ``boot_s``, ``play_um`` (one value or three, comma
+  separated: mechanical backlash), ``switch_x``/``switch_y``/
   ``switch_z`` (``STEP`` or ``STEP:SIDE``).
 - Connection option: ``disconnect_after_lines=N``: after N lines have been written,
   the connection breaks and every later read or write raises ``SerialException`` (as
