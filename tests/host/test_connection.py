@@ -48,6 +48,23 @@ def test_handshake_recognises_a_stock_grbl_board() -> None:
             conn.set_setting(140, 0.01)  # a stock board has no such setting: never sent
 
 
+def test_stock_grbl_soft_limit_alarm_is_error_61() -> None:
+    board = VirtualBoard(speed="max", dialect="grbl")
+    with Connection(board.url) as conn:
+        conn.command("$H", timeout_s=60)
+        conn.command("G0 X-2")
+        conn.command("G4 P0")
+        t0 = time.monotonic()
+        with pytest.raises(FirmwareError) as info:
+            conn.command("G0 X5")  # ALARM:2 and "[MSG:Reset to continue]" on a stock board
+        assert info.value.code == codes.error_number("SOFT_LIMIT") and info.value.line == "G0 X5"
+        assert time.monotonic() - t0 < 0.5, "no reply will come: the message says so"
+        # Reset and unlocked by the connection: nothing moved, the position holds.
+        conn.command("G4 P0")
+        report = conn.status()
+        assert report.state == "Idle" and report.mpos_mm == (-2.0, -1.0, -1.0)
+
+
 def test_handshake_refuses_another_protocol_version(board: VirtualBoard, monkeypatch: pytest.MonkeyPatch) -> None:
     info = dict(board_machine.BUILD_INFO)
     info["deepaf"] = [line.replace("PROTO=1", "PROTO=2") for line in info["deepaf"]]

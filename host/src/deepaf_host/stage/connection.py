@@ -37,11 +37,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import serial
 
-from .. import PROTOCOL_VERSION
+from .. import PROTOCOL_VERSION, codes
 from ..camera.base import PoseSource
 from ..errors import (
     ConfigError,
@@ -69,6 +69,7 @@ QUIET_S = 0.1
 #: Lines that change nothing: sent again once after a garbled reply.
 QUERIES = frozenset({"$", "$I", "$$", "$G", "$#"})
 _REALTIME_IN_LINE = set("?!~")
+GRBL_SOFT_LIMIT_ALARM = 2  # stock GRBL's soft-limit alarm (not in protocol.md's table)
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ class Connection:
         self._pending: deque[str] = deque()
         self._needs_sync = False
         self._needs_reset = False
+        self._wco_mm: tuple[float, float, float] | None = None
         try:
             self._serial = serial.serial_for_url(url, baudrate=baudrate, timeout=READ_SLICE_S, write_timeout=timeout_s)
         except (serial.SerialException, OSError, ValueError) as exc:
@@ -233,7 +235,14 @@ class Connection:
             if line.text == "[MSG:Reset to continue]":
                 self._needs_reset = True
         elif line.kind is Kind.STATUS:
-            self.last_status = parse_status(line.text)
+            report = parse_status(line.text)
+            if report is not None and report.wco_mm is not None:
+                self._wco_mm = report.wco_mm
+            if report is not None and report.mpos_mm is None and report.wpos_mm and self._wco_mm:
+                # A stock GRBL board reporting work positions sends its offset now and then.
+                wpos, wco = report.wpos_mm, self._wco_mm
+                report = replace(report, mpos_mm=(wpos[0] + wco[0], wpos[1] + wco[1], wpos[2] + wco[2]))
+            self.last_status = report
 
     def _drain(self) -> None:
         """Take whatever already arrived (alarms, messages) without waiting."""
@@ -374,6 +383,10 @@ class Connection:
                 return (got.code if got.kind is Kind.ERROR else 0), collected, alarm
             if got.kind in (Kind.BRACKET, Kind.MESSAGE, Kind.SETTING):
                 collected.append(got.text)
+                if alarm is not None and self._needs_reset:
+                    # Stock GRBL: a critical alarm; the line gets no reply until a reset.
+                    self._pending.clear()
+                    raise FirmwareAlarm(alarm, line)
             elif got.kind is Kind.ALARM:
                 alarm = got.code
                 deadline = min(deadline, time.monotonic() + ALARM_GRACE_S)
@@ -405,8 +418,10 @@ class Connection:
                     if attempt == 1 and line.replace(" ", "").upper() in QUERIES:
                         continue
                     raise GarbledReply(line, garbled.text) from None
+                except FirmwareAlarm as exc:
+                    raise self._alarm_error(exc.code, line) from None
                 if alarm is not None:
-                    raise FirmwareAlarm(alarm, line)
+                    raise self._alarm_error(alarm, line)
                 if code:
                     raise FirmwareError(code, line)
                 return Reply(line, tuple(lines))
@@ -441,8 +456,10 @@ class Connection:
                 except _Garbled as garbled:
                     self.resync()
                     raise GarbledReply(line, garbled.text) from None
+                except FirmwareAlarm as exc:
+                    raise self._alarm_error(exc.code, line) from None
                 if failure is None and alarm is not None:
-                    failure = FirmwareAlarm(alarm, line)
+                    failure = self._alarm_error(alarm, line)
                 elif failure is None and code:
                     failure = FirmwareError(code, line)
                 elif failure is None:
@@ -450,6 +467,17 @@ class Connection:
         if failure is not None:
             raise failure
         return replies
+
+    def _alarm_error(self, alarm: int, line: str) -> Exception:
+        """The error for an alarm raised during ``line``. On a stock GRBL board a soft
+        limit is ``ALARM:2`` where the DeepAf firmware answers ``error:61``
+        (protocol.md 12): nothing moved, so the board is reset and unlocked and the
+        line fails as ``FirmwareError(61)``."""
+        if alarm == GRBL_SOFT_LIMIT_ALARM and not self.info.is_deepaf:
+            self.soft_reset()
+            self.command("$X")
+            return FirmwareError(codes.error_number("SOFT_LIMIT"), line)
+        return FirmwareAlarm(alarm, line)
 
     # --- realtime -------------------------------------------------------------------------
 
