@@ -27,7 +27,8 @@ def register_url_handlers() -> None:
 
 register_url_handlers()
 
-from .connection import BoardInfo, Connection, Reply  # noqa: E402
+from .connection import Connection, Reply  # noqa: E402
+from .info import BoardInfo  # noqa: E402
 from .replies import StatusReport  # noqa: E402
 from .settings import BoardSettings  # noqa: E402
 from .stage import Position, Stage  # noqa: E402

@@ -30,19 +30,11 @@ One lock serialises every exchange, so a connection can be shared between thread
 
 from __future__ import annotations
 
-import errno
-import logging
-import os
-import threading
 import time
-from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-import serial
-
-from .. import PROTOCOL_VERSION, codes
-from ..camera.base import PoseSource
+from .. import codes
 from ..errors import (
     ConfigError,
     ConnectionLost,
@@ -50,44 +42,18 @@ from ..errors import (
     FirmwareError,
     GarbledReply,
     HandshakeError,
-    PortUnavailable,
     ProtocolTimeout,
 )
-from .replies import Kind, Line, StatusReport, classify, parse_status
+from .info import BoardInfo, parse_build_info
+from .port import LinePort, log
+from .replies import Kind, StatusReport
 from .settings import BoardSettings, MissingSettings
 
-log = logging.getLogger(__name__)
-
-#: Longest wait of one read call; deadlines are kept by the connection.
-READ_SLICE_S = 0.02
 #: After an ALARM, how long the reply to the line being executed may still take.
 ALARM_GRACE_S = 1.0
-#: How often the handshake sends ``$I`` again when no reply comes.
-IDENTIFY_RETRY_S = 1.0
-#: Silence that ends a drain of late replies.
-QUIET_S = 0.1
 #: Lines that change nothing: sent again once after a garbled reply.
 QUERIES = frozenset({"$", "$I", "$$", "$G", "$#"})
-_REALTIME_IN_LINE = set("?!~")
 GRBL_SOFT_LIMIT_ALARM = 2  # stock GRBL's soft-limit alarm (not in protocol.md's table)
-
-
-@dataclass(frozen=True)
-class BoardInfo:
-    """What the board said about itself in its ``$I`` reply."""
-
-    dialect: str  # "deepaf" | "grbl"
-    grbl_version: str  # "1.1h"
-    firmware_version: str | None  # DeepAf firmware version; None on stock GRBL
-    protocol_version: int | None  # protocol.md version; None on stock GRBL
-    axes: int
-    planner_blocks: int | None
-    rx_buffer_bytes: int
-    lines: tuple[str, ...]
-
-    @property
-    def is_deepaf(self) -> bool:
-        return self.dialect == "deepaf"
 
 
 @dataclass(frozen=True)
@@ -103,21 +69,7 @@ class _Garbled(Exception):
         self.text = text
 
 
-def _open_reason(exc: BaseException) -> str:
-    code = getattr(exc, "errno", None)
-    hints = {
-        errno.ENOENT: "no such device (is the board plugged in? --port sim:// runs the virtual board)",
-        errno.EACCES: "permission denied (on Linux, add your user to the 'dialout' group)",
-        errno.EBUSY: "the port is busy (another program has it open)",
-    }
-    if isinstance(code, int) and code in hints:
-        return hints[code]
-    if isinstance(code, int) and code > 0:
-        return os.strerror(code)
-    return str(exc) or type(exc).__name__
-
-
-class Connection:
+class Connection(LinePort):
     """A connection to one board. See the module docstring for the protocol handling.
 
     Args:
@@ -137,35 +89,12 @@ class Connection:
         from . import register_url_handlers
 
         register_url_handlers()
-        self.url = url
-        self.timeout_s = timeout_s
-        self.last_alarm: int | None = None
-        self.last_status: StatusReport | None = None
-        self.messages: deque[str] = deque(maxlen=200)
-        self._lock = threading.RLock()
-        self._rx = bytearray()
-        self._pending: deque[str] = deque()
-        self._needs_sync = False
-        self._needs_reset = False
-        self._wco_mm: tuple[float, float, float] | None = None
-        try:
-            self._serial = serial.serial_for_url(url, baudrate=baudrate, timeout=READ_SLICE_S, write_timeout=timeout_s)
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise PortUnavailable(url, _open_reason(exc)) from exc
+        super().__init__(url, timeout_s=timeout_s, baudrate=baudrate)
         try:
             self.info = self._handshake(handshake_timeout_s)
         except BaseException:
             self.close()
             raise
-
-    # --- life cycle -----------------------------------------------------------------
-
-    def close(self) -> None:
-        with self._lock:
-            try:
-                self._serial.close()
-            except (serial.SerialException, OSError):
-                pass
 
     def __enter__(self) -> Connection:
         return self
@@ -173,182 +102,12 @@ class Connection:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @property
-    def pose_source(self) -> PoseSource | None:
-        """The ground truth behind a simulated port (``sim://``: the ``VirtualBoard``;
-        ``simavr://``: the ``FirmwareSim``), for the virtual camera; None on hardware."""
-        return getattr(self._serial, "board", None)
-
-    @property
-    def serial(self) -> serial.SerialBase:
-        """The pyserial port (for fault injection in tests)."""
-        return self._serial
-
-    # --- raw I/O ------------------------------------------------------------------------
-
-    def _lost(self, exc: BaseException) -> ConnectionLost:
-        self._needs_sync = True
-        return ConnectionLost(self.url, _open_reason(exc))
-
-    def _write(self, data: bytes) -> None:
-        log.debug("%s TX %r", self.url, data)
-        try:
-            self._serial.write(data)
-        except (serial.SerialException, OSError) as exc:
-            raise self._lost(exc) from exc
-
-    def _read_chunk(self) -> None:
-        try:
-            data = self._serial.read(max(1, self._serial.in_waiting))
-        except (serial.SerialException, OSError) as exc:
-            raise self._lost(exc) from exc
-        self._rx += data
-
-    def _take_line(self) -> str | None:
-        end = self._rx.find(b"\n")
-        if end < 0:
-            return None
-        raw = bytes(self._rx[:end]).rstrip(b"\r")
-        del self._rx[: end + 1]
-        text = raw.decode("ascii", errors="replace")
-        log.debug("%s RX %r", self.url, text)
-        return text
-
-    def _read_line(self, deadline: float) -> Line | None:
-        """The next line (noted if unsolicited), or None at the deadline."""
-        while True:
-            text = self._take_line()
-            if text is not None:
-                line = classify(text)
-                self._note(line)
-                return line
-            if time.monotonic() >= deadline:
-                return None
-            self._read_chunk()
-
-    def _note(self, line: Line) -> None:
-        if line.kind is Kind.ALARM:
-            self.last_alarm = line.code
-            log.warning("%s: %s", self.url, FirmwareAlarm(line.code))
-        elif line.kind is Kind.MESSAGE:
-            self.messages.append(line.text)
-            if line.text == "[MSG:Reset to continue]":
-                self._needs_reset = True
-        elif line.kind is Kind.STATUS:
-            report = parse_status(line.text)
-            if report is not None and report.wco_mm is not None:
-                self._wco_mm = report.wco_mm
-            if report is not None and report.mpos_mm is None and report.wpos_mm and self._wco_mm:
-                # A stock GRBL board reporting work positions sends its offset now and then.
-                wpos, wco = report.wpos_mm, self._wco_mm
-                report = replace(report, mpos_mm=(wpos[0] + wco[0], wpos[1] + wco[1], wpos[2] + wco[2]))
-            self.last_status = report
-
-    def _drain(self) -> None:
-        """Take whatever already arrived (alarms, messages) without waiting."""
-        while True:
-            try:
-                waiting = self._serial.in_waiting
-            except (serial.SerialException, OSError) as exc:
-                raise self._lost(exc) from exc
-            if waiting:
-                self._read_chunk()
-            text = self._take_line()
-            if text is None and not waiting:
-                return
-            if text is not None:
-                line = classify(text)
-                self._note(line)
-                if line.kind in (Kind.OK, Kind.ERROR):
-                    log.warning("%s: stray reply %r", self.url, text)
-
-    def _quiet(self, seconds: float = QUIET_S, limit_s: float = 2.0) -> None:
-        """Read and note lines until the port has been silent for ``seconds``."""
-        end = time.monotonic() + limit_s
-        silent_until = time.monotonic() + seconds
-        while time.monotonic() < min(silent_until, end):
-            before = len(self._rx)
-            self._read_chunk()
-            arrived = len(self._rx) > before
-            while (text := self._take_line()) is not None:
-                self._note(classify(text))
-            if arrived:
-                silent_until = time.monotonic() + seconds
-
-    def _send(self, line: str) -> None:
-        self._pending.append(line)
-        self._write(line.encode("ascii") + b"\n")
-
-    @staticmethod
-    def _check_line(line: str) -> None:
-        if not line.isascii() or not line.isprintable() or _REALTIME_IN_LINE & set(line) or len(line) > 80:
-            raise ValueError(f"not a protocol line (printable ASCII, no ?!~, at most 80 bytes): {line!r}")
-
     # --- handshake and resynchronisation ------------------------------------------------
-
-    def _identify(self, timeout_s: float) -> list[str]:
-        """Send ``$I`` until its reply comes; return its bracketed lines."""
-        deadline = time.monotonic() + timeout_s
-        stale = sum(1 for p in self._pending if p.replace(" ", "").upper() == "$I")
-        self._pending.clear()
-        sent = 0
-        while True:
-            self._write(b"\n$I\n")
-            sent += 1
-            retry_at = min(deadline, time.monotonic() + IDENTIFY_RETRY_S)
-            found: list[str] | None = None
-            while True:
-                line = self._read_line(retry_at)
-                if line is None or line.kind is Kind.BANNER:
-                    break  # silence, or the board just reset: send $I again
-                if line.kind is Kind.BRACKET and line.text.startswith("[VER:"):
-                    if stale:
-                        stale -= 1
-                        continue
-                    found = [line.text]
-                elif found is not None and line.kind in (Kind.BRACKET, Kind.MESSAGE):
-                    found.append(line.text)
-                elif found is not None and line.kind is Kind.OK:
-                    if sent > 1:
-                        self._quiet()
-                    self._needs_sync = False
-                    return found
-            if time.monotonic() >= deadline:
-                raise HandshakeError(
-                    self.url,
-                    f"no reply to '$I' within {timeout_s:g} s: is this a DeepAf or GRBL 1.1 board at 115200 baud?",
-                )
 
     def _handshake(self, timeout_s: float) -> BoardInfo:
         with self._lock:
             lines = self._identify(timeout_s)
-        fields = {text[1:].split(":", 1)[0]: text[1:-1].split(":", 1)[1] for text in lines if ":" in text}
-        version = fields.get("VER", "").split(":")[0]
-        grbl_version = ".".join(version.split(".")[:2])
-        if not grbl_version.startswith("1.1"):
-            raise HandshakeError(self.url, f"not a GRBL 1.1 board: $I says {lines[0]!r}")
-        options = fields.get("OPT", "").split(",")
-        try:
-            planner_blocks: int | None = int(options[1])
-            rx_bytes = int(options[2])
-        except (IndexError, ValueError):
-            planner_blocks, rx_bytes = None, 128
-        if "DEEPAF" not in fields:
-            return BoardInfo("grbl", grbl_version, None, None, 3, planner_blocks, rx_bytes, tuple(lines))
-        deepaf = dict(item.partition("=")[::2] for item in fields["DEEPAF"].split(","))
-        try:
-            proto, axes = int(deepaf.get("PROTO", "")), int(deepaf.get("AXES", "3"))
-        except ValueError:
-            raise HandshakeError(self.url, f"cannot read {fields['DEEPAF']!r}") from None
-        if proto != PROTOCOL_VERSION:
-            newer = "host" if proto > PROTOCOL_VERSION else "firmware"
-            raise HandshakeError(
-                self.url,
-                f"the firmware speaks protocol {proto}, this host speaks protocol {PROTOCOL_VERSION}: update the {newer}",
-            )
-        if axes < 3:
-            raise HandshakeError(self.url, f"the board drives {axes} axes; the scanner needs X, Y and Z")
-        return BoardInfo("deepaf", grbl_version, deepaf.get("FW"), proto, axes, planner_blocks, rx_bytes, tuple(lines))
+        return parse_build_info(self.url, lines)
 
     def resync(self, timeout_s: float | None = None) -> None:
         """Discard everything up to the reply of a fresh ``$I`` (after a timeout or a
