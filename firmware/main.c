@@ -29,6 +29,24 @@ void early_wdt_off(void)
 	wdt_disable();
 }
 
+/* Fills the RAM between the static data and the stack with a canary byte, so the
+ * deepest stack ever used can be read out (deepaf-sim's `stack` command). Runs
+ * before anything uses the stack; the free RAM is not touched afterwards. */
+void paint_stack(void) __attribute__((naked, used, section(".init1")));
+void paint_stack(void)
+{
+	__asm__ volatile("	ldi r30, lo8(_end)\n"
+			 "	ldi r31, hi8(_end)\n"
+			 "	ldi r24, 0xC5\n"
+			 "	ldi r25, hi8(__stack)\n"
+			 "	rjmp 2f\n"
+			 "1:	st Z+, r24\n"
+			 "2:	cpi r30, lo8(__stack)\n"
+			 "	cpc r31, r25\n"
+			 "	brlo 1b\n"
+			 "	breq 1b\n");
+}
+
 static void report_boot_messages(uint8_t eeprom)
 {
 	report_banner();

@@ -48,8 +48,8 @@ static struct {
 	uint8_t flags;
 	uint8_t block_index;  /* 0xFF: none loaded */
 	uint8_t cs;           /* prescaler in use; 0xFF: none */
-	uint8_t pulse_ticks;  /* pulse width in timer ticks at the current prescaler */
-	uint8_t pulse[3];     /* pulse width per prescaler */
+	uint16_t pulse_ticks; /* pulse width in timer ticks at the current prescaler */
+	uint16_t pulse[3];    /* pulse width per prescaler */
 	uint8_t home_step;    /* STEP bit of the homing axis, 0: not homing */
 	uint8_t home_pin;     /* its limit pin bit */
 	uint8_t home_closed;  /* pin level that means closed */
@@ -72,6 +72,7 @@ static struct {
 	uint32_t steps_left;   /* its steps not yet given to a segment */
 	float steps_per_mm;
 	float v;               /* speed at the end of the prepared motion, mm/min */
+	float dt_rem;          /* time from the last step given out to the prepared end, min */
 	uint8_t block_index;
 	uint8_t hold;
 } prep;
@@ -110,6 +111,7 @@ void st_reset(void)
 	seg_head = seg_tail = 0;
 	prep.pl = 0;
 	prep.v = 0.0f;
+	prep.dt_rem = 0.0f;
 	prep.hold = 0;
 	prep.block_index = 0;
 }
@@ -175,9 +177,9 @@ void st_wake_up(void)
 	uint8_t was_off = !sys.drivers_on;
 	system_drivers(1);
 	uint16_t cycles = (uint16_t)settings.pulse_us * (F_CPU / 1000000UL);
-	st.pulse[0] = cycles > 255 ? 255 : (uint8_t)cycles;
-	st.pulse[1] = (uint8_t)((cycles + 7) >> 3);
-	st.pulse[2] = (uint8_t)((cycles + 63) >> 6);
+	st.pulse[0] = cycles;
+	st.pulse[1] = (cycles + 7) >> 3;
+	st.pulse[2] = (cycles + 63) >> 6;
 	st.seg_left = 0;
 	st.step_bits = 0;
 	cli();
@@ -290,7 +292,7 @@ ISR(TIMER1_COMPA_vect)
 
 pulse_end:
 	if (bits) {
-		uint8_t w = st.pulse_ticks;
+		uint16_t w = st.pulse_ticks;
 		while ((uint16_t)(TCNT1 - t0) < w)
 			;
 		STEP_PORT ^= bits;
@@ -452,7 +454,7 @@ void st_prep_buffer(void)
 				ve = sqrtf(nb->entry_speed_sqr);
 		}
 		float mm_left = b->millimeters;
-		float dt = 0.0f;
+		float dt = prep.dt_rem;
 		float steps_float;
 		uint32_t n = 0;
 		uint8_t end = 0;
@@ -473,11 +475,15 @@ void st_prep_buffer(void)
 		b->millimeters = mm_left;
 
 		if (n > 0) {
-			/* Rate: the steps from the last one given out to where the motion
-			 * really is, over the segment time (as GRBL). */
+			/* Period: the time from the last step given out to the end of the
+			 * segment, over the steps from there to where the motion really is.
+			 * The n steps end (span - n) periods before the segment does; that
+			 * remainder starts the next segment, so the average rate is exact. */
 			float span = (float)prep.steps_left - steps_float;
-			float cycles = dt * (F_CPU * 60.0f) / span;
-			uint32_t c = cycles > 4.0e6f ? 4000000UL : (uint32_t)cycles;
+			float period = dt / span;
+			prep.dt_rem = dt - period * (float)n;
+			float cycles = period * (F_CPU * 60.0f);
+			uint32_t c = cycles > 4.0e6f ? 4000000UL : (uint32_t)(cycles + 0.5f);
 			if (c < MIN_STEP_CYCLES)
 				c = MIN_STEP_CYCLES;
 			segment_t *s = &segments[h];
@@ -502,6 +508,7 @@ void st_prep_buffer(void)
 			plan_discard_current_block();
 			prep.pl = 0;
 		} else if (n == 0) {
+			prep.dt_rem = 0.0f;
 			break; /* held, or no progress possible */
 		}
 	}

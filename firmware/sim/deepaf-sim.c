@@ -13,6 +13,13 @@
  *   drivers                  -> DRIVERS <enabled> <ignored x> <ignored y> <ignored z>
  *   reset                    -> OK    power-on reset (EEPROM kept)
  *   pty                      -> PTYSTATE open|closed   whether a host has the pty open
+ *   timing [reset]           -> TIMING <min pulse> <min dir setup>   in CPU cycles, since
+ *                               the last reset: shortest STEP high time, shortest time
+ *                               from a DIR change to the next STEP rising edge
+ *   stack                    -> STACK <deepest> <free>   bytes of stack ever used, and
+ *                               never touched (the firmware paints free RAM at boot)
+ *   uart                     -> UART <cycle in> <cycle out>   when the last host byte was
+ *                               handed to the UART, when the AVR sent its last byte
  *   eeprom erase             -> OK    all 0xFF, as a new chip
  *   eeprom write <addr> <v>  -> OK
  *   eeprom read <addr>       -> EEPROM <v>
@@ -75,12 +82,20 @@ static struct {
 } model;
 static avr_irq_t *limit_irq[3];
 
+/* Signal timing, in cycles. */
+static uint64_t step_rise[3], dir_change[3];
+static uint64_t min_pulse = UINT64_MAX, min_dir_setup = UINT64_MAX;
+
 /* UART bridge. */
 static avr_irq_t *uart_in_irq;
 static int uart_xoff;
 #define QSIZE 65536
 static uint8_t in_q[QSIZE], out_q[QSIZE];
 static size_t in_head, in_tail, out_head, out_tail;
+static uint64_t uart_in_cycle, uart_out_cycle;
+static uint32_t ram_end_of_static; /* the ELF's _end: first byte after .data/.bss */
+#define RAMEND 0x8FF
+#define STACK_CANARY 0xC5
 static int master_fd = -1;
 static int slave_open;
 static char slave_path[256];
@@ -156,8 +171,15 @@ static void step_hook(struct avr_irq_t *irq, uint32_t value, void *param)
 {
 	(void)irq;
 	int axis = (int)(intptr_t)param;
-	if (!value)
+	if (!value) {
+		if (step_rise[axis] && avr->cycle - step_rise[axis] < min_pulse)
+			min_pulse = avr->cycle - step_rise[axis];
 		return;
+	}
+	step_rise[axis] = avr->cycle;
+	if (dir_change[axis] && avr->cycle - dir_change[axis] < min_dir_setup)
+		min_dir_setup = avr->cycle - dir_change[axis];
+	dir_change[axis] = 0; /* only the first edge after a change counts */
 	if (!drivers_enabled()) {
 		model.ignored[axis]++;
 		return;
@@ -169,12 +191,20 @@ static void step_hook(struct avr_irq_t *irq, uint32_t value, void *param)
 	update_switch(axis);
 }
 
+static void dir_hook(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+	(void)irq;
+	(void)value;
+	dir_change[(int)(intptr_t)param] = avr->cycle;
+}
+
 /* --- UART bridge ----------------------------------------------------------------- */
 
 static void uart_out_hook(struct avr_irq_t *irq, uint32_t value, void *param)
 {
 	(void)irq;
 	(void)param;
+	uart_out_cycle = avr->cycle;
 	if (!slave_open)
 		return; /* nobody listens: a real UART's bytes are lost too */
 	size_t next = (out_head + 1) % QSIZE;
@@ -208,6 +238,7 @@ static void feed_uart(void)
 	while (!uart_xoff && in_tail != in_head) {
 		uint8_t b = in_q[in_tail];
 		in_tail = (in_tail + 1) % QSIZE;
+		uart_in_cycle = avr->cycle;
 		avr_raise_irq(uart_in_irq, b);
 	}
 }
@@ -347,6 +378,25 @@ static void command(char *line)
 	} else if (!strcmp(argv[0], "drivers")) {
 		reply("DRIVERS %d %" PRId64 " %" PRId64 " %" PRId64, drivers_enabled(), model.ignored[0],
 		      model.ignored[1], model.ignored[2]);
+	} else if (!strcmp(argv[0], "timing")) {
+		if (argv[1] && !strcmp(argv[1], "reset")) {
+			min_pulse = min_dir_setup = UINT64_MAX;
+			memset(step_rise, 0, sizeof(step_rise));
+			memset(dir_change, 0, sizeof(dir_change));
+		}
+		reply("TIMING %" PRId64 " %" PRId64, min_pulse == UINT64_MAX ? -1 : (int64_t)min_pulse,
+		      min_dir_setup == UINT64_MAX ? -1 : (int64_t)min_dir_setup);
+	} else if (!strcmp(argv[0], "stack")) {
+		if (!ram_end_of_static) {
+			reply("ERR no _end symbol in the ELF");
+			return;
+		}
+		uint32_t a = ram_end_of_static;
+		while (a <= RAMEND && avr->data[a] == STACK_CANARY)
+			a++;
+		reply("STACK %u %u", RAMEND + 1 - a, a - ram_end_of_static);
+	} else if (!strcmp(argv[0], "uart")) {
+		reply("UART %" PRIu64 " %" PRIu64, uart_in_cycle, uart_out_cycle);
 	} else if (!strcmp(argv[0], "pty")) {
 		reply("PTYSTATE %s", slave_open ? "open" : "closed");
 	} else if (!strcmp(argv[0], "reset")) {
@@ -472,6 +522,9 @@ int main(int argc, char **argv)
 		die("simavr has no atmega328p");
 	avr_init(avr);
 	avr_load_firmware(avr, &fw);
+	for (uint32_t i = 0; i < fw.symbolcount; i++)
+		if (!strcmp(fw.symbol[i]->symbol, "_end"))
+			ram_end_of_static = fw.symbol[i]->addr & 0xFFFF;
 	avr->frequency = F_CPU;
 	avr->sleep = fast_sleep;
 	avr->log = LOG_ERROR;
@@ -479,6 +532,8 @@ int main(int argc, char **argv)
 	for (int a = 0; a < 3; a++) {
 		avr_irq_t *irq = avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ('D'), STEP_PIN0 + a);
 		avr_irq_register_notify(irq, step_hook, (void *)(intptr_t)a);
+		avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ('D'), DIR_PIN0 + a), dir_hook,
+					(void *)(intptr_t)a);
 		limit_irq[a] = avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ('B'), limit_pin[a]);
 	}
 	uart_in_irq = avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_INPUT);

@@ -189,6 +189,29 @@ class Board:
             if BANNER_RE.match(line):
                 return lines
 
+    def stream(self, lines: list[str], realtime: dict[int, bytes] | None = None) -> list[list[str]]:
+        """Sends lines with character counting (protocol.md 3.4): at most 127 bytes
+        unanswered. realtime: bytes to send right after line i. Returns each line's
+        reply lines (messages before the ok/error included; status reports left out)."""
+        in_flight: deque[int] = deque()
+        replies: list[list[str]] = []
+
+        def take() -> None:
+            replies.append([x for x in self.reply() if not x.startswith("<")])
+            in_flight.popleft()
+
+        for i, text in enumerate(lines):
+            size = len(text) + 1
+            while in_flight and sum(in_flight) + size > 127:
+                take()
+            self.write(text + "\n")
+            in_flight.append(size)
+            if realtime and i in realtime:
+                self.write(realtime[i])
+        while in_flight:
+            take()
+        return replies
+
     def settings(self) -> dict[int, str]:
         out = {}
         for line in self.ok("$$"):

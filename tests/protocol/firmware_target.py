@@ -154,3 +154,13 @@ class FirmwareTarget(Target):
 
     def eeprom_write(self, address: int, value: int) -> None:
         self.command(f"eeprom write {address} {value}")
+
+    def timing(self, reset: bool = False) -> tuple[int, int]:
+        """Shortest STEP pulse and shortest DIR-to-STEP setup, in CPU cycles."""
+        fields = self.command("timing reset" if reset else "timing").split()
+        return int(fields[1]), int(fields[2])
+
+    def stack(self) -> tuple[int, int]:
+        """Deepest stack use since power-up and RAM never touched, in bytes."""
+        fields = self.command("stack").split()
+        return int(fields[1]), int(fields[2])

@@ -118,19 +118,8 @@ def test_one_reply_per_line_in_order(board: Board) -> None:
         ("M17", "ok"),
         ("G4 P0.01", "ok"),
     ] * 3
-    # Stream them with character counting (protocol.md 3.4).
-    in_flight: list[int] = []
-    replies: list[str] = []
-    for text, _ in lines:
-        size = len(text) + 1
-        while sum(in_flight) + size > 127:
-            replies += [x for x in board.reply() if not x.startswith("[")][-1:]
-            in_flight.pop(0)
-        board.write(text + "\n")
-        in_flight.append(size)
-    while in_flight:
-        replies += [x for x in board.reply() if not x.startswith("[")][-1:]
-        in_flight.pop(0)
+    # Streamed with character counting (protocol.md 3.4).
+    replies = [r[-1] for r in board.stream([text for text, _ in lines])]
     assert replies == [expected for _, expected in lines]
 
 

@@ -207,20 +207,8 @@ def test_streamed_short_moves_arrive_complete(board: Board) -> None:
         a = rng.randrange(2)
         pos[a] = min(Decimal(0), max(Decimal(-10), pos[a] + Decimal(rng.choice((-1, 1)) * rng.randint(1, 40)) / 1000))
         lines.append(f"G90 {'XY'[a]}{pos[a]}")
-    # Character counting (protocol.md 3.4): at most 127 bytes unanswered.
-    in_flight: list[int] = []
-    replies = []
-    for text in lines:
-        size = len(text) + 1
-        while sum(in_flight) + size > 127:
-            replies.append(board.readline())
-            in_flight.pop(0)
-        board.write(text + "\n")
-        in_flight.append(size)
-    while in_flight:
-        replies.append(board.readline())
-        in_flight.pop(0)
-    assert replies == ["ok"] * len(lines)
+    replies = board.stream(lines)  # character counting (protocol.md 3.4)
+    assert replies == [["ok"]] * len(lines)
     board.ok("G4 P0", timeout=60)
     expected = (steps_for(pos[0], 800), steps_for(pos[1], 800), 0)
     assert board.steps_delta(start) == expected
