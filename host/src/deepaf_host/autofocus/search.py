@@ -29,8 +29,9 @@ class SearchAutofocus:
     max_frames: int = 40
     measure: str = DEFAULT_MEASURE
     settle_s: float = 0.0
-    min_contrast: float = 0.02
+    min_contrast: float = 0.1
     roi: float = 1.0
+    score_width_px: int = 640
     name: str = "search"
 
     def __post_init__(self) -> None:
@@ -41,7 +42,7 @@ class SearchAutofocus:
         self, stage: FocusStage, camera: Camera, start_z_um: float, context: FocusContext | None = None
     ) -> AutofocusResult:
         context = context or FocusContext()
-        probe = Probe(stage, camera, start_z_um, context, self.measure, self.settle_s, self.roi)
+        probe = Probe(stage, camera, start_z_um, context, self.measure, self.settle_s, self.roi, self.score_width_px)
 
         def body(p: Probe) -> Found:
             lo, hi = p.start_z_um - self.range_um / 2, p.start_z_um + self.range_um / 2

@@ -27,7 +27,7 @@ from ..errors import AutofocusError, ConfigError
 from ..focus.measures import DEFAULT_MEASURE
 from .base import AutofocusResult, FocusContext, FocusStage, Found, Probe, guarded_run
 from .fit import quadratic_peak, refine_peak
-from .stack import check_contrast
+from .stack import check_peak
 
 
 class _Report(Protocol):
@@ -58,8 +58,9 @@ class SweepAutofocus:
     fit_half_width_um: float = 2.0
     measure: str = DEFAULT_MEASURE
     settle_s: float = 0.0
-    min_contrast: float = 0.02
+    min_snr: float = 6.0
     roi: float = 1.0
+    score_width_px: int = 640
     name: str = "sweep"
 
     def __post_init__(self) -> None:
@@ -73,7 +74,7 @@ class SweepAutofocus:
         if not hasattr(stage, "status"):
             raise ConfigError("autofocus", f"the sweep needs a stage that reports its state while moving; {type(stage).__name__} cannot")
         sweep_stage: SweepStage = stage  # type: ignore[assignment]
-        probe = Probe(stage, camera, start_z_um, context, self.measure, self.settle_s, self.roi)
+        probe = Probe(stage, camera, start_z_um, context, self.measure, self.settle_s, self.roi, self.score_width_px)
 
         def body(p: Probe) -> Found:
             lo, hi = p.start_z_um - self.range_um / 2, p.start_z_um + self.range_um / 2
@@ -104,7 +105,7 @@ class SweepAutofocus:
                     stage.wait_idle()
                     raise AutofocusError(self.name, f"sweep took more than {self.max_frames} frames")
             p._at_z = lo
-            check_contrast(self.name, p.scores, self.min_contrast)
+            check_peak(self.name, p.z_samples, p.scores, self.min_snr)
             z_best, i_best = refine_peak(p.z_samples, p.scores)  # raises when the peak is at an end
             z_fit = quadratic_peak(p.z_samples, p.scores, self.fit_half_width_um)
             z = z_fit if z_fit is not None else z_best

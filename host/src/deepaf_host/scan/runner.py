@@ -266,14 +266,16 @@ class ScanRunner:
         limits: FocusLimits, timings: dict[str, float],
     ) -> AutofocusResult:
         ctx = FocusContext(frame=frame, tissue_mask=mask, clock=self.clock, sleep=self.sleep, limits=limits)
-        w = time.perf_counter()
         t = self.clock()
         result = strategy.run(self.stage, self.camera, z_start, ctx)
         elapsed = self.clock() - t
         inference = float(result.details.get("inference_s") or 0.0)
         if self.simulated_clock:
-            # Simulated motion and exposure took no wall time; the host's work did.
-            elapsed += time.perf_counter() - w - inference
+            # The simulated clock saw the motion and the exposures; add the host's work
+            # on focus measures (the inference is its own phase).
+            elapsed += float(result.details.get("compute_s") or 0.0)
+        else:
+            elapsed -= inference  # counted in its own phase
         timings["autofocus"] += elapsed
         timings["inference"] += inference
         return result
