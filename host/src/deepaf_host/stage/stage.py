@@ -32,6 +32,26 @@ GRBL boards alike.
 **What the stage knows** is what the board reports: ``position()`` and ``status()``
 ask the board each time; ``is_homed`` is True once ``home()`` succeeded and the
 board has not been locked (alarm, reset) since.
+
+The API:
+
+- ``Stage(connection, *, z_min_um=None, approach_um=20.0, backlash_um=(0, 0, 0))``
+- ``home(*, timeout_s=None) -> Position``
+- ``move_to(x_um=None, y_um=None, z_um=None, *, speed_um_s=None, wait=True,
+  timeout_s=None)``: None leaves an axis where it is; ``speed_um_s`` None is rapid.
+- ``move_by(dx_um=0.0, dy_um=0.0, dz_um=0.0, *, speed_um_s=None, wait=True,
+  timeout_s=None)``: relative to where the board says the stage is.
+- ``wait_idle(*, timeout_s=None)``: until every queued move is done.
+- ``position() -> Position``; ``status() -> StatusReport`` (``state``, ``mpos_mm``...).
+- ``release()``: motors off (M18) after the queued moves.
+- ``stop(*, timeout_s=10.0) -> Position``: feed hold, then a soft reset that forgets
+  the queued moves and keeps the position (no alarm).
+- ``limits_um`` ({axis: (min, max)}), ``z_min_um``, ``is_homed``, ``is_locked``,
+  ``dialect`` ("deepaf" | "grbl"), ``settings`` (``BoardSettings``), ``connection``.
+
+Errors: ``StageLimitError``, ``NotHomedError``, ``ConfigError`` (bad constructor
+values), and from the connection ``FirmwareError``, ``FirmwareAlarm``,
+``ProtocolTimeout``, ``GarbledReply``, ``ConnectionLost``.
 """
 
 from __future__ import annotations
