@@ -221,3 +221,16 @@ def test_set_switch_closing_is_a_hard_limit() -> None:
     assert port.readline() == b"ALARM:1\r\n"
     assert "<Alarm|" in _status(port)
     assert _cmd(port, "G0 X-1") == ["error:9"]
+
+
+def test_a_switch_placed_at_the_motor_closes_at_once() -> None:
+    board = VirtualBoard(speed="max")
+    port = _open(board)
+    _lines_until(port, b"[MSG:'$H'|'$X' to unlock]")
+    board.set_switch("y", board.motor_steps()[1], "+")  # locked: no hard limit
+    assert "|Pn:Y>" in _status(port)
+    board.set_switch("y", 10**9, "+")
+    _cmd(port, "$X")
+    board.set_switch("z", board.motor_steps()[2], "-")  # idle and unlocked: ALARM:1
+    assert port.readline() == b"ALARM:1\r\n"
+    assert _status(port).startswith("<Alarm|")

@@ -216,7 +216,9 @@ class VirtualBoard:
             motors.switches[index] = (int(step), side)
             motors.switches_changed(machine.t)
             closes = not was_closed and index in motors.closed_axes(machine.t)
-            if closes and motors.hard_limits and machine.homing is None and machine.booting_until is None:
+            # The pin-change interrupt: a hard limit unless homing, locked or booting.
+            quiet = machine.homing or machine.locked or machine.critical or machine.booting_until is not None
+            if closes and motors.hard_limits and not quiet:
                 motors.stop_now(machine.t)
                 machine.hard_limit()
             self._cond.notify_all()
