@@ -40,6 +40,12 @@
 #define LIMIT_PCIE  PCIE0
 #define LIMIT_vect  PCINT0_vect
 
+/* Bench build only: PB5 (D13, unused on the shield) is high while the step
+ * interrupt runs, so the simulator can time it. */
+#define BENCH_DDR  DDRB
+#define BENCH_PORT PORTB
+#define BENCH_BIT  5
+
 /* Limit pin bit of an axis (0..2). */
 #define LIMIT_BIT(axis) ((axis) == 0 ? X_LIMIT_BIT : ((axis) == 1 ? Y_LIMIT_BIT : Z_LIMIT_BIT))
 

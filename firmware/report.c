@@ -73,6 +73,16 @@ void report_e4(int32_t v)
 
 void report_float4(float v)
 {
+	if (v > 200000.0f || v < -200000.0f) {
+		/* Beyond the 32-bit 1e-4 range: a float has no decimals left there anyway. */
+		if (v < 0.0f) {
+			serial_write('-');
+			v = -v;
+		}
+		report_uint((uint32_t)(v > 4.0e9f ? 4.0e9f : v + 0.5f));
+		report_P(".0000");
+		return;
+	}
 	report_e4(round_to_int(v * 10000.0f));
 }
 

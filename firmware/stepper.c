@@ -84,6 +84,9 @@ void st_init(void)
 {
 	STEP_DDR |= STEP_MASK;
 	DIR_DDR |= DIR_MASK;
+#ifdef DEEPAF_BENCH
+	BENCH_DDR |= (1 << BENCH_BIT);
+#endif
 	TCCR1A = 0;
 	TCCR1B = TCCR1B_CTC; /* CTC, clock stopped */
 	OCR1A = 0xFFFF;      /* never zero: simavr's CTC would never fire */
@@ -207,6 +210,9 @@ ISR(TIMER1_COMPA_vect)
 	uint8_t bits = st.step_bits;
 	uint8_t stop = 0;
 	uint16_t t0 = 0;
+#ifdef DEEPAF_BENCH
+	BENCH_PORT |= (1 << BENCH_BIT);
+#endif
 
 	if (bits) {
 		STEP_PORT ^= bits;
@@ -267,23 +273,34 @@ ISR(TIMER1_COMPA_vect)
 	}
 
 	{
+		/* Bresenham, only for the axes that move in this block. */
 		st_block_t *b = st.block;
 		uint32_t ev = b->event_count;
+		uint8_t axes = b->axes;
 		uint8_t next = 0;
-		st.counter[0] += b->steps[0];
-		if (st.counter[0] > ev) {
-			st.counter[0] -= ev;
-			next |= (1 << STEP_SHIFT);
+		if (axes & 1) {
+			uint32_t c = st.counter[0] + b->steps[0];
+			if (c > ev) {
+				c -= ev;
+				next |= (1 << STEP_SHIFT);
+			}
+			st.counter[0] = c;
 		}
-		st.counter[1] += b->steps[1];
-		if (st.counter[1] > ev) {
-			st.counter[1] -= ev;
-			next |= (2 << STEP_SHIFT);
+		if (axes & 2) {
+			uint32_t c = st.counter[1] + b->steps[1];
+			if (c > ev) {
+				c -= ev;
+				next |= (2 << STEP_SHIFT);
+			}
+			st.counter[1] = c;
 		}
-		st.counter[2] += b->steps[2];
-		if (st.counter[2] > ev) {
-			st.counter[2] -= ev;
-			next |= (4 << STEP_SHIFT);
+		if (axes & 4) {
+			uint32_t c = st.counter[2] + b->steps[2];
+			if (c > ev) {
+				c -= ev;
+				next |= (4 << STEP_SHIFT);
+			}
+			st.counter[2] = c;
 		}
 		st.step_bits = next;
 		if (--st.seg_left == 0)
@@ -302,6 +319,9 @@ pulse_end:
 		TCCR1B = TCCR1B_CTC;
 		st_running = 0;
 	}
+#ifdef DEEPAF_BENCH
+	BENCH_PORT &= ~(1 << BENCH_BIT);
+#endif
 }
 
 /* Advances the prepared motion of block b by at most dt minutes along a trapezoid

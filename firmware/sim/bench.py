@@ -152,6 +152,32 @@ def bench_step_rate() -> None:
         print(f"  {axes:4s} max sustained {sustained:g} kHz   ({', '.join(row)})")
 
 
+def isr_overhead_cycles() -> int:
+    """Cycles of the step interrupt outside its body: response and jump (7),
+    register saves and restores (2 per push/pop, from the disassembly), reti (4)."""
+    dis = subprocess.run(["avr-objdump", "-d", str(BUILD / "deepaf-bench.elf")], capture_output=True, text=True).stdout
+    body = dis.split("<__vector_11>:", 1)[1].split("reti", 1)[0]
+    pushes = len(re.findall(r"\tpush\t", body)) + len(re.findall(r"\tpop\t", body))
+    return 7 + 2 * pushes + 4
+
+
+def bench_isr() -> None:
+    """Step interrupt length: the bench build holds PB5 high during the body."""
+    overhead = isr_overhead_cycles()
+    print(f"Step interrupt (bench build, $0=4 us; body timed on a pin + {overhead} cycles entry/exit)")
+    for axes in ("X", "XYZ"):
+        sim = Sim(BUILD / "deepaf-bench.elf")
+        sim.cmd("isr reset")
+        measured_rate(sim, 30000.0, axes)
+        count, mean, peak = sim.cmd("isr").split()[1:]
+        sim.close()
+        total = float(mean) + overhead
+        print(
+            f"  {axes:4s} at 30 kHz: mean {total:.0f} cycles ({total / 16:.1f} us), longest {int(peak) + overhead}"
+            f" cycles; {total * 30000 / F_CPU:.0%} of the CPU at 30 kHz"
+        )
+
+
 def round_trips(sim: Sim, n: int = 50) -> tuple[list[float], list[float]]:
     sim_ms, wall_ms = [], []
     for _ in range(n):
@@ -202,6 +228,28 @@ def bench_sim_speed() -> None:
     print(f"Simulation speed (--speed fast): idle {idle:.0f}x real time, stepping at 20 kHz {moving:.1f}x")
 
 
+def bench_stack() -> None:
+    """Deepest stack after a demanding session in one power cycle (the firmware
+    paints its free RAM at boot; deepaf-sim's `stack` reads it back)."""
+    sim = Sim(BUILD / "deepaf.elf")
+    for n, v in ((24, 200), (25, 600), (26, 5), (27, 0.5), (110, 2000), (120, 1000), (140, 0.01)):
+        sim.ok(f"${n}={v}")
+    x, y, z, _ = sim.pos()
+    for axis, at in (("x", x + 800), ("y", y + 800), ("z", z + 4000)):
+        sim.cmd(f"limit {axis} {at} +")
+    sim.ok("$H")
+    for i in range(200):
+        sim.ok(f"G1 X-{1 + i % 7}.{i:02d} Y-{i % 5}.5 Z-0.{i % 9}1 F{600 + 20 * i}")
+        if i % 2:
+            sim.status()
+    sim.ok("G4 P0")
+    for line in ("$$", "$#", "$G", "$I", "G0 X1.2.3", "$J=G91 X-1 F100"):
+        sim.send(line)
+    deepest, free = (int(v) for v in sim.cmd("stack").split()[1:])
+    sim.close()
+    print(f"Stack: deepest {deepest} bytes after homing, 200 moves with status reports, $$; {free} bytes never touched")
+
+
 def bench_size() -> None:
     out = subprocess.run(["avr-size", "-A", str(BUILD / "deepaf.elf")], capture_output=True, text=True, check=True)
     sizes = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\.\w+)\s+(\d+)", out.stdout, re.M)}
@@ -216,8 +264,10 @@ def main() -> int:
             print(f"missing build/{f}: run make -C firmware all sim bench", file=sys.stderr)
             return 1
     bench_size()
+    bench_stack()
     bench_sim_speed()
     bench_round_trip()
+    bench_isr()
     bench_step_rate()
     return 0
 

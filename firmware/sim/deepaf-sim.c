@@ -16,6 +16,8 @@
  *   timing [reset]           -> TIMING <min pulse> <min dir setup>   in CPU cycles, since
  *                               the last reset: shortest STEP high time, shortest time
  *                               from a DIR change to the next STEP rising edge
+ *   isr [reset]              -> ISR <count> <mean> <max>   step interrupt body in cycles,
+ *                               from PB5 (D13), which only the bench build drives
  *   stack                    -> STACK <deepest> <free>   bytes of stack ever used, and
  *                               never touched (the firmware paints free RAM at boot)
  *   uart                     -> UART <cycle in> <cycle out>   when the last host byte was
@@ -81,6 +83,10 @@ static struct {
 	int sw_closed[3];
 } model;
 static avr_irq_t *limit_irq[3];
+
+/* Bench build: PB5 is high while the step interrupt runs. */
+#define BENCH_PIN 5
+static uint64_t isr_rise, isr_count, isr_sum, isr_max;
 
 /* Signal timing, in cycles. */
 static uint64_t step_rise[3], dir_change[3];
@@ -189,6 +195,21 @@ static void step_hook(struct avr_irq_t *irq, uint32_t value, void *param)
 	else
 		model.motor[axis]++;
 	update_switch(axis);
+}
+
+static void isr_hook(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+	(void)irq;
+	(void)param;
+	if (value) {
+		isr_rise = avr->cycle;
+	} else if (isr_rise) {
+		uint64_t d = avr->cycle - isr_rise;
+		isr_count++;
+		isr_sum += d;
+		if (d > isr_max)
+			isr_max = d;
+	}
 }
 
 static void dir_hook(struct avr_irq_t *irq, uint32_t value, void *param)
@@ -386,6 +407,10 @@ static void command(char *line)
 		}
 		reply("TIMING %" PRId64 " %" PRId64, min_pulse == UINT64_MAX ? -1 : (int64_t)min_pulse,
 		      min_dir_setup == UINT64_MAX ? -1 : (int64_t)min_dir_setup);
+	} else if (!strcmp(argv[0], "isr")) {
+		if (argv[1] && !strcmp(argv[1], "reset"))
+			isr_count = isr_sum = isr_max = isr_rise = 0;
+		reply("ISR %" PRIu64 " %.1f %" PRIu64, isr_count, isr_count ? (double)isr_sum / isr_count : 0.0, isr_max);
 	} else if (!strcmp(argv[0], "stack")) {
 		if (!ram_end_of_static) {
 			reply("ERR no _end symbol in the ELF");
@@ -536,6 +561,7 @@ int main(int argc, char **argv)
 					(void *)(intptr_t)a);
 		limit_irq[a] = avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ('B'), limit_pin[a]);
 	}
+	avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ('B'), BENCH_PIN), isr_hook, NULL);
 	uart_in_irq = avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_INPUT);
 	avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUTPUT), uart_out_hook, NULL);
 	avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUT_XON), uart_xon_hook, NULL);
