@@ -69,9 +69,10 @@ class _Spectra:
     """Cached layer spectra of one region: (M, 3, 2, Hf, Wf) float32 (real and imaginary
     planes) and the layers' defocus offsets."""
 
-    def __init__(self, spectra: np.ndarray, offsets: np.ndarray, tissue_fraction: float) -> None:
+    def __init__(self, spectra: np.ndarray, offsets: np.ndarray, tissue_fraction: float, extent_um: float) -> None:
         self.spectra = spectra
         self.offsets = offsets
+        self.extent_um = extent_um
         self.tissue_fraction = tissue_fraction
         self.nbytes = spectra.nbytes
 
@@ -219,7 +220,9 @@ class Renderer:
             self._cache.move_to_end(key)
             return hit
         region = slide.region(x_um, y_um, self.padded, self.grid_pixel_um, self.protocol)
-        depths, weights = self._layers(region.offset_um, region.extent_um)
+        # The columns' depth extent is folded into the OTFs (column OTF tables); layers
+        # only carry the variation of the columns' centres.
+        depths, weights = self._layers(region.offset_um, 0.0)
         absorb = 1.0 - np.moveaxis(region.transmission, -1, 0)  # (3, H, W)
         layers = absorb[None] if weights is None else weights[:, None] * absorb[None]
         mtf = self._grids()[1]
@@ -229,7 +232,7 @@ class Renderer:
             spec = sfft.rfft2(layers[j], workers=self.workers)
             np.multiply(spec.real, mtf, out=planar[j, :, 0])
             np.multiply(spec.imag, mtf, out=planar[j, :, 1])
-        entry = _Spectra(planar, depths, float(region.tissue[self._crop].mean()))
+        entry = _Spectra(planar, depths, float(region.tissue[self._crop].mean()), region.extent_um)
         self._cache[key] = entry
         self._cached_bytes += entry.nbytes
         while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
@@ -264,7 +267,7 @@ class Renderer:
                 for c in range(3):
                     re, im = acc[k, c].real, acc[k, c].imag
                     for j in range(m):
-                        lookup[c](self.otfs[c].table(dz + float(entry.offsets[j])), out=otf)
+                        lookup[c](self.otfs[c].table(dz + float(entry.offsets[j]), entry.extent_um), out=otf)
                         s_re, s_im = entry.spectra[j, c, 0], entry.spectra[j, c, 1]
                         if j == 0:
                             np.multiply(s_re, otf, out=re)
@@ -317,38 +320,46 @@ class Renderer:
         ``optical`` is used as scratch space (overwritten). Works in blocks of rows so
         that large frames stay in cache.
         """
+        import cv2
+
         p = self.protocol
         gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        gain = self._gain_map()
         nz, _, h, w = optical.shape
         frames = np.empty((nz, h, w, 3), dtype=np.uint8)
         rows = max(1, (1 << 20) // w)
+        if p.noise:
+            # Work in photo-electrons: Gaussian approximation of Poisson shot noise plus
+            # read noise, then the gain to digital numbers.
+            gain = self._gain_map() * np.float32(p.white_electrons)
+            to_dn = p.white_level_dn / p.white_electrons
+        else:
+            gain = self._gain_map()
+            to_dn = p.white_level_dn
         read2 = np.float32(p.read_noise_e**2)
-        e_white = np.float32(p.white_electrons)
-        to_unit = np.float32(1.0 / p.white_electrons)
-        dn = np.float32(p.white_level_dn)
-        gamma = np.float32(p.gamma)
         for z in range(nz):
+            planes = []
             for c in range(3):
+                out = np.empty((h, w), dtype=np.uint8)
                 for r0 in range(0, h, rows):
                     sig = optical[z, c, r0 : r0 + rows]
                     sig *= gain[c, r0 : r0 + rows]
+                    np.maximum(sig, 0.0, out=sig)
+                    scale = to_dn
                     if p.noise:
-                        # Photo-electrons: Gaussian approximation of Poisson shot noise plus read noise.
-                        sig *= e_white
-                        np.maximum(sig, 0.0, out=sig)
                         sigma = sig + read2
                         np.sqrt(sigma, out=sigma)
                         sigma *= gaussian_noise(gen, sig.shape)
                         sig += sigma
-                        sig *= to_unit
-                    if p.gamma != 1.0:
                         np.maximum(sig, 0.0, out=sig)
-                        np.power(sig, gamma, out=sig)
-                    sig *= dn
-                    sig += np.float32(0.5)
-                    np.clip(sig, 0.0, 255.0, out=sig)
-                    frames[z, r0 : r0 + rows, :, c] = sig
+                    if p.gamma != 1.0:
+                        if p.noise:
+                            sig *= np.float32(1.0 / p.white_electrons)
+                        np.power(sig, np.float32(p.gamma), out=sig)
+                        scale = p.white_level_dn
+                    # Scale, round and saturate to 8 bits in one pass (values are >= 0).
+                    cv2.convertScaleAbs(sig, dst=out[r0 : r0 + rows], alpha=scale)
+                planes.append(out)
+            cv2.merge(planes, dst=frames[z])
         if p.jpeg_quality is not None:
             frames = np.stack([_jpeg(f, p.jpeg_quality) for f in frames])
         return frames
