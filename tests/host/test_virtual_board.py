@@ -234,3 +234,16 @@ def test_a_switch_placed_at_the_motor_closes_at_once() -> None:
     board.set_switch("z", board.motor_steps()[2], "-")  # idle and unlocked: ALARM:1
     assert port.readline() == b"ALARM:1\r\n"
     assert _status(port).startswith("<Alarm|")
+
+
+def test_drivers_are_released_after_the_idle_delay_counted_from_the_end_of_motion() -> None:
+    board = VirtualBoard(speed="max")
+    port = _open(board)
+    _lines_until(port, b"[MSG:'$H'|'$X' to unlock]")
+    _cmd(port, "$X")
+    _cmd(port, "$150=2")
+    _cmd(port, "G1 X-10 F300")  # 2.1 s of motion
+    board.sleep(2.1 + 1.5)
+    assert "M17" in _cmd(port, "$G")[0], "idle for 1.5 s only"
+    board.sleep(1.0)
+    assert "M18" in _cmd(port, "$G")[0]

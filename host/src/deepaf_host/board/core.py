@@ -102,6 +102,8 @@ class MachineCore:
 
     def _fire(self) -> None:
         t = self.t
+        if self._busy():
+            self.idle_since = t  # busy until this event at least
         if self.booting_until is not None and self.booting_until <= t:
             self._boot_done()
         elif (due := self.motors.next_event()) is not None and due <= t:
