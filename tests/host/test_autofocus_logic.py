@@ -176,3 +176,11 @@ def test_unknown_strategies_and_options() -> None:
         make_strategy("stack", planes_per_um=3)
     with pytest.raises(ConfigError):
         make_strategy("stack", planes=2)
+
+
+def test_the_stage_z_safety_limit_is_respected_before_moving() -> None:
+    stage, cam, ctx = scope()
+    stage.z_min_um = -4003.0  # the stack would reach -4006
+    result = StackAutofocus().run(stage, cam, -4000.0, ctx)
+    assert not result.ok and "Z safety limit" in result.reason
+    assert cam.grabs == 0 and min(z for _, _, z in stage.moves) >= -4003.0

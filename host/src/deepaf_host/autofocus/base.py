@@ -181,6 +181,11 @@ class Probe:
         return self.start_z_um + self.context.limits.max_correction_um
 
     def check(self, z_um: float, strategy: str) -> None:
+        """Refuse (``AutofocusError``, nothing moves) a z beyond the maximum correction or
+        below the stage's Z safety limit."""
+        z_min = getattr(self.stage, "z_min_um", None)
+        if z_min is not None and z_um < z_min:
+            raise AutofocusError(strategy, f"z = {z_um:.2f} um is below the Z safety limit {z_min:.2f} um")
         if not self.z_lo - 1e-6 <= z_um <= self.z_hi + 1e-6:
             raise AutofocusError(
                 strategy,

@@ -45,7 +45,7 @@ from .. import __version__
 from ..autofocus import FocusContext, FocusLimits, StackAutofocus, Strategy
 from ..autofocus.base import AutofocusResult, FocusStage
 from ..camera.base import Camera
-from ..errors import ConfigError
+from ..errors import ConfigError, StageLimitError
 from ..focus.measures import BROAD_MEASURE
 from ..tissue import DEFAULT_THRESHOLDS, TissueThresholds, tissue_fraction, tissue_mask
 from .manifest import IMAGE_FORMATS, Manifest, tile_image_name, write_report
@@ -170,6 +170,7 @@ class ScanRunner:
         status, error = "failed", None
         records_before = len(manifest.records)
         try:
+            self._check_z_start()
             if self.config.home:
                 self.stage.home()
             self.events.scan_started(self.plan, records_before)
@@ -196,6 +197,12 @@ class ScanRunner:
             write_report(self.out_dir, report)
             self.events.scan_finished(report)
         return report
+
+    def _check_z_start(self) -> None:
+        """The start z must respect the stage's Z safety limit: refuse before homing."""
+        z_min = getattr(self.stage, "z_min_um", None)
+        if z_min is not None and self.config.z_start_um < z_min:
+            raise StageLimitError("z", self.config.z_start_um, z_min, reason="z safety (scan start z)")
 
     def _scan_tile(self, tile: Tile, manifest: Manifest, initial_done: bool) -> tuple[dict[str, Any], bool]:
         cfg = self.config
@@ -294,17 +301,22 @@ class ScanRunner:
         return float(best["z_um"]), "neighbour"
 
     def _park_and_release(self) -> bool:
-        """Lift Z (away from the specimen) and release the motors; False if it could not."""
+        """Lift Z (away from the specimen) and release the motors; False if either failed."""
+        ok = True
         try:
             pos = self.stage.position()
             z_park = min(self.config.z_max_um, pos.z_um + self.config.park_lift_um)
             if z_park > pos.z_um:
                 self.stage.move_to(pos.x_um, pos.y_um, z_park)
+        except Exception as exc:  # the connection may be gone, or the lift refused
+            log.warning("could not park the stage: %s", exc)
+            ok = False
+        try:
             self.stage.release()
-            return True
-        except Exception as exc:  # the connection may be gone: nothing more to do safely
-            log.warning("could not park and release the stage: %s", exc)
-            return False
+        except Exception as exc:
+            log.warning("could not release the motors: %s", exc)
+            ok = False
+        return ok
 
     # --- report ------------------------------------------------------------------------
 
