@@ -108,8 +108,8 @@ class Serial(SerialBase):
         self.board.reset()
 
     def close(self) -> None:
+        self.is_open = False  # first: the flush of close() has nothing to do then
         super().close()
-        self.is_open = False
 
     def _reconfigure_port(self) -> None:
         pass
