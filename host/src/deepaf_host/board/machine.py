@@ -26,6 +26,8 @@ from .reports import BUILD_INFO, HELP
 
 E = codes.error_number
 LOCKED = E("SYSTEM_LOCKED")
+#: What ``_target`` returns on a stock GRBL board for a soft-limit violation: ALARM:2.
+GRBL_SOFT_LIMIT = -2
 
 
 class Machine(MachineCore):
@@ -114,8 +116,8 @@ class Machine(MachineCore):
         if moving:
             if motion == 1 and feed <= 0:
                 return E("UNDEFINED_FEED_RATE")
-            result = self._target(block, absolute, E("SOFT_LIMIT") if self.deepaf else -2)
-            if result == -2:
+            result = self._target(block, absolute, E("SOFT_LIMIT") if self.deepaf else GRBL_SOFT_LIMIT)
+            if result == GRBL_SOFT_LIMIT:
                 self._critical_alarm(2)
                 return None
             if isinstance(result, int):
