@@ -65,8 +65,8 @@ int main(void)
 	serial_init();
 	system_init();
 	uint8_t eeprom = settings_init();
-	st_init();
 	system_drivers(0);
+	st_init();
 	system_apply_pin_settings();
 	plan_reset();
 	plan_sync_position();

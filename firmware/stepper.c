@@ -82,6 +82,8 @@ static struct {
 
 void st_init(void)
 {
+	/* Idle levels first ($2 may invert them), then outputs: no glitch edge. */
+	STEP_PORT = (STEP_PORT & ~STEP_MASK) | (uint8_t)((settings.step_invert << STEP_SHIFT) & STEP_MASK);
 	STEP_DDR |= STEP_MASK;
 	DIR_DDR |= DIR_MASK;
 #ifdef DEEPAF_BENCH

@@ -37,7 +37,6 @@ void system_init(void)
 	TCCR2B = (1 << CS22);
 	OCR2A = (uint8_t)(F_CPU / 64 / TICK_HZ - 1);
 	TIMSK2 = (1 << OCIE2A);
-	EN_DDR |= (1 << EN_BIT);
 	memset(&sys, 0, sizeof(sys));
 }
 
@@ -72,6 +71,7 @@ void system_drivers(uint8_t on)
 		EN_PORT |= (1 << EN_BIT);
 	else
 		EN_PORT &= ~(1 << EN_BIT);
+	EN_DDR |= (1 << EN_BIT); /* an output only once its level is right */
 }
 
 void system_apply_pin_settings(void)

@@ -52,6 +52,21 @@ def test_homing_sets_zero_at_the_switch_step(board: Board) -> None:
     assert s.pins == "", "switches open after the pull-off"
 
 
+def test_homing_order_is_z_x_y(board: Board) -> None:
+    board.configure(HOMING_SETTINGS)
+    start = board.target.motor_steps()
+    _place_switches(board, (1.0, 1.0, 0.3))
+    board.write("$H\n")
+    order: list[str] = []
+    while len(order) < 3:
+        steps = board.target.motor_steps()
+        for a, axis in enumerate("XYZ"):
+            if steps[a] != start[a] and axis not in order:
+                order.append(axis)
+    assert order == ["Z", "X", "Y"]
+    assert board.reply(timeout=60) == ["ok"]
+
+
 @pytest.mark.slow
 def test_twenty_homings_from_random_starts_give_the_same_zero(board: Board) -> None:
     board.configure(HOMING_SETTINGS)

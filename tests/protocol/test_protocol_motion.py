@@ -215,6 +215,21 @@ def test_streamed_short_moves_arrive_complete(board: Board) -> None:
     assert board.status().mpos == (mm_for(expected[0], 800), mm_for(expected[1], 800), 0)
 
 
+def test_streamed_moves_are_joined_without_stopping(board: Board) -> None:
+    # 50 moves of 0.5 mm along a gentle zigzag at 600 mm/min, default acceleration
+    # (50 mm/s^2). Joined, they take about 25 mm / 10 mm/s = 2.5 s; stopping at every
+    # junction would take 0.2 s each (accelerate to 5 mm/s and back): 10 s.
+    board.unlock()
+    lines = ["G91 G1 F600"] + [f"X-0.5 Y{'-' if i % 2 else ''}0.01" for i in range(50)]
+    board.ok("$20=0")
+    t0 = board.target.seconds()
+    assert board.stream(lines) == [["ok"]] * len(lines)
+    board.ok("G4 P0")
+    took = board.target.seconds() - t0
+    assert took < 3.5, f"{took:.2f} s: the moves were not joined"
+    assert board.status().mpos[0] == -25
+
+
 def test_planner_full_blocks_reading_but_not_realtime(board: Board) -> None:
     _fast(board)
     board.ok("G1 F300")
