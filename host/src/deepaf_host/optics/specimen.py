@@ -115,8 +115,8 @@ class ProceduralTissue:
         Each family is the level sets of ``n . x / 30 um + warp(x)``: a fixed direction
         ``n`` (per slide) bent by smooth noise weaker than the ramp, so fibres run
         roughly parallel without closing into loops. A large-scale field chooses the
-        family, a 5 um noise breaks fibres into segments, and where the local period
-        nears two pixels the contrast fades (a pixel averages the fibres; no moire).
+        family, a 5 um noise breaks fibres into segments, and each harmonic of the fibre
+        profile fades out before the pixel Nyquist frequency (no moire on coarse pixels).
         """
         u = hash_uniform(np.arange(2), 0, self.seed, 300)
         mix = smoothstep(-0.25, 0.25, fbm(xs, ys, 400.0, self.seed, stream=12, octaves=2))
@@ -131,16 +131,22 @@ class ProceduralTissue:
             field = ((rx - shift).astype(np.float32)[None, :] + ry.astype(np.float32)[:, None]) + 0.8 * fbm(
                 xs, ys, 60.0, self.seed, stream=10 + fam, octaves=2
             )
-            fib = (np.float32(0.5) + np.float32(0.5) * np.cos(np.float32(2.0 * math.pi * 10.0) * field)) ** 3
-            # Fibres run at most ~0.65 per um (ramp plus the steepest warp); their third
-            # harmonic stays below the Nyquist frequency of pixels up to 0.25 um. Coarser
-            # pixels fade them by their local frequency instead of aliasing them.
-            if pixel_um > 0.25:
+            # Fibre profile ((1 + cos)/2)^3 = 5/16 + 15/32 cos + 3/16 cos 2x + 1/32 cos 3x,
+            # written by harmonics so that each can fade out before it reaches the pixel
+            # Nyquist frequency (fibres run at most ~0.65 per um: ramp plus steepest warp).
+            c = np.cos(np.float32(2.0 * math.pi * 10.0) * field)
+            c2 = 2.0 * c * c - 1.0
+            c3 = (4.0 * c * c - 3.0) * c
+            if 3.0 * 0.65 * pixel_um <= 0.35:
+                fib = 0.46875 * c + 0.1875 * c2 + 0.03125 * c3
+            else:
                 gy, gx = np.gradient(field, np.float32(pixel_um))
-                contrast = np.exp(-((2.5 * pixel_um * 10.0) ** 2) * (gx * gx + gy * gy))
-                fib = 0.3125 + contrast * (fib - 0.3125)
+                cycles_per_px = np.sqrt(gx * gx + gy * gy) * np.float32(10.0 * pixel_um)
+                fib = np.zeros_like(c)
+                for k, (amp, ck) in enumerate(((0.46875, c), (0.1875, c2), (0.03125, c3)), start=1):
+                    fib += amp * smoothstep(0.5, 0.35, k * cycles_per_px) * ck
             weight = mix if fam == 0 else 1.0 - mix
-            out += weight * (0.3125 + breaks * (fib - 0.3125))  # 0.3125 = mean of cos^6
+            out += weight * (0.3125 + breaks * fib)
         return out
 
     def _nucleus_table(self, xs: np.ndarray, ys: np.ndarray, thickness_um: float) -> dict[str, np.ndarray]:
