@@ -447,8 +447,10 @@ void st_prep_buffer(void)
 			if (prep.hold && prep.v == 0.0f)
 				break;
 			plan_block_t *b = plan_current_block();
-			if (!b)
+			if (!b) {
+				prep.v = 0.0f; /* the queue ends at rest (rounding aside) */
 				break;
+			}
 			uint8_t i = prep.block_index + 1;
 			if (i == SEGMENT_BUFFER_SIZE - 1)
 				i = 0;

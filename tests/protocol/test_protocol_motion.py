@@ -72,6 +72,27 @@ def test_hold_and_resume(board: Board) -> None:
     assert board.steps_delta(start) == (-16000, -8000, 0)
 
 
+def test_holds_at_random_moments_always_complete(board: Board) -> None:
+    _fast(board)
+    rng = random.Random(3)
+    start = board.target.motor_steps()
+    x = Decimal(0)
+    for _ in range(12):
+        x -= Decimal(rng.randint(1, 400)) / 100
+        t0 = board.target.seconds()
+        board.ok(f"G1 X{x} F{rng.randint(300, 2000)}")
+        delay = rng.random() * 0.3
+        while board.target.seconds() < t0 + delay:
+            pass
+        board.write(b"!")
+        s = board.wait_state("Hold:0", "Idle")
+        if s.state == "Hold:0":
+            board.write(b"~")
+        board.wait_idle()
+        assert board.status().mpos[0] == x
+    assert board.steps_delta(start)[0] == steps_for(x, 800)
+
+
 def test_lines_queue_during_hold(board: Board) -> None:
     _fast(board)
     start = board.target.motor_steps()
