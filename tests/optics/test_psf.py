@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
 from deepaf_host.optics import OBJECTIVES, PupilModel, RadialOTF, psf_2d, radial_psf
 
 GREEN = 0.54

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from deepaf_host.optics import Renderer, VirtualSlide, get_objective, get_protocol
 
 X0, Y0 = -30000.0 + 37.0, -20000.0 + 11.0
@@ -56,8 +55,8 @@ def test_brenner_width_scales_with_depth_of_field() -> None:
     ratio = widths["10x"] / widths["20x"]
     expected = dof["10x"] / dof["20x"]  # 9x
     assert expected / 1.5 < ratio < expected * 1.5
-    for k in widths:
-        assert 0.8 * dof[k] < widths[k] < 4.0 * dof[k]
+    for k, width in widths.items():
+        assert 0.8 * dof[k] < width < 4.0 * dof[k]
 
 
 def test_thick_section_broadens_the_focus_curve() -> None:

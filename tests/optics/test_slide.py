@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from deepaf_host.optics import ImageSpecimen, VirtualSlide, get_protocol
 
 SAME = get_protocol("same")

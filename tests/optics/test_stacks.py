@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import tifffile
 from click.testing import CliRunner
-
 from deepaf_host.cli import main
 from deepaf_host.errors import DatasetError
 from deepaf_host.stacks import FORMAT, StackWriter, open_stacks, simulate_dataset
@@ -21,9 +20,9 @@ def _frames(z: int = 3, h: int = 8, w: int = 10, seed: int = 0) -> np.ndarray:
 
 
 def _write(root: Path, **changes: object) -> Path:
-    kw: dict[str, object] = dict(
-        z_um=[-4001.0, -4000.5, -4000.0], focus_z_um=-4000.3, objective="20x/0.75", pixel_size_um=0.18, protocol="same", source="simulated"
-    )
+    kw: dict[str, object] = {
+        "z_um": [-4001.0, -4000.5, -4000.0], "focus_z_um": -4000.3, "objective": "20x/0.75", "pixel_size_um": 0.18, "protocol": "same", "source": "simulated"
+    }
     kw.update(changes)
     with StackWriter(root) as w:
         w.add(_frames(), **kw)  # type: ignore[arg-type]
@@ -101,9 +100,8 @@ def test_rejects_bad_files(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no index.json"):
         open_stacks(tmp_path / "empty")
-    with pytest.raises(DatasetError, match="must be uint8"):
-        with StackWriter(tmp_path / "w") as w:
-            w.add(np.zeros((3, 8, 8, 3), np.float32), z_um=[0, 1, 2], focus_z_um=None, objective="x", pixel_size_um=None, protocol=None, source="t")
+    with pytest.raises(DatasetError, match="must be uint8"), StackWriter(tmp_path / "w") as w:
+        w.add(np.zeros((3, 8, 8, 3), np.float32), z_um=[0, 1, 2], focus_z_um=None, objective="x", pixel_size_um=None, protocol=None, source="t")
 
 
 def _image_folder(folder: Path, table: str) -> list[np.ndarray]:
@@ -150,7 +148,7 @@ def _digest(root: Path) -> dict[str, str]:
 
 
 def test_simulate_round_trips_and_is_deterministic(tmp_path: Path) -> None:
-    kw = dict(stacks=2, z_range_um=(-1.0, 1.0, 0.5), seed=4, size=(48, 64))
+    kw = {"stacks": 2, "z_range_um": (-1.0, 1.0, 0.5), "seed": 4, "size": (48, 64)}
     ds = simulate_dataset(tmp_path / "a", **kw)  # type: ignore[arg-type]
     simulate_dataset(tmp_path / "b", **kw)  # type: ignore[arg-type]
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from deepaf_host.camera import Camera
 from deepaf_host.camera.open import open_camera
 from deepaf_host.camera.virtual import VirtualCamera

@@ -138,8 +138,9 @@ class VirtualCamera(Camera):
             raise CameraError(self.name, f"mode must be 'low' or 'high', got {mode!r}")
         r = self._renderers.get(mode)
         if r is None:
-            # The high-resolution frame is large: keep at most two positions' spectra.
-            cache_mb = 512.0 if mode == "low" else 1536.0
+            # Layer spectra of recent positions: ~20 MB each at low resolution, ~150 MB
+            # at high resolution (keep two).
+            cache_mb = 256.0 if mode == "low" else 320.0
             r = Renderer(self.objective, self._modes[mode], self.protocol, relay=self._relay, cache_mb=cache_mb)
             self._renderers[mode] = r
         return r

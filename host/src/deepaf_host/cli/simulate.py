@@ -25,7 +25,13 @@ def simulate(
     specimen: str, mode: str, relay: float, stacks_per_slide: int, overwrite: bool,
 ) -> None:
     """Write simulated focal stacks of the virtual microscope to --out."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from ..stacks.simulate import parse_size, parse_z_range, simulate_dataset
 

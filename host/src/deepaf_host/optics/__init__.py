@@ -27,7 +27,13 @@ from .presets import (
 from .pupil import PupilModel, RadialOTF, psf_2d, radial_psf
 from .render import Renderer
 from .slide import Region, VirtualSlide
-from .specimen import ImageSpecimen, ProceduralTissue, Specimen, SpecimenSample, load_specimen
+from .specimen import (
+    ImageSpecimen,
+    ProceduralTissue,
+    Specimen,
+    SpecimenSample,
+    load_specimen,
+)
 
 __all__ = [
     "CAMERA_MODES",

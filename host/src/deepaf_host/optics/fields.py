@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+import numpy.typing as npt
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -23,11 +24,11 @@ _S31 = np.uint64(31)
 _S11 = np.uint64(11)
 
 
-def _u64(a: np.ndarray | int) -> np.ndarray:
+def _u64(a: npt.ArrayLike) -> npt.NDArray[np.uint64]:
     return np.atleast_1d(np.asarray(a, dtype=np.int64)).astype(np.uint64)
 
 
-def hash_u64(ix: np.ndarray | int, iy: np.ndarray | int, seed: int, stream: int = 0) -> np.ndarray:
+def hash_u64(ix: npt.ArrayLike, iy: npt.ArrayLike, seed: int, stream: int = 0) -> npt.NDArray[np.uint64]:
     """splitmix64 of (ix, iy, seed, stream); arrays broadcast. Returns uint64."""
     x = _u64(ix) * _P1 + _u64(iy) * _P2 + _u64(np.int64(seed)) * _P3 + _u64(np.int64(stream)) * _GOLD
     x = (x ^ (x >> _S30)) * _M1
@@ -35,7 +36,7 @@ def hash_u64(ix: np.ndarray | int, iy: np.ndarray | int, seed: int, stream: int 
     return x ^ (x >> _S31)
 
 
-def hash_uniform(ix: np.ndarray | int, iy: np.ndarray | int, seed: int, stream: int = 0) -> np.ndarray:
+def hash_uniform(ix: npt.ArrayLike, iy: npt.ArrayLike, seed: int, stream: int = 0) -> np.ndarray:
     """Uniform numbers in [0, 1) (float64) from the hash of (ix, iy, seed, stream)."""
     return (hash_u64(ix, iy, seed, stream) >> _S11).astype(np.float64) * (1.0 / (1 << 53))
 
@@ -118,7 +119,7 @@ def smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
     return t * t * (3.0 - 2.0 * t)
 
 
-def value_noise_at(x_um: np.ndarray, y_um: np.ndarray, spacing_um: float, seed: int, stream: int = 0) -> np.ndarray:
+def value_noise_at(x_um: npt.ArrayLike, y_um: npt.ArrayLike, spacing_um: float, seed: int, stream: int = 0) -> np.ndarray:
     """``value_noise`` at scattered points (same lattice, same values as on a grid)."""
     x = np.asarray(x_um, dtype=np.float64) / spacing_um
     y = np.asarray(y_um, dtype=np.float64) / spacing_um

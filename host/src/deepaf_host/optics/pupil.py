@@ -25,6 +25,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 from scipy import special
@@ -98,13 +99,13 @@ class PupilModel:
         w = self.spherical_opd_um(rho * self.cutoff)
         return float(np.sqrt(np.sum(w * w * rho) / np.sum(rho))) / self.wavelength_um
 
-    def phase(self, nu: np.ndarray, dz_um: float) -> np.ndarray:
+    def phase(self, nu: np.ndarray, dz_um: float | np.ndarray) -> np.ndarray:
         """Pupil phase (radians) at frequencies ``nu`` (cycles/um) for defocus ``dz_um``."""
         nu = np.asarray(nu, dtype=np.float64)
         opd = dz_um * self._defocus_basis(nu) + self.spherical_opd_um(nu)
         return (2.0 * math.pi / self.wavelength_um) * opd
 
-    def pupil(self, nu: np.ndarray, dz_um: float) -> np.ndarray:
+    def pupil(self, nu: np.ndarray, dz_um: float | np.ndarray) -> np.ndarray:
         """Complex pupil function: unit amplitude inside the aperture, zero outside."""
         nu = np.asarray(nu, dtype=np.float64)
         inside = nu <= self.cutoff
@@ -120,7 +121,7 @@ class PupilModel:
 
 def _pupil_samples(model: PupilModel, extent_um: float) -> tuple[np.ndarray, float]:
     """Midpoints of the pupil radius, fine enough for the kernel J0(2 pi r nu), r <= extent."""
-    n = max(256, int(math.ceil(12.0 * model.cutoff * extent_um)))
+    n = max(256, math.ceil(12.0 * model.cutoff * extent_um))
     dnu = model.cutoff / n
     return (np.arange(n) + 0.5) * dnu, dnu
 
@@ -175,12 +176,12 @@ class _Tier:
         self.reach_um = reach_um
         self.extent_um = model.geometric_radius_um(reach_um) + 30.0 * airy
         dr = 1.0 / (10.0 * model.cutoff)
-        nr = int(math.ceil(self.extent_um / dr))
+        nr = math.ceil(self.extent_um / dr)
         self.r = (np.arange(nr) + 0.5) * dr
         self.rdr = 2.0 * math.pi * self.r * dr
         self.nu, self.dnu = _pupil_samples(model, self.extent_um)
         f_max = 2.0 * model.cutoff
-        n_f = 1 << max(9, int(math.ceil(math.log2(16.0 * f_max * self.extent_um))))
+        n_f = 1 << max(9, math.ceil(math.log2(16.0 * f_max * self.extent_um)))
         self.f = np.linspace(0.0, f_max, n_f)
         self.j_amp = special.j0(2.0 * math.pi * np.multiply.outer(self.r, self.nu))
         self.j_otf = special.j0(2.0 * math.pi * np.multiply.outer(self.f, self.r)).astype(np.float32)
@@ -218,7 +219,7 @@ class RadialOTF:
         model: PupilModel,
         max_defocus_um: float,
         dz_quantum_um: float,
-        cache_entries: int = 4096,
+        cache_entries: int = 2048,
     ) -> None:
         self.model = model
         self.max_defocus_um = float(max_defocus_um)
@@ -227,7 +228,7 @@ class RadialOTF:
         airy = model.wavelength_um / model.na
         extent = model.geometric_radius_um(self.max_defocus_um) + 30.0 * airy
         f_max = 2.0 * model.cutoff
-        n_tab = 1 << max(11, int(math.ceil(math.log2(16.0 * f_max * extent))))
+        n_tab = 1 << max(11, math.ceil(math.log2(16.0 * f_max * extent)))
         self.df = f_max / (n_tab - 1)
         self.length = n_tab + 1
         self._f = np.arange(n_tab) * self.df
@@ -256,10 +257,10 @@ class RadialOTF:
 
     def key(self, dz_um: float) -> int:
         lim = self.max_defocus_um
-        return int(round(min(max(dz_um, -lim), lim) / self.dz_quantum_um))
+        return round(min(max(dz_um, -lim), lim) / self.dz_quantum_um)
 
     def table(self, dz_um: float, extent_um: float = 0.0) -> np.ndarray:
-        k = (self.key(dz_um), int(round(extent_um / self.dz_quantum_um)))
+        k = (self.key(dz_um), round(extent_um / self.dz_quantum_um))
         hit = self._cache.get(k)
         if hit is not None:
             self._cache.move_to_end(k)
@@ -275,7 +276,7 @@ class RadialOTF:
         lim = self.max_defocus_um
         if extent_um > 0.0:
             dof = self.model.immersion_index * self.model.wavelength_um / self.model.na**2
-            n = max(2, int(math.ceil(3.0 * extent_um / dof)))
+            n = max(2, math.ceil(3.0 * extent_um / dof))
             dzs = np.clip(dz_um + extent_um * ((np.arange(n) + 0.5) / n - 0.5), -lim, lim)
             tier = self._tier(float(np.abs(dzs).max()))
             amp = tier.amplitude(self.model, dzs)
@@ -327,9 +328,8 @@ class OTFLookup:
         import cv2
 
         row = table.reshape(1, -1)
-        if out is None:
-            return cv2.remap(row, self._map, None, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        return cv2.remap(row, self._map, None, cv2.INTER_NEAREST, dst=out, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        remap: Any = cv2.remap  # OpenCV's stubs do not admit map2=None
+        return remap(row, self._map, None, cv2.INTER_NEAREST, dst=out, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def pixel_mtf(shape: tuple[int, int], pixel_ratio: float = 1.0) -> np.ndarray:

@@ -134,7 +134,7 @@ class Renderer:
         half_section = 0.5 * self.protocol.section_thickness_um / MOUNTANT_INDEX
         airy = WAVELENGTHS_UM[0] / self.objective.na
         margin_um = self.objective.geometric_blur_radius_um(self.margin_defocus_um + half_section) + airy
-        self.margin_px = int(math.ceil(margin_um / self.grid_pixel_um))
+        self.margin_px = math.ceil(margin_um / self.grid_pixel_um)
         gh, gw = self.grid_shape
         self.padded = (
             sfft.next_fast_len(gh + 2 * self.margin_px, real=True),
@@ -181,7 +181,7 @@ class Renderer:
         """
         lo = float(offset.min()) - 0.5 * extent
         hi = float(offset.max()) + 0.5 * extent
-        m = min(self.max_layers, max(1, int(math.ceil((hi - lo) / self.layer_spacing_um)) + 1))
+        m = min(self.max_layers, max(1, math.ceil((hi - lo) / self.layer_spacing_um) + 1))
         if m == 1:
             return np.array([0.5 * (lo + hi)]), None
         depths = np.linspace(lo, hi, m)
@@ -246,7 +246,7 @@ class Renderer:
 
     # --- optics -----------------------------------------------------------------------------
 
-    def optical_stack(self, slide: VirtualSlide, x_um: float, y_um: float, z_um: Sequence[float]) -> np.ndarray:
+    def optical_stack(self, slide: VirtualSlide, x_um: float, y_um: float, z_um: Sequence[float] | np.ndarray) -> np.ndarray:
         """Blurred transmission (Z, 3, H, W) float32 at stage z values; no camera, no noise."""
         entry = self.spectra(slide, x_um, y_um)
         focus = float(slide.focus_z_um(x_um, y_um))
@@ -367,7 +367,7 @@ class Renderer:
     # --- public -----------------------------------------------------------------------------
 
     def render_stack(
-        self, slide: VirtualSlide, x_um: float, y_um: float, z_um: Sequence[float], rng: RngLike = None
+        self, slide: VirtualSlide, x_um: float, y_um: float, z_um: Sequence[float] | np.ndarray, rng: RngLike = None
     ) -> np.ndarray:
         """Frames (Z, H, W, 3) uint8 at stage (x, y) and each z of ``z_um``."""
         return self.camera(self.optical_stack(slide, x_um, y_um, z_um), rng)
@@ -381,6 +381,7 @@ def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
     import cv2
 
     ok, buf = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:  # pragma: no cover - OpenCV always encodes uint8 RGB
-        raise RuntimeError("JPEG encoding failed")
-    return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+    if decoded is None:  # pragma: no cover - OpenCV always encodes uint8 RGB
+        raise RuntimeError("JPEG round trip failed")
+    return np.ascontiguousarray(decoded[..., ::-1])

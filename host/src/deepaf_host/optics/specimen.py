@@ -22,10 +22,10 @@ colour-deconvolved with a reference stain matrix (Ruifrok H, E, DAB) so that the
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol as TypingProtocol
-from typing import Sequence
 
 import numpy as np
 
@@ -89,10 +89,9 @@ class ProceduralTissue:
         hema = 0.05 + 0.02 * fbm(xs, ys, 20.0, s, stream=4, octaves=2)
 
         nuc_h, nuc_mask, nuc_depth = self._nuclei(xs, ys, pixel_um, thickness_um)
+        chromatin: np.ndarray | float = 0.8
         if 0.7 >= fine:
             chromatin = 0.8 + 0.4 * value_noise(xs, ys, 0.7, s, stream=5)
-        else:
-            chromatin = np.float32(0.8)
         hema += nuc_h * chromatin
         eosin *= 1.0 - 0.4 * nuc_mask
 
@@ -153,8 +152,8 @@ class ProceduralTissue:
         """Nuclei whose stamps may touch the grid: one hashed draw per cell."""
         c = self.cell_um
         pad = self.max_axis_um + 1.0
-        i0, i1 = int(math.floor((xs.min() - pad) / c)), int(math.floor((xs.max() + pad) / c))
-        j0, j1 = int(math.floor((ys.min() - pad) / c)), int(math.floor((ys.max() + pad) / c))
+        i0, i1 = math.floor((xs.min() - pad) / c), math.floor((xs.max() + pad) / c)
+        j0, j1 = math.floor((ys.min() - pad) / c), math.floor((ys.max() + pad) / c)
         ci = np.arange(i0, i1 + 1)
         cj = np.arange(j0, j1 + 1)
         cx = (ci + 0.5) * c

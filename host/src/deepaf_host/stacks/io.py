@@ -102,7 +102,7 @@ class StackWriter:
         os.replace(tmp, self.root / INDEX)
         self._closed = True
 
-    def __enter__(self) -> StackWriter:
+    def __enter__(self) -> StackWriter:  # noqa: PYI034 - Python 3.10 has no typing.Self
         return self
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
