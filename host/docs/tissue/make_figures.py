@@ -1,8 +1,8 @@
 """Figures and numbers of host/docs/tissue/README.md (run: python host/docs/tissue/make_figures.py).
 
 Needs only the host's runtime dependencies (numpy, OpenCV, scikit-image for the
-real IHC image). With the optics simulator installed it also renders a simulated
-H&E field at 20x and does the same analysis on it.
+real IHC image). It also renders a simulated H&E field at 20x
+(the optics simulator) and does the same analysis on it.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def blank_from(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(rgb[None, None, :] + rng.normal(0, 3.0, (*shape, 3)), 0, 255).astype(np.uint8)
 
 
-def analyse(name: str, frame: np.ndarray, blank: np.ndarray, regions: dict[str, tuple[slice, slice]] | None) -> list[str]:
+def analyse(name: str, frame: np.ndarray, blank: np.ndarray, regions: dict[str, np.ndarray | tuple[slice, slice]] | None) -> list[str]:
     th = tissue.calibrate(blank)
     v, s = tissue.value_saturation(frame)
     mask = tissue.tissue_mask(frame, th)
@@ -78,9 +78,12 @@ def analyse(name: str, frame: np.ndarray, blank: np.ndarray, regions: dict[str, 
     if regions:
         vb = cv2.blur(v, (th.blur_px, th.blur_px))
         sb = cv2.blur(s, (th.blur_px, th.blur_px))
-        lines += ["", "| region | median V | median S | classified tissue |", "| --- | --- | --- | --- |"]
+        by_v, by_s = vb < th.value_max, sb > th.saturation_min
+        lines += ["", "| region | median V | median S | tissue: V test alone | S test alone | both (the mask) |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         for k, sl in regions.items():
-            lines.append(f"| {k} | {np.median(v[sl]):.3f} | {np.median(s[sl]):.3f} | {mask[sl].mean():.1%} |")
+            lines.append(f"| {k} | {np.median(v[sl]):.3f} | {np.median(s[sl]):.3f} | {by_v[sl].mean():.1%} | "
+                         f"{by_s[sl].mean():.1%} | {mask[sl].mean():.1%} |")
         hist_v = _histogram({k: vb[sl].ravel() for k, sl in regions.items()}, "blurred V", th.value_max, (260, 768))
         hist_s = _histogram({k: sb[sl].ravel() for k, sl in regions.items()}, "blurred S", th.saturation_min, (260, 768))
         row = np.concatenate([row, np.concatenate([hist_v, hist_s], axis=1)], axis=0)
@@ -90,17 +93,32 @@ def analyse(name: str, frame: np.ndarray, blank: np.ndarray, regions: dict[str, 
     return lines
 
 
+def simulated_field() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 20x low-res frame of the virtual slide on the tissue's edge, one of blank glass,
+    and the glass mask of the first (from the slide's in-focus transmission)."""
+    from deepaf_host.optics.render import Renderer
+    from deepaf_host.optics.slide import VirtualSlide
+
+    slide = VirtualSlide(seed=0)
+    renderer = Renderer("20x", "low")
+    x, y = -30025.0, -15572.0  # on the upper edge of the section (demo area)
+    field = renderer.render(slide, x, y, float(slide.focus_z_um(x, y)), rng=1)
+    truth = slide.region(x, y, renderer.shape, renderer.pixel_um, renderer.protocol)
+    glass = truth.transmission.min(axis=2) > 0.97
+    bx, by = -50000.0, -20000.0  # no tissue here
+    blank = renderer.render(slide, bx, by, float(slide.focus_z_um(bx, by)), rng=2)
+    return field, blank, glass
+
+
 def main() -> None:
     ihc = data.immunohistochemistry()
     glass_rgb = np.median(ihc[REGIONS["glass"]].reshape(-1, 3), axis=0)
     lines = analyse("IHC real", ihc, blank_from(glass_rgb, ihc.shape[:2]), REGIONS)
-    try:
-        from deepaf_host.optics import render_field  # type: ignore[attr-defined]
-    except ImportError:
-        render_field = None
-    if render_field is not None:
-        field, blank = render_field()
-        lines += analyse("H&E simulated", field, blank, None)
+    lines.append("")
+    field, blank, glass = simulated_field()
+    # Ground truth from the slide: glass where the in-focus transmission is clear.
+    COLOURS["H&E tissue"] = (200, 60, 160)
+    lines += analyse("H&E simulated", field, blank, {"glass": glass, "H&E tissue": ~glass})
     sys.stdout.write("\n".join(lines) + "\n")
 
 

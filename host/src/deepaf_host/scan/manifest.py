@@ -26,6 +26,8 @@ Manifest keys (one JSON object per line; keys are stable, new keys may be added)
                         ``ok``, ``reason``, ``z_um``, ``start_z_um``, ``correction_um``,
                         ``frames``, ``seconds``, ``measure``, ``score``, ``details``);
                         null when autofocus did not run
+``initial_focus``       the first tissue tile only: the coarse focus that ran before
+                        ``autofocus`` (an ``AutofocusResult`` too)
 ``timings_s``           seconds per phase on the scan's clock: ``move``, ``settle``,
                         ``low_capture``, ``tissue``, ``autofocus`` (its frames and moves),
                         ``inference`` (model compute, part of ``autofocus``),
