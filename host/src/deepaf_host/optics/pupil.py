@@ -25,6 +25,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -249,46 +250,69 @@ class RadialOTF:
                 _SHARED.pop(next(iter(_SHARED)))
         return inst
 
-    def _tier(self, dz_um: float) -> _Tier:
-        k = next((i for i, reach in enumerate(self._reaches) if abs(dz_um) <= reach * (1 + 1e-9)), len(self._reaches) - 1)
+    def _tier_index(self, dz_um: float) -> int:
+        return next((i for i, reach in enumerate(self._reaches) if abs(dz_um) <= reach * (1 + 1e-9)), len(self._reaches) - 1)
+
+    def _tier_k(self, k: int) -> _Tier:
         if k not in self._tiers:
             self._tiers[k] = _Tier(self.model, self._reaches[k])
         return self._tiers[k]
+
+    def _tier(self, dz_um: float) -> _Tier:
+        return self._tier_k(self._tier_index(dz_um))
 
     def key(self, dz_um: float) -> int:
         lim = self.max_defocus_um
         return round(min(max(dz_um, -lim), lim) / self.dz_quantum_um)
 
     def table(self, dz_um: float, extent_um: float = 0.0) -> np.ndarray:
-        k = (self.key(dz_um), round(extent_um / self.dz_quantum_um))
-        hit = self._cache.get(k)
-        if hit is not None:
+        return self.tables([dz_um], extent_um)[0]
+
+    def tables(self, dz_um: Sequence[float], extent_um: float = 0.0) -> list[np.ndarray]:
+        """Tables for several defocus values; missing ones are computed in one batch."""
+        q = self.dz_quantum_um
+        ext = int(round(extent_um / q))
+        keys = [(self.key(dz), ext) for dz in dz_um]
+        missing = sorted({k for k in keys if k not in self._cache})
+        out: dict[tuple[int, int], np.ndarray] = {}
+        if missing:
+            with _blas.single_thread():
+                computed = self._compute_many([k[0] * q for k in missing], ext * q)
+            out.update(zip(missing, computed))
+        for k in keys:
+            if k not in out:
+                out[k] = self._cache[k]
+            self._cache[k] = out[k]
             self._cache.move_to_end(k)
-            return hit
-        with _blas.single_thread():
-            tab = self._compute(k[0] * self.dz_quantum_um, k[1] * self.dz_quantum_um)
-        self._cache[k] = tab
-        if len(self._cache) > self.cache_entries:
+        while len(self._cache) > self.cache_entries:
             self._cache.popitem(last=False)
-        return tab
+        return [out[k] for k in keys]
 
     def _compute(self, dz_um: float, extent_um: float = 0.0) -> np.ndarray:
+        return self._compute_many([dz_um], extent_um)[0]
+
+    def _compute_many(self, dz_um: Sequence[float], extent_um: float = 0.0) -> list[np.ndarray]:
         lim = self.max_defocus_um
         if extent_um > 0.0:
             dof = self.model.immersion_index * self.model.wavelength_um / self.model.na**2
-            n = max(2, math.ceil(3.0 * extent_um / dof))
-            dzs = np.clip(dz_um + extent_um * ((np.arange(n) + 0.5) / n - 0.5), -lim, lim)
-            tier = self._tier(float(np.abs(dzs).max()))
-            amp = tier.amplitude(self.model, dzs)
-            psf = (amp.real**2 + amp.imag**2).mean(axis=1)
+            n = max(2, int(math.ceil(3.0 * extent_um / dof)))
+            sub = extent_um * ((np.arange(n) + 0.5) / n - 0.5)
         else:
-            tier = self._tier(dz_um)
-            amp = tier.amplitude(self.model, dz_um)
-            psf = amp.real**2 + amp.imag**2
-        otf = tier.j_otf @ (psf * tier.rdr).astype(np.float32)
-        out = np.zeros(self.length, dtype=np.float32)
-        out[:-1] = np.interp(self._f, tier.f, otf / otf[0])
-        return out
+            sub = np.zeros(1)
+        dzs = np.clip(np.asarray(dz_um, dtype=np.float64)[:, None] + sub[None, :], -lim, lim)  # (D, K)
+        tier_of = [self._tier_index(float(np.abs(row).max())) for row in dzs]
+        result: list[np.ndarray] = [np.empty(0)] * len(dzs)
+        for t in sorted(set(tier_of)):
+            rows = [i for i, k in enumerate(tier_of) if k == t]
+            tier = self._tier_k(t)
+            amp = tier.amplitude(self.model, dzs[rows].ravel())  # (Nr, len(rows) * K)
+            psf = (amp.real**2 + amp.imag**2).reshape(len(tier.r), len(rows), dzs.shape[1]).mean(axis=2)
+            otf = tier.j_otf @ (psf * tier.rdr[:, None]).astype(np.float32)  # (n_f, len(rows))
+            for col, i in enumerate(rows):
+                tab = np.zeros(self.length, dtype=np.float32)
+                tab[:-1] = np.interp(self._f, tier.f, otf[:, col] / otf[0, col])
+                result[i] = tab
+        return result
 
     def psf(self, dz_um: float) -> tuple[np.ndarray, np.ndarray]:
         """(r, PSF(r)) on the radial grid used for ``dz_um``, unit integral (for tests)."""

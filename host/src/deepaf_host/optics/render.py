@@ -261,13 +261,17 @@ class Renderer:
         acc = np.empty((batch, 3, hf, wf), dtype=np.complex64)
         otf = np.empty((hf, wf), dtype=np.float32)
         tmp = np.empty((hf, wf), dtype=np.float32)
+        # All OTF tables of the stack at once (batched Hankel transforms).
+        offsets = [float(o) for o in entry.offsets]
+        tables = [self.otfs[c].tables([dz + o for dz in dzs for o in offsets], entry.extent_um) for c in range(3)]
         for start in range(0, len(dzs), batch):
             chunk = dzs[start : start + batch]
-            for k, dz in enumerate(chunk):
+            for k in range(len(chunk)):
+                i = (start + k) * m
                 for c in range(3):
                     re, im = acc[k, c].real, acc[k, c].imag
                     for j in range(m):
-                        lookup[c](self.otfs[c].table(dz + float(entry.offsets[j]), entry.extent_um), out=otf)
+                        lookup[c](tables[c][i + j], out=otf)
                         s_re, s_im = entry.spectra[j, c, 0], entry.spectra[j, c, 1]
                         if j == 0:
                             np.multiply(s_re, otf, out=re)
