@@ -176,7 +176,7 @@ uint8_t limits_home(uint8_t axes)
 		system_alarm(alarm);
 		return STATUS_HOMING_FAILED;
 	}
-	/* Unlocked once every axis has been homed since the last reset or alarm. */
+	/* Unlocked once every axis has been homed since power-up or the last alarm. */
 	sys_state = sys.homed == (1 << N_AXIS) - 1 ? STATE_IDLE : before;
 	return CODE_OK;
 }

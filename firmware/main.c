@@ -92,12 +92,12 @@ int main(void)
 		gc_init();
 		protocol_reset_line();
 		sys.abort = 0;
-		sys.homed = 0;
 		sys.hold_done = 0;
 		sys.busy_wait = 0;
 		if (alarm) {
 			report_alarm(alarm);
 			sys_state = STATE_ALARM;
+			sys.homed = 0; /* steps may have been lost: home again */
 		} else if (sys_state != STATE_ALARM) {
 			sys_state = STATE_IDLE;
 		}

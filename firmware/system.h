@@ -41,7 +41,7 @@ extern volatile uint32_t sys_ms;
 typedef struct {
 	uint8_t abort;       /* a soft reset was requested: every loop returns */
 	uint8_t hold_done;   /* in STATE_HOLD: motion has stopped (Hold:0) */
-	uint8_t homed;       /* axes homed since the last reset or alarm */
+	uint8_t homed;       /* axes homed since power-up or the last alarm */
 	uint8_t drivers_on;  /* drivers enabled */
 	uint8_t busy_wait;   /* a dwell or motion wait is running (no idle release) */
 	uint32_t idle_since; /* sys_ms when the board last was busy */
