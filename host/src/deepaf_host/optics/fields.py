@@ -12,6 +12,8 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
+from . import _blas
+
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
@@ -83,9 +85,10 @@ def value_noise(xs_um: np.ndarray, ys_um: np.ndarray, spacing_um: float, seed: i
     jj = np.arange(j0, j0 + wy.shape[1])
     # B-splines shrink the variance of the lattice; 1.6 brings the spread back near [-1, 1].
     lattice = (3.2 * hash_uniform(ii[None, :], jj[:, None], seed, stream) - 1.6).astype(np.float32)
-    if wy.shape[1] * wy.shape[0] < wx.shape[1] * wx.shape[0]:
-        return (wy @ lattice) @ wx.T
-    return wy @ (lattice @ wx.T)
+    with _blas.single_thread():
+        if wy.shape[1] * wy.shape[0] < wx.shape[1] * wx.shape[0]:
+            return (wy @ lattice) @ wx.T
+        return wy @ (lattice @ wx.T)
 
 
 def fbm(
