@@ -7,7 +7,6 @@ import itertools
 from collections.abc import Iterator
 
 import pytest
-
 from deepaf_host.board import VirtualBoard
 
 #: The 20x virtual camera with small frames (same field, coarser pixels): fast to render.

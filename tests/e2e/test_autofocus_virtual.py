@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from conftest import CAMERA
-
 from deepaf_host.autofocus import FocusContext, make_strategy
 from deepaf_host.board import VirtualBoard
 from deepaf_host.camera.open import open_camera

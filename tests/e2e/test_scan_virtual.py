@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import CAMERA
-
 from deepaf_host.board import VirtualBoard
 from deepaf_host.camera.base import Camera, FrameMode
 from deepaf_host.cli import main

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from skimage import data
-
 from deepaf_host.camera.base import Camera, FrameMode
+from skimage import data
 
 
 @dataclass

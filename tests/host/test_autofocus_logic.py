@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fakescope import FakeCamera, FakeStage
-
 from deepaf_host.autofocus import (
     AutofocusResult,
     FocusContext,
@@ -24,6 +22,7 @@ from deepaf_host.autofocus import (
 )
 from deepaf_host.autofocus.fit import quadratic_peak, refine_peak, three_point_peak
 from deepaf_host.errors import AutofocusError, ConfigError
+from fakescope import FakeCamera, FakeStage
 
 FOCUS = -4003.3
 
@@ -35,7 +34,7 @@ def scope(start: float = -4000.0, focus: float = FOCUS, blank: bool = False) -> 
 
 
 def test_three_point_peak_is_exact_for_gaussians_and_parabolas() -> None:
-    g = lambda z: np.exp(-((z - 0.3) ** 2) / 2)  # noqa: E731
+    g = lambda z: np.exp(-((z - 0.3) ** 2) / 2)
     assert three_point_peak([-1, 0, 1], [g(-1), g(0), g(1)]) == pytest.approx(0.3)
     assert three_point_peak([-2, 0, 1], [-(2.3**2), -(0.3**2), -(0.7**2)]) == pytest.approx(0.3)  # negative: parabola
     assert three_point_peak([0, 1, 2], [1, 0.5, 1]) is None  # a minimum

@@ -7,7 +7,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from deepaf_host.camera.open import open_camera
 from deepaf_host.camera.opencv import OpenCVCamera
 from deepaf_host.errors import CameraError

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import numpy as np
 import pytest
-from scipy import ndimage
-from skimage import data
-
 from deepaf_host.errors import ConfigError
 from deepaf_host.focus import measures as fm
+from scipy import ndimage
+from skimage import data
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_nvar_of_a_black_frame_is_zero() -> None:
 def test_every_measure_falls_with_blur_on_a_real_image(name: str, ihc_gray: np.ndarray) -> None:
     measure = fm.get(name)
     values = [measure(ndimage.gaussian_filter(ihc_gray, s) if s else ihc_gray) for s in (0, 0.7, 1.5, 3.0, 6.0)]
-    assert all(a > b for a, b in zip(values, values[1:])), values
+    assert all(a > b for a, b in itertools.pairwise(values)), values
 
 
 @pytest.mark.parametrize("name", sorted(fm.MEASURES))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
 import pytest
-
 from deepaf_host.errors import ConfigError, StageLimitError
 from deepaf_host.scan.plan import Area, plan_tiles
 
@@ -25,7 +25,7 @@ def test_serpentine_from_the_bottom_right() -> None:
     assert t[0].x_um == max(x.x_um for x in t) and t[0].y_um == min(x.y_um for x in t)
     # Row 0 runs towards -x, row 1 back towards +x; consecutive tiles are neighbours.
     assert [x.col for x in t[:8]] == [0, 1, 2, 3, 3, 2, 1, 0]
-    for a, b in zip(t, t[1:]):
+    for a, b in itertools.pairwise(t):
         assert abs(a.x_um - b.x_um) + abs(a.y_um - b.y_um) == pytest.approx(450.0 if a.row == b.row else 337.5)
     # Coverage: the tiles span the area, and the steps leave the requested overlap.
     xs, ys = [x.x_um for x in t], [x.y_um for x in t]

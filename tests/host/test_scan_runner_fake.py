@@ -6,11 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
-from fakescope import FakeCamera, FakeStage
-
 from deepaf_host.errors import ConfigError
-from deepaf_host.scan import Area, Manifest, ScanConfig, ScanEvents, ScanRunner, plan_tiles
+from deepaf_host.scan import (
+    Area,
+    Manifest,
+    ScanConfig,
+    ScanEvents,
+    ScanRunner,
+    plan_tiles,
+)
 from deepaf_host.scan.manifest import MANIFEST
+from fakescope import FakeCamera, FakeStage
 
 FOCUS = -4002.0
 
@@ -48,7 +54,7 @@ def read_manifest(d: Path) -> list[dict]:
 
 
 def test_a_scan_writes_images_manifest_and_report(tmp_path: Path) -> None:
-    stage, cam, runner = make(tmp_path)
+    stage, _cam, runner = make(tmp_path)
     rec = Recorder()
     runner.events = rec
     report = runner.run()
@@ -87,7 +93,7 @@ def test_a_used_folder_needs_resume(tmp_path: Path) -> None:
 
 
 def test_an_error_mid_scan_cleans_up_and_resume_finishes_without_duplicates(tmp_path: Path) -> None:
-    stage, cam, runner = make(tmp_path)
+    stage, _cam, runner = make(tmp_path)
     stage.fail_after_moves = 40  # the cable is pulled in the middle of the scan
     rec = Recorder()
     runner.events = rec
@@ -101,7 +107,7 @@ def test_an_error_mid_scan_cleans_up_and_resume_finishes_without_duplicates(tmp_
     # Simulate a crash in the middle of the next append: a partial line.
     with open(tmp_path / MANIFEST, "a") as f:
         f.write('{"tile": 99, "x_u')
-    stage2, cam2, runner2 = make(tmp_path)
+    _, _, runner2 = make(tmp_path)
     runner2.resume = True
     rec2 = Recorder()
     runner2.events = rec2
@@ -116,7 +122,7 @@ def test_an_error_mid_scan_cleans_up_and_resume_finishes_without_duplicates(tmp_
 
 
 def test_ctrl_c_parks_releases_and_reports(tmp_path: Path) -> None:
-    stage, cam, runner = make(tmp_path)
+    stage, _cam, runner = make(tmp_path)
 
     class Interrupt(ScanEvents):
         def tile_finished(self, tile, record):  # type: ignore[no-untyped-def]

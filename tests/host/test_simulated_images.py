@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from deepaf_host import tissue
 from deepaf_host.focus import measures as fm
 from deepaf_host.optics.render import Renderer
@@ -35,7 +34,7 @@ def test_tissue_on_simulated_he(slide: VirtualSlide, renderer: Renderer) -> None
     assert mask[~glass].mean() > 0.9
     assert tissue.tissue_fraction(tissue.tissue_mask(blank, th)) == 0.0
     # Eosin is nearly as bright as glass: the saturation test is what finds most of it.
-    v, s = tissue.value_saturation(field)
+    _, s = tissue.value_saturation(field)
     assert np.median(s[~glass]) > np.median(s[glass]) + 0.2
     assert tissue.mean_value(field) < th.mean_value_max < tissue.mean_value(blank)  # eq. 1, brightfield direction
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from skimage import data
-
 from deepaf_host import tissue
+from skimage import data
 
 # Glass in skimage's IHC image: the empty strip on the left edge, rows 310-460.
 GLASS = np.s_[310:460, 0:30]

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from skimage import data
-
 from deepaf_host import tissue
+from skimage import data
 
 HERE = Path(__file__).resolve().parent
 REGIONS = {  # hand-picked boxes of skimage's immunohistochemistry() image
@@ -71,16 +70,21 @@ def analyse(name: str, frame: np.ndarray, blank: np.ndarray, regions: dict[str, 
     panels = [_label(frame, "RGB"), _label(_gray3(v), "HSV value"), _label(_gray3(s), "HSV saturation"),
               _label(overlay, f"glass (blue), tissue {tissue.tissue_fraction(mask):.0%}")]
     row = np.concatenate([cv2.resize(p, (384, int(384 * frame.shape[0] / frame.shape[1]))) for p in panels], axis=1)
-    lines = [f"### {name}", "", f"- calibrated thresholds: V < {th.value_max:.3f} or S > {th.saturation_min:.3f} "
-             f"(blurred {th.blur_px} px); eq. 1 tau = {th.mean_value_max:.3f}",
-             f"- frame mean V = {tissue.mean_value(frame):.3f}, blank mean V = {tissue.mean_value(blank):.3f}; "
-             f"tissue fraction = {tissue.tissue_fraction(mask):.3f}"]
+    thresholds = (
+        f"- calibrated thresholds: V < {th.value_max:.3f} or S > {th.saturation_min:.3f} "
+        f"(blurred {th.blur_px} px); eq. 1 tau = {th.mean_value_max:.3f}"
+    )
+    means = (
+        f"- frame mean V = {tissue.mean_value(frame):.3f}, blank mean V = {tissue.mean_value(blank):.3f}; "
+        f"tissue fraction = {tissue.tissue_fraction(mask):.3f}"
+    )
+    lines = [f"### {name}", "", thresholds, means]
     if regions:
         vb = cv2.blur(v, (th.blur_px, th.blur_px))
         sb = cv2.blur(s, (th.blur_px, th.blur_px))
         by_v, by_s = vb < th.value_max, sb > th.saturation_min
-        lines += ["", "| region | median V | median S | tissue: V test alone | S test alone | both (the mask) |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+        header = "| region | median V | median S | tissue: V test alone | S test alone | both (the mask) |"
+        lines += ["", header, "| --- | --- | --- | --- | --- | --- |"]
         for k, sl in regions.items():
             lines.append(f"| {k} | {np.median(v[sl]):.3f} | {np.median(s[sl]):.3f} | {by_v[sl].mean():.1%} | "
                          f"{by_s[sl].mean():.1%} | {mask[sl].mean():.1%} |")

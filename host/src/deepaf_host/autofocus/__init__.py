@@ -17,9 +17,23 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigError
-from .base import AutofocusResult, FocusContext, FocusLimits, FocusStage, Found, Probe, Strategy, guarded_run
+from .base import (
+    AutofocusResult,
+    FocusContext,
+    FocusLimits,
+    FocusStage,
+    Found,
+    Probe,
+    Strategy,
+    guarded_run,
+)
 from .search import SearchAutofocus
-from .single_shot import DefocusPredictor, SingleShotAutofocus, load_predictor, register_predictor_loader
+from .single_shot import (
+    DefocusPredictor,
+    SingleShotAutofocus,
+    load_predictor,
+    register_predictor_loader,
+)
 from .stack import StackAutofocus
 from .sweep import SweepAutofocus
 

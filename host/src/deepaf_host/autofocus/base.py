@@ -294,6 +294,6 @@ def guarded_run(
         # Hardware error or Ctrl-C: try once to leave the stage where it was.
         try:
             probe.restore()
-        except Exception as restore_exc:  # the connection may be gone; report the first error
+        except Exception as restore_exc:  # noqa: BLE001 - the connection may be gone; the first error is the one to raise
             log.warning("could not put the stage back after an autofocus error: %s", restore_exc)
         raise

@@ -6,8 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+Samples = Sequence[float] | np.ndarray
 
-def three_point_peak(z: Sequence[float], score: Sequence[float]) -> float | None:
+
+def three_point_peak(z: Samples, score: Samples) -> float | None:
     """The vertex of the parabola through three (z, score) points, or None when they do
     not make a maximum (collinear points, or a minimum).
 
@@ -33,7 +35,7 @@ def three_point_peak(z: Sequence[float], score: Sequence[float]) -> float | None
     return float(-b / (2 * a))
 
 
-def refine_peak(z: Sequence[float], score: Sequence[float]) -> tuple[float, int]:
+def refine_peak(z: Samples, score: Samples) -> tuple[float, int]:
     """Refine the maximum of a sampled focus curve.
 
     Returns ``(z_peak, i_best)`` where ``i_best`` is the index of the best sample. The
@@ -56,7 +58,7 @@ def refine_peak(z: Sequence[float], score: Sequence[float]) -> tuple[float, int]
     return z_peak, int(order[i])
 
 
-def quadratic_peak(z: Sequence[float], score: Sequence[float], half_width_um: float) -> float | None:
+def quadratic_peak(z: Samples, score: Samples, half_width_um: float) -> float | None:
     """Least-squares parabola through the samples within ``half_width_um`` of the best one
     (for dense, noisy, unevenly spaced samples such as a continuous sweep). None when it
     does not make a maximum inside those samples."""

@@ -25,7 +25,15 @@ import numpy as np
 from ..camera.base import Camera
 from ..errors import AutofocusError
 from ..tissue import DEFAULT_THRESHOLDS, TissueThresholds, select_patches, tissue_mask
-from .base import AutofocusResult, FocusContext, FocusStage, Found, Probe, Strategy, guarded_run
+from .base import (
+    AutofocusResult,
+    FocusContext,
+    FocusStage,
+    Found,
+    Probe,
+    Strategy,
+    guarded_run,
+)
 
 
 @runtime_checkable

@@ -95,10 +95,10 @@ def encode_image(rgb: np.ndarray, fmt: str, jpeg_quality: int = 95) -> bytes:
         return buf.getvalue()
     bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
     params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if fmt == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
-    ok, buf = cv2.imencode("." + fmt, bgr, params)
+    ok, encoded = cv2.imencode("." + fmt, bgr, params)
     if not ok:
         raise ConfigError("format", f"OpenCV could not encode a {fmt} image")
-    return buf.tobytes()
+    return encoded.tobytes()
 
 
 def tile_image_name(tile: int, row: int, col: int, fmt: str) -> str:

@@ -105,7 +105,7 @@ class Plan:
 def _count(extent_um: float, fov_um: float, step_um: float) -> int:
     if extent_um <= fov_um:
         return 1
-    return int(math.ceil((extent_um - fov_um) / step_um - 1e-9)) + 1
+    return math.ceil((extent_um - fov_um) / step_um - 1e-9) + 1
 
 
 def plan_tiles(
@@ -137,7 +137,7 @@ def plan_tiles(
                 raise StageLimitError(axis, v, lo, reason="travel (scan area)")
             if v > hi:
                 raise StageLimitError(axis, v, hi, reason="travel (scan area)")
-    tiles = []
+    tiles: list[Tile] = []
     for r in range(rows):
         order = range(cols) if r % 2 == 0 else range(cols - 1, -1, -1)
         for c in order:

@@ -35,7 +35,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -164,7 +164,7 @@ class ScanRunner:
         Raises what stopped the scan (after cleanup); Ctrl-C raises ``KeyboardInterrupt``.
         """
         manifest = Manifest.open(self.out_dir, self.resume)  # refuses a used folder before any motion
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         t0_wall = time.perf_counter()
         t0_clock = self.clock()
         status, error = "failed", None
@@ -231,17 +231,20 @@ class ScanRunner:
             "image": None, "focus_source": "none", "autofocus": None,
         }
         z = z_guess
+        frame: np.ndarray | None = low
+        frame_mask: np.ndarray | None = mask
         if not record["empty"]:
             result: AutofocusResult | None = None
             timings["autofocus"] = timings["inference"] = 0.0
             if fraction >= cfg.autofocus_min_tissue:
                 if not initial_done and source == "start" and cfg.initial_focus is not None:
-                    result = self._autofocus(cfg.initial_focus, z_guess, low, mask, FocusLimits(cfg.initial_max_correction_um), timings)
+                    limits = FocusLimits(cfg.initial_max_correction_um)
+                    result = self._autofocus(cfg.initial_focus, z_guess, frame, frame_mask, limits, timings)
                     record["initial_focus"] = result.to_dict()
                     if result.ok:
                         z_guess = result.z_um
-                        low, mask = None, None  # the frame was taken elsewhere
-                result = self._autofocus(cfg.autofocus, z_guess, low, mask, cfg.limits, timings)
+                        frame, frame_mask = None, None  # the low-res frame was taken elsewhere
+                result = self._autofocus(cfg.autofocus, z_guess, frame, frame_mask, cfg.limits, timings)
                 initial_done = initial_done or result.ok
                 record["autofocus"] = result.to_dict()
             if result is not None and result.ok:
@@ -308,12 +311,12 @@ class ScanRunner:
             z_park = min(self.config.z_max_um, pos.z_um + self.config.park_lift_um)
             if z_park > pos.z_um:
                 self.stage.move_to(pos.x_um, pos.y_um, z_park)
-        except Exception as exc:  # the connection may be gone, or the lift refused
+        except Exception as exc:  # noqa: BLE001 - cleanup: the connection may be gone, or the lift refused
             log.warning("could not park the stage: %s", exc)
             ok = False
         try:
             self.stage.release()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - cleanup must go on (manifest, report)
             log.warning("could not release the motors: %s", exc)
             ok = False
         return ok
@@ -338,7 +341,7 @@ class ScanRunner:
             "error": error,
             "version": __version__,
             "started": started.isoformat(timespec="seconds"),
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "plan": self.plan.to_dict(),
             "autofocus": getattr(self.config.autofocus, "name", type(self.config.autofocus).__name__),
             "tiles": {

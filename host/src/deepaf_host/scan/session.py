@@ -94,7 +94,11 @@ def open_microscope(
         if not virtual_camera:
             options: dict[str, Any] = {}
             if pixel_size_um is None:
-                from ..optics.presets import CAMERA_MODES, get_objective, specimen_pixel_um
+                from ..optics.presets import (
+                    CAMERA_MODES,
+                    get_objective,
+                    specimen_pixel_um,
+                )
 
                 pixel_size_um = specimen_pixel_um(get_objective(objective), CAMERA_MODES["low"])
             options["pixel_size_um"] = pixel_size_um
@@ -108,7 +112,7 @@ def open_microscope(
         # A virtual board keeps its own clock; at any speed but real time, motion and
         # exposures are timed on it (simulated seconds) and host computation is added.
         simulated = board is not None and getattr(board, "speed", 1.0) != 1.0
-        if board is not None and hasattr(board, "seconds"):
+        if board is not None and hasattr(board, "seconds") and hasattr(board, "sleep"):
             clock, sleep = board.seconds, board.sleep
         if camera is None:
             if board is None:
