@@ -77,3 +77,23 @@ def test_image_orientation_columns_are_x() -> None:
     assert np.allclose(a[:, 16:], b[:, :-16], atol=2e-4)
     c = slide.region(X0, Y0 + 8 * p, (32, 64), p, SAME).transmission
     assert np.allclose(a[8:], c[:-8], atol=2e-4)
+
+
+def test_folder_of_images_as_specimen(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import cv2
+    from deepaf_host.optics import load_specimen
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        img = np.full((40, 50, 3), 230, np.uint8)
+        img[10:30, 10 + 10 * i : 25 + 10 * i] = (120, 60, 150)  # a purple blob, RGB
+        img += rng.integers(0, 10, img.shape, dtype=np.uint8)
+        cv2.imwrite(str(tmp_path / f"tile{i}.png"), img[..., ::-1])
+    spec = load_specimen(str(tmp_path), seed=1, pixel_um=0.5)
+    slide = VirtualSlide(seed=1, specimen=spec)
+    reg = slide.region(X0, Y0, (80, 100), 0.5, SAME)
+    # The `same` protocol reproduces the images' colours: dark purple blobs on light glass.
+    t = reg.transmission
+    assert t.min() < 0.6 and np.percentile(t, 90) > 0.85
+    blob = t[t[..., 1] < 0.4]
+    assert len(blob) and blob[:, 1].mean() < blob[:, 0].mean()  # green absorbed most

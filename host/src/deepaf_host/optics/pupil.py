@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -271,7 +271,7 @@ class RadialOTF:
     def tables(self, dz_um: Sequence[float], extent_um: float = 0.0) -> list[np.ndarray]:
         """Tables for several defocus values; missing ones are computed in one batch."""
         q = self.dz_quantum_um
-        ext = int(round(extent_um / q))
+        ext = round(extent_um / q)
         keys = [(self.key(dz), ext) for dz in dz_um]
         missing = sorted({k for k in keys if k not in self._cache})
         out: dict[tuple[int, int], np.ndarray] = {}
@@ -295,7 +295,7 @@ class RadialOTF:
         lim = self.max_defocus_um
         if extent_um > 0.0:
             dof = self.model.immersion_index * self.model.wavelength_um / self.model.na**2
-            n = max(2, int(math.ceil(3.0 * extent_um / dof)))
+            n = max(2, math.ceil(3.0 * extent_um / dof))
             sub = extent_um * ((np.arange(n) + 0.5) / n - 0.5)
         else:
             sub = np.zeros(1)

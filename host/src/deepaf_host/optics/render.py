@@ -3,19 +3,22 @@
 Per frame (or focal stack) at stage pose (x, y, z):
 
 1. The slide region around (x, y), with a margin for the blur, is evaluated once and
-   split into depth layers (seed 003's layered depth-of-field model): every pixel has a
-   defocus offset ``o`` (the depth of its absorbing column in the section divided by the
-   mountant index, plus the focal surface's variation across the field) and the column
-   spans the section's thickness around ``o``; layers sit at evenly spaced offsets no
-   more than 1.2 depths of field apart and each pixel is shared between the layers by
-   the mean of their linear (hat) weights over its column (summing to one). What is layered is the
+   split into depth layers (seed 003's layered depth-of-field model). Sections (3-5 um)
+   are thinner than the nuclei they cut, so at every pixel the stain fills a column as
+   deep as the section; what varies is the column's centre ``o`` (the tissue undulates in
+   the section, nuclei are cut off-centre, and the focal surface varies across the
+   field), as a defocus offset in stage micrometres (depth / mountant index). Layers sit
+   at evenly spaced offsets at most 1.2 depths of field apart and each pixel is shared
+   between the two nearest (linear weights summing to one). What is layered is the
    absorbed fraction ``A = 1 - T``, so clear glass stays exactly clear whatever depths
-   are assigned to it, and a single layer gives exactly ``T (x) PSF``. The layer
-   spectra ``S_mc = rfft2(A_c * w_m)`` (times the pixel MTF) are cached per position.
+   are assigned to it, and one layer gives exactly ``T (x) PSF``. The layer spectra
+   ``S_mc = rfft2(A_c * w_m)`` (times the pixel MTF) are cached per position.
 2. For each plane at defocus ``dz = z - focus_z(x, y)`` and each channel c:
    ``image_c = 1 - irfft2( sum_m S_mc * OTF_c(dz + o_m) )``: every layer blurred by
-   its own defocus, summed in transmission. OTFs come from ``pupil.RadialOTF`` tables
-   (cached per quantised defocus) looked up on the frame's frequency grid.
+   its own defocus, summed in transmission. ``OTF_c(d)`` is the OTF of a column of the
+   section's depth centred at defocus ``d`` (the mean of the PSFs over the column),
+   from ``pupil.RadialOTF`` tables (computed in one batch per stack, cached per
+   quantised defocus) looked up on the frame's frequency grid.
 3. The camera: illumination colour, vignetting, photo-electrons with shot noise
    (Gaussian approximation of Poisson) and read noise, gain to digital numbers, an
    optional transfer curve, 8-bit quantisation and optional JPEG.
@@ -172,44 +175,20 @@ class Renderer:
 
     # --- specimen spectra -------------------------------------------------------------------
 
-    def _layers(self, offset: np.ndarray, extent: float) -> tuple[np.ndarray, np.ndarray | None]:
-        """Layer offsets and per-pixel weights (summing to one).
-
-        Each pixel's absorbing column spans ``[o - extent/2, o + extent/2]``; its weight
-        on layer j is the mean over that range of the hat function centred on layer j,
-        ``(H(b - j) - H(a - j)) / (b - a)`` in layer units, with H the hat's integral.
-        """
-        lo = float(offset.min()) - 0.5 * extent
-        hi = float(offset.max()) + 0.5 * extent
+    def _layers(self, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Layer offsets and per-pixel weights (hat functions, summing to one)."""
+        lo, hi = float(offset.min()), float(offset.max())
         m = min(self.max_layers, max(1, math.ceil((hi - lo) / self.layer_spacing_um) + 1))
         if m == 1:
             return np.array([0.5 * (lo + hi)]), None
         depths = np.linspace(lo, hi, m)
-        scale = np.float32((m - 1) / (hi - lo))
-        t = (offset - np.float32(lo)) * scale  # column centre in layer units
-        half = np.float32(0.5 * extent) * scale
+        t = (offset - np.float32(lo)) * np.float32((m - 1) / (hi - lo))
         weights = np.empty((m,) + offset.shape, dtype=np.float32)
-        tmp = np.empty_like(t)
-
-        def hat_integral(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-            np.clip(x, -1.0, 1.0, out=out)
-            a = np.abs(out)
-            np.subtract(2.0, a, out=a)
-            out *= a
-            out += 1.0
-            out *= 0.5
-            return out
-
         for j in range(m):
-            if half > 1e-6:
-                hat_integral(t + (half - j), weights[j])
-                weights[j] -= hat_integral(t - (half + j), tmp)
-                weights[j] *= 1.0 / (2.0 * half)
-            else:
-                np.subtract(t, np.float32(j), out=weights[j])
-                np.abs(weights[j], out=weights[j])
-                np.subtract(1.0, weights[j], out=weights[j])
-                np.maximum(weights[j], 0.0, out=weights[j])
+            np.subtract(t, np.float32(j), out=weights[j])
+            np.abs(weights[j], out=weights[j])
+            np.subtract(1.0, weights[j], out=weights[j])
+            np.maximum(weights[j], 0.0, out=weights[j])
         return depths, weights
 
     def spectra(self, slide: VirtualSlide, x_um: float, y_um: float) -> _Spectra:
@@ -220,9 +199,9 @@ class Renderer:
             self._cache.move_to_end(key)
             return hit
         region = slide.region(x_um, y_um, self.padded, self.grid_pixel_um, self.protocol)
-        # The columns' depth extent is folded into the OTFs (column OTF tables); layers
-        # only carry the variation of the columns' centres.
-        depths, weights = self._layers(region.offset_um, 0.0)
+        # The columns' depth is folded into the OTFs (column OTF tables); the layers carry
+        # the variation of the columns' centres.
+        depths, weights = self._layers(region.offset_um)
         absorb = 1.0 - np.moveaxis(region.transmission, -1, 0)  # (3, H, W)
         layers = absorb[None] if weights is None else weights[:, None] * absorb[None]
         mtf = self._grids()[1]
