@@ -18,7 +18,7 @@ from targets import AXES, Target
 READ_TIMEOUT_S = 0.2
 BOOT_TIMEOUT_S = 5.0
 #: Board seconds per wall second while nobody waits.
-SPEED = 50.0
+SPEED = 25.0
 
 
 class VirtualTarget(Target):

@@ -55,7 +55,7 @@ class Machine(MachineCore):
 
     def _queue_move(self, target: list[int], steps: list[int], feed: float, kind: str) -> None:
         for block in self._plan(steps, feed, kind):
-            self.motors.queue_block(block)
+            self.motors.queue_block(block, self.t)
         self.gc_pos = list(target)
         if self.motors.busy:
             self.drivers = True

@@ -158,6 +158,10 @@ class Block:
     reported: bool = True  # False: a backlash take-up block
     #: For homing blocks: ("close" | "open", axis) -- stop the instant it happens.
     stop_on: tuple[str, int] | None = None
+    #: Planner: the highest entry speed the junction with the previous block allows,
+    #: and the entry speed planned by the look-ahead (mm/s).
+    max_entry: float = 0.0
+    entry: float = 0.0
 
     def steps_at(self, s: float) -> tuple[int, int, int]:
         """Motor steps taken (signed, per axis) once the block has covered ``s`` mm."""
@@ -206,24 +210,26 @@ def _limit_by_axes(unit: tuple[float, ...], limits: tuple[float, ...]) -> float:
 
 
 def junction_speed(prev: Block, nxt: Block, deviation_mm: float) -> float:
-    """Maximum speed through the corner between two blocks (GRBL's junction deviation)."""
+    """Maximum speed through the corner between two blocks (GRBL's junction deviation:
+    the speed at which a circle deviating ``deviation_mm`` from the corner is driven
+    at the acceleration limit), limited by both blocks' nominal speeds."""
     cos_theta = -sum(a * b for a, b in zip(prev.unit, nxt.unit))
     if cos_theta > 0.999999:
-        return 0.0  # reversal
-    if cos_theta < -0.999999:
-        return math.inf  # straight on
-    sin_half = math.sqrt(0.5 * (1.0 - cos_theta))
-    accel = min(prev.accel, nxt.accel)
-    return math.sqrt(accel * deviation_mm * sin_half / (1.0 - sin_half))
+        v = 0.0  # reversal
+    elif cos_theta < -0.999999:
+        v = math.inf  # straight on
+    else:
+        sin_half = math.sqrt(0.5 * (1.0 - cos_theta))
+        accel = min(prev.accel, nxt.accel)
+        v = math.sqrt(accel * deviation_mm * sin_half / (1.0 - sin_half))
+    return min(v, prev.v_nominal, nxt.v_nominal)
 
 
-def exit_speed(block: Block, entry: float, nxt: Block | None, deviation_mm: float) -> float:
-    """The speed at which ``block`` may end, looking one block ahead: limited by the
-    junction, both blocks' speeds, and the next block's ability to stop within its
-    own length (a conservative one-block look-ahead; GRBL looks further)."""
-    if nxt is None or nxt.kind != block.kind or block.kind not in ("line", "jog"):
-        return 0.0
-    v = min(block.v_nominal, nxt.v_nominal, junction_speed(block, nxt, deviation_mm))
-    v = min(v, math.sqrt(2.0 * nxt.accel * nxt.length))
-    v = min(v, math.sqrt(entry * entry + 2.0 * block.accel * block.length))
-    return max(0.0, v)
+def plan_entries(blocks: list[Block]) -> None:
+    """The look-ahead's reverse pass: from the newest block (which must be able to
+    stop at its end) back to the oldest, each entry speed is the highest from which
+    the rest of the queue can still stop."""
+    next_entry = 0.0
+    for block in reversed(blocks):
+        block.entry = min(block.max_entry, math.sqrt(next_entry * next_entry + 2.0 * block.accel * block.length))
+        next_entry = block.entry

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from .motion import Block, Profile, exit_speed
+from .motion import Block, Profile, junction_speed, plan_entries
 
 Vec = tuple[int, int, int]
 
@@ -194,8 +194,17 @@ class Motors:
 
     # --- planning ------------------------------------------------------------------
 
-    def queue_block(self, block: Block) -> None:
+    def queue_block(self, block: Block, t: float | None = None) -> None:
+        """Queue ``block``; the look-ahead re-plans the queue, and the block running
+        at time ``t`` may now leave faster (towards the new block)."""
+        last = self.queue[-1] if self.queue else (self.exec.block if self.exec is not None else None)
+        block.max_entry = 0.0
+        if last is not None and "homing" not in (last.kind, block.kind):
+            block.max_entry = junction_speed(last, block, self.deviation_mm)
         self.queue.append(block)
+        plan_entries(list(self.queue))
+        if t is not None:
+            self._replan(t)
         for i in range(3):
             if block.steps[i]:
                 if block.kind != "homing":
@@ -225,13 +234,30 @@ class Motors:
         if self.holding:
             profile = Profile.stop(entry, block.accel, block.length)
         else:
-            nxt = self.queue[0] if self.queue else None
-            v_exit = exit_speed(block, entry, nxt, self.deviation_mm)
-            profile = Profile.trapezoid(block.length, entry, block.v_nominal, v_exit, block.accel)
+            profile = Profile.trapezoid(block.length, entry, block.v_nominal, self._exit_speed(), block.accel)
         self.exec = _Exec(
             block, t, 0.0, profile, tuple(self.motor), tuple(self.stage), tuple(self.offset)  # type: ignore[arg-type]
         )
         self.carry = 0.0
+        self._compute_trigger(t)
+
+    def _exit_speed(self) -> float:
+        """The speed the running block may leave at: the planned entry of the next."""
+        return self.queue[0].entry if self.queue else 0.0
+
+    def _replan(self, t: float) -> None:
+        """Re-plan the rest of the running block from where it is now (the firmware's
+        segment preparation always brakes towards the latest planned exit speed)."""
+        ex = self.exec
+        if ex is None or self.holding or self.paused:
+            return
+        s = self._distance(t)
+        v = ex.profile.speed(t - ex.t0)
+        rest = ex.block.length - s
+        if rest <= 1e-12:
+            return
+        ex.t0, ex.s0 = t, s
+        ex.profile = Profile.trapezoid(rest, v, ex.block.v_nominal, self._exit_speed(), ex.block.accel)
         self._compute_trigger(t)
 
     def on_event(self, t: float) -> Event:
@@ -288,10 +314,8 @@ class Motors:
         if ex is not None and self.paused:
             self.paused = False
             rest = ex.block.length - ex.s0
-            nxt = self.queue[0] if self.queue else None
-            v_exit = exit_speed(ex.block, 0.0, nxt, self.deviation_mm)
             ex.t0 = t
-            ex.profile = Profile.trapezoid(rest, 0.0, ex.block.v_nominal, v_exit, ex.block.accel)
+            ex.profile = Profile.trapezoid(rest, 0.0, ex.block.v_nominal, self._exit_speed(), ex.block.accel)
             self._compute_trigger(t)
         self.start_next(t)
 
