@@ -23,6 +23,9 @@ from deepaf_host.scan.session import ScanOptions, open_microscope, run_scan
 
 #: 3 x 4 tiles on the upper edge of the tissue: 7 tissue tiles, 5 of glass.
 AREA_MM = "-30.30,-15.90,-29.75,-15.40"
+#: Serial reads into the scan at which Ctrl-C lands in the Ctrl-C test: tile 4 of 12
+#: (a full scan of AREA_MM makes about 1,570; about 100 per tissue tile).
+READS = 1050
 
 
 def manifest(out: Path) -> list[dict]:
@@ -139,3 +142,35 @@ def test_a_used_folder_needs_resume(board: VirtualBoard, tmp_path: Path) -> None
     code, out = _cli(["--port", board.url, "--camera", CAMERA, "--out", str(tmp_path / "o")])
     assert code == 1 and "--resume" in out
     assert board.motor_steps() == steps
+
+
+def test_ctrl_c_while_waiting_for_a_reply_parks_and_releases(board: VirtualBoard, tmp_path: Path) -> None:
+    """Ctrl-C lands while the host waits for the board's reply to a motion line."""
+    out = tmp_path / "scan"
+    with open_microscope(board.url, CAMERA) as (stage, camera, clock, sleep, simulated):
+        h, w = camera.frame_shape("high")
+        p = camera.pixel_size_um("high")
+        plan = plan_tiles(Area.parse_mm(AREA_MM), (w * p, h * p))
+        port = stage.connection.serial
+        original_read = port.read
+        calls = {"n": 0}
+
+        def read(size: int = 1) -> bytes:
+            calls["n"] += 1
+            if calls["n"] == READS:  # well into the scan, mid-exchange
+                raise KeyboardInterrupt
+            return original_read(size)
+
+        port.read = read  # type: ignore[method-assign]
+        runner = ScanRunner(stage, camera, plan, out, ScanConfig(), clock=clock, sleep=sleep, simulated_clock=simulated)
+        with pytest.raises(KeyboardInterrupt):
+            runner.run()
+        report = json.loads((out / "report.json").read_text())
+        assert report["status"] == "interrupted"
+        assert report["parked_and_released"] is True
+        assert calls["n"] > READS  # the cleanup talked to the board after the interrupt
+        z_last = stage.position().z_um
+    done = manifest(out)
+    assert 2 <= len(done) < len(plan.tiles)
+    # Parked: Z lifted (away from the slide) well above every tile's focus.
+    assert z_last >= max(r["z_um"] for r in done) + 400.0

@@ -8,8 +8,8 @@ A strategy is an object with a ``name`` and a ``run`` method::
 scan), leaves the stage at the focus it found and returns an :class:`AutofocusResult`.
 It never raises for a focus it could not find: it returns ``ok=False`` with a
 ``reason`` and the stage back where it was when ``run`` was called (never "back to
-0"). Errors of the hardware (a lost connection, an alarm) and Ctrl-C propagate, after
-one attempt to put the stage back.
+0"). Errors of the hardware (a lost connection, an alarm) propagate after one attempt
+to put the stage back; Ctrl-C propagates at once (the scan's cleanup lifts Z).
 
 Safety, enforced here for every strategy: no Z target further than
 ``FocusLimits.max_correction_um`` from ``start_z_um`` is ever sent to the stage (the
@@ -290,8 +290,10 @@ def guarded_run(
         log.info("autofocus %s failed at z=%.2f: %s; stage back at the start", name, probe.start_z_um, reason)
         probe.restore()
         return result(False, probe.start_z_um, reason=reason)
+    except KeyboardInterrupt:
+        raise  # Ctrl-C: the scan's cleanup parks the stage (lifts Z) at once
     except BaseException:
-        # Hardware error or Ctrl-C: try once to leave the stage where it was.
+        # Hardware error: try once to leave the stage where it was.
         try:
             probe.restore()
         except Exception as restore_exc:  # noqa: BLE001 - the connection may be gone; the first error is the one to raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,13 @@ class ProgressEvents:
         pass
 
 
+def _parked(out_dir: Path) -> bool:
+    try:
+        return bool(json.loads((out_dir / "report.json").read_text())["parked_and_released"])
+    except (OSError, ValueError, KeyError):
+        return False
+
+
 @click.command("scan")
 @click.option("--port", required=True, help="Serial port of the stage board, or sim:// for the virtual board.")
 @click.option("--camera", "camera_spec", default=None, help="Camera: index (0), device path, video file, or sim://... [default: sim:// with a sim:// port, else 0]")
@@ -100,7 +108,9 @@ def scan(
             report = run_scan(options, events=ProgressEvents(progress))
         except KeyboardInterrupt:
             progress.stop()
-            console.print(f"[yellow]interrupted[/]: the stage was parked and released; continue with --resume (report in {out_dir / 'report.json'})")
+            parked = _parked(out_dir)
+            state = "the stage was parked and its motors released" if parked else "the stage could NOT be parked and released"
+            console.print(f"[yellow]interrupted[/]: {state}; continue with --resume (report in {out_dir / 'report.json'})")
             raise SystemExit(130) from None
     tiles = report["tiles"]
     err = report.get("focus_error_um")

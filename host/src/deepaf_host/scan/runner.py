@@ -191,6 +191,8 @@ class ScanRunner:
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            if status != "complete":
+                self._resync()
             parked = self._park_and_release()
             manifest.close()
             report = self._report(manifest, status, error, started, time.perf_counter() - t0_wall, self.clock() - t0_clock, records_before, parked)
@@ -303,6 +305,17 @@ class ScanRunner:
             return self.config.z_start_um, "start"
         return float(best["z_um"]), "neighbour"
 
+    def _resync(self) -> None:
+        """After an interruption the reply to the line in flight may still come: let the
+        connection discard it before the cleanup talks to the board."""
+        resync = getattr(getattr(self.stage, "connection", None), "resync", None)
+        if resync is None:
+            return
+        try:
+            resync()
+        except Exception as exc:  # noqa: BLE001 - the cleanup goes on; parking will report
+            log.warning("could not resynchronise with the board: %s", exc)
+
     def _park_and_release(self) -> bool:
         """Lift Z (away from the specimen) and release the motors; False if either failed."""
         ok = True
@@ -310,7 +323,7 @@ class ScanRunner:
             pos = self.stage.position()
             z_park = min(self.config.z_max_um, pos.z_um + self.config.park_lift_um)
             if z_park > pos.z_um:
-                self.stage.move_to(pos.x_um, pos.y_um, z_park)
+                self.stage.move_to(z_um=z_park)  # Z only: X/Y may not be homed yet
         except Exception as exc:  # noqa: BLE001 - cleanup: the connection may be gone, or the lift refused
             log.warning("could not park the stage: %s", exc)
             ok = False
