@@ -18,7 +18,7 @@ from ..optics.presets import DEFAULT_RELAY, OBJECTIVES, PROTOCOLS
 @click.option("--specimen", default="procedural", show_default=True, help="procedural, ihc, or a folder of in-focus images.")
 @click.option("--mode", type=click.Choice(["low", "high"]), default="low", show_default=True, help="Camera mode (pixel size).")
 @click.option("--relay", type=float, default=DEFAULT_RELAY, show_default=True, help="Relay magnification.")
-@click.option("--stacks-per-slide", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--stacks-per-slide", type=click.IntRange(min=1), default=10, show_default=True, help="A new virtual slide (tissue, focal surface) every N stacks.")
 @click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")
 def simulate(
     out_dir: str, stacks: int, objective: str, z_range: str, protocol: str, seed: int, size: str,
