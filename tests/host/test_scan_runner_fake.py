@@ -143,3 +143,16 @@ def test_manifest_refuses_a_duplicate_tile(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="already"):
         m.append({"tile": 0, "image": None})
     m.close()
+
+
+def test_resume_refuses_another_plan(tmp_path: Path) -> None:
+    stage, _cam, runner = make(tmp_path)
+    stage.fail_after_moves = 20
+    with pytest.raises(ConnectionError):
+        runner.run()
+    stage2, cam2, runner2 = make(tmp_path)
+    other = plan_tiles(Area(-30400, -20200, -29000, -19800), (256.0, 256.0))
+    runner2 = ScanRunner(stage2, cam2, other, tmp_path, runner2.config, resume=True, clock=stage2.clock, sleep=stage2.sleep)
+    with pytest.raises(ConfigError, match="was planned as"):
+        runner2.run()
+    assert not stage2.moves and not stage2.homed

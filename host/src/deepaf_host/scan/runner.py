@@ -30,6 +30,7 @@ added in, so ``total`` is what the tile would take on a machine as fast as this 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -48,7 +49,7 @@ from ..camera.base import Camera
 from ..errors import ConfigError, StageLimitError
 from ..focus.measures import BROAD_MEASURE
 from ..tissue import DEFAULT_THRESHOLDS, TissueThresholds, tissue_fraction, tissue_mask
-from .manifest import IMAGE_FORMATS, Manifest, tile_image_name, write_report
+from .manifest import IMAGE_FORMATS, REPORT, Manifest, tile_image_name, write_report
 from .plan import Plan, Tile
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,11 @@ class ScanRunner:
         Raises what stopped the scan (after cleanup); Ctrl-C raises ``KeyboardInterrupt``.
         """
         manifest = Manifest.open(self.out_dir, self.resume)  # refuses a used folder before any motion
+        try:
+            self._check_same_plan()
+        except BaseException:
+            manifest.close()
+            raise
         started = datetime.now(UTC)
         t0_wall = time.perf_counter()
         t0_clock = self.clock()
@@ -199,6 +205,21 @@ class ScanRunner:
             write_report(self.out_dir, report)
             self.events.scan_finished(report)
         return report
+
+    def _check_same_plan(self) -> None:
+        """A resumed scan must have the plan it started with (tile indices are its keys)."""
+        previous = self.out_dir / REPORT
+        if not self.resume or not previous.exists():
+            return
+        try:
+            old = json.loads(previous.read_text())["plan"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # no readable report: the manifest alone decides
+        new = json.loads(json.dumps(self.plan.to_dict()))
+        if old != new:
+            raise ConfigError(
+                "resume", f"{self.out_dir} was planned as {old}, this scan as {new}: use the same --area, --overlap and camera"
+            )
 
     def _check_z_start(self) -> None:
         """The start z must respect the stage's Z safety limit: refuse before homing."""

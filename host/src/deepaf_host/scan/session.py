@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import cv2
 
@@ -89,6 +90,9 @@ def open_microscope(
 
     virtual_camera = camera_spec is None and port.startswith("sim://") or (camera_spec or "").startswith("sim://")
     spec = camera_spec if camera_spec is not None else ("sim://" if port.startswith("sim://") else "0")
+    if virtual_camera and urlsplit(spec).netloc + urlsplit(spec).path.strip("/") == "":
+        # A virtual camera URL without an objective takes --objective's.
+        spec = f"sim://{objective}" + (f"?{urlsplit(spec).query}" if urlsplit(spec).query else "")
     with contextlib.ExitStack() as stack:
         camera: Camera | None = None
         if not virtual_camera:
