@@ -24,6 +24,7 @@ import numpy as np
 
 from ..camera.base import Camera
 from ..errors import AutofocusError
+from ..focus.measures import DEFAULT_MEASURE
 from ..tissue import DEFAULT_THRESHOLDS, TissueThresholds, select_patches, tissue_mask
 from .base import (
     AutofocusResult,
@@ -115,7 +116,7 @@ class SingleShotAutofocus:
         self, stage: FocusStage, camera: Camera, start_z_um: float, context: FocusContext | None = None
     ) -> AutofocusResult:
         context = context or FocusContext()
-        probe = Probe(stage, camera, start_z_um, context, "vollath4")
+        probe = Probe(stage, camera, start_z_um, context, DEFAULT_MEASURE)  # the measure is unused here
         shots: list[dict[str, Any]] = []
 
         def body(p: Probe) -> Found:

@@ -180,13 +180,12 @@ class ScanRunner:
             if self.config.home:
                 self.stage.home()
             self.events.scan_started(self.plan, records_before)
-            initial_done = any(r.get("focus_source") == "autofocus" for r in manifest.records.values())
             for tile in self.plan.tiles:
                 if tile.index in manifest.records:
                     self.events.tile_resumed(tile, manifest.records[tile.index])
                     continue
                 self.events.tile_started(tile)
-                record, initial_done = self._scan_tile(tile, manifest, initial_done)
+                record = self._scan_tile(tile, manifest)
                 manifest.append(record)
                 self.events.tile_finished(tile, record)
             status = "complete"
@@ -227,7 +226,7 @@ class ScanRunner:
         if z_min is not None and self.config.z_start_um < z_min:
             raise StageLimitError("z", self.config.z_start_um, z_min, reason="z safety (scan start z)")
 
-    def _scan_tile(self, tile: Tile, manifest: Manifest, initial_done: bool) -> tuple[dict[str, Any], bool]:
+    def _scan_tile(self, tile: Tile, manifest: Manifest) -> dict[str, Any]:
         cfg = self.config
         timings: dict[str, float] = {}
         z_guess, source = self._neighbour_focus(tile, manifest)
@@ -260,7 +259,7 @@ class ScanRunner:
             result: AutofocusResult | None = None
             timings["autofocus"] = timings["inference"] = 0.0
             if fraction >= cfg.autofocus_min_tissue:
-                if not initial_done and source == "start" and cfg.initial_focus is not None:
+                if source == "start" and cfg.initial_focus is not None:  # no tile focused yet
                     limits = FocusLimits(cfg.initial_max_correction_um)
                     result = self._autofocus(cfg.initial_focus, z_guess, frame, frame_mask, limits, timings)
                     record["initial_focus"] = result.to_dict()
@@ -268,14 +267,13 @@ class ScanRunner:
                         z_guess = result.z_um
                         frame, frame_mask = None, None  # the low-res frame was taken elsewhere
                 result = self._autofocus(cfg.autofocus, z_guess, frame, frame_mask, cfg.limits, timings)
-                initial_done = initial_done or result.ok
                 record["autofocus"] = result.to_dict()
             if result is not None and result.ok:
                 z, record["focus_source"] = result.z_um, "autofocus"
             else:
                 # Autofocus failed (stage back at its start) or too little tissue.
                 z, record["focus_source"] = z_guess, source
-                if result is not None and abs(z_guess - self.stage.position().z_um) > 1e-3:
+                if result is not None and abs(z_guess - self.stage.position().z_um) > 0.1:
                     self.stage.move_to(tile.x_um, tile.y_um, z_guess)
             record["z_um"] = z
             t = self.clock()
@@ -292,7 +290,7 @@ class ScanRunner:
             record["focus_error_um"] = z - true_z
         timings["total"] = sum(timings.values())
         record["timings_s"] = {k: round(v, 6) for k, v in timings.items()}
-        return record, initial_done
+        return record
 
     def _autofocus(
         self, strategy: Strategy, z_start: float, frame: np.ndarray | None, mask: np.ndarray | None,
