@@ -71,16 +71,56 @@ def gaussian_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarr
     return _GAUSS_LUT[rng.integers(0, 65536, size=shape, dtype=np.uint16)]
 
 
-class _Spectra:
-    """Cached layer spectra of one region: (M, 3, 2, Hf, Wf) float32 (real and imaginary
-    planes) and the layers' defocus offsets."""
+def _smooth_len(target: int, parity: int) -> int:
+    """The smallest 7-smooth length >= target with the given parity (fast FFTs)."""
+    n = max(target, 2)
+    while True:
+        if n % 2 == parity:
+            m = n
+            for f in (2, 3, 5, 7):
+                while m % f == 0:
+                    m //= f
+            if m == 1:
+                return n
+        n += 1
 
-    def __init__(self, spectra: np.ndarray, offsets: np.ndarray, tissue_fraction: float, extent_um: float) -> None:
-        self.spectra = spectra
+
+class _Grid:
+    """One FFT grid: the frame (on the computation grid) plus a margin on every side."""
+
+    def __init__(self, inner: tuple[int, int], margin_px: int, outer: tuple[int, int] | None) -> None:
+        gh, gw = inner
+        if outer is None:  # the largest grid
+            self.padded = (_smooth_len(gh + 2 * margin_px, gh % 2), _smooth_len(gw + 2 * margin_px, gw % 2))
+        else:  # centred inside the largest grid (same parity: an exact centred crop)
+            self.padded = (
+                min(outer[0], _smooth_len(gh + 2 * margin_px, outer[0] % 2)),
+                min(outer[1], _smooth_len(gw + 2 * margin_px, outer[1] % 2)),
+            )
+        self.margin_px = min((self.padded[0] - gh) // 2, (self.padded[1] - gw) // 2)
+        self.crop = (
+            slice((self.padded[0] - gh) // 2, (self.padded[0] - gh) // 2 + gh),
+            slice((self.padded[1] - gw) // 2, (self.padded[1] - gw) // 2 + gw),
+        )
+        self.lookup: list[OTFLookup] | None = None
+        self.mtf: np.ndarray | None = None
+
+
+class _Position:
+    """What is cached per slide position: the weighted absorbance layers on the largest
+    grid and, per grid used, their spectra as (M, 3, 2, Hf, Wf) float32 (real and
+    imaginary planes)."""
+
+    def __init__(self, layers: np.ndarray, offsets: np.ndarray, tissue_fraction: float, extent_um: float) -> None:
+        self.layers = layers
         self.offsets = offsets
         self.extent_um = extent_um
         self.tissue_fraction = tissue_fraction
-        self.nbytes = spectra.nbytes
+        self.spectra: dict[int, np.ndarray] = {}
+
+    @property
+    def nbytes(self) -> int:
+        return self.layers.nbytes + sum(v.nbytes for v in self.spectra.values())
 
 
 class Renderer:
@@ -141,15 +181,16 @@ class Renderer:
         airy = WAVELENGTHS_UM[0] / self.objective.na
         margin_um = self.objective.geometric_blur_radius_um(self.margin_defocus_um + half_section) + airy
         self.margin_px = math.ceil(margin_um / self.grid_pixel_um)
-        gh, gw = self.grid_shape
-        self.padded = (
-            sfft.next_fast_len(gh + 2 * self.margin_px, real=True),
-            sfft.next_fast_len(gw + 2 * self.margin_px, real=True),
-        )
-        self._crop = (
-            slice((self.padded[0] - gh) // 2, (self.padded[0] - gh) // 2 + gh),
-            slice((self.padded[1] - gw) // 2, (self.padded[1] - gw) // 2 + gw),
-        )
+        # Grids with a quarter, half and all of the margin: each plane is computed on the
+        # smallest one that holds its blur (near focus the blur is small), all cut
+        # exactly from the same specimen region.
+        self._half_section_um = half_section
+        self._airy_um = airy
+        largest = _Grid(self.grid_shape, self.margin_px, None)
+        self._grid_list = [
+            _Grid(self.grid_shape, math.ceil(self.margin_px * f), largest.padded) for f in (0.25, 0.5)
+        ] + [largest]
+        self.padded = largest.padded
         # Defocus is quantised to 1/40 of the depth of field for the OTF tables (0.024 um at
         # 20x/0.75: invisible, and it lets stacks share tables).
         quantum = dof / 40.0
@@ -160,10 +201,8 @@ class Renderer:
             RadialOTF.shared(PupilModel.of(self.objective, lam, self.protocol.coverslip_error_um), reach, quantum)
             for lam in WAVELENGTHS_UM
         ]
-        self._lookup: list[OTFLookup] | None = None
-        self._pixel_mtf: np.ndarray | None = None
         self._gain: np.ndarray | None = None
-        self._cache: OrderedDict[tuple[object, ...], _Spectra] = OrderedDict()
+        self._cache: OrderedDict[tuple[object, ...], _Position] = OrderedDict()
         self._cached_bytes = 0
 
     # --- geometry -------------------------------------------------------------------------
@@ -172,11 +211,20 @@ class Renderer:
         """(height, width) of the rendered frame in the specimen, micrometres."""
         return (self.shape[0] * self.pixel_um, self.shape[1] * self.pixel_um)
 
-    def _grids(self) -> tuple[list[OTFLookup], np.ndarray]:
-        if self._lookup is None or self._pixel_mtf is None:
-            self._lookup = [OTFLookup(self.padded, self.grid_pixel_um, o.df, o.length) for o in self.otfs]
-            self._pixel_mtf = pixel_mtf(self.padded, 1.0 / self.upsample)
-        return self._lookup, self._pixel_mtf
+    def _grid_tools(self, g: _Grid) -> tuple[list[OTFLookup], np.ndarray]:
+        if g.lookup is None or g.mtf is None:
+            g.lookup = [OTFLookup(g.padded, self.grid_pixel_um, o.df, o.length) for o in self.otfs]
+            g.mtf = pixel_mtf(g.padded, 1.0 / self.upsample)
+        return g.lookup, g.mtf
+
+    def _grid_for(self, dz_um: float, entry: _Position) -> int:
+        """Index of the smallest grid whose margin holds the blur of a plane at dz."""
+        reach = abs(dz_um) + float(np.max(np.abs(entry.offsets))) + 0.5 * entry.extent_um
+        need = (self.objective.geometric_blur_radius_um(reach) + self._airy_um) / self.grid_pixel_um
+        for i, g in enumerate(self._grid_list):
+            if g.margin_px >= need:
+                return i
+        return len(self._grid_list) - 1
 
     # --- specimen spectra -------------------------------------------------------------------
 
@@ -196,8 +244,8 @@ class Renderer:
             np.maximum(weights[j], 0.0, out=weights[j])
         return depths, weights
 
-    def spectra(self, slide: VirtualSlide, x_um: float, y_um: float) -> _Spectra:
-        """Layer spectra of the region around (x, y) (cached, least recently used first out)."""
+    def _position(self, slide: VirtualSlide, x_um: float, y_um: float) -> _Position:
+        """The specimen layers around (x, y) (cached, least recently used first out)."""
         key = (slide.key, round(float(x_um), 4), round(float(y_um), 4))
         hit = self._cache.get(key)
         if hit is not None:
@@ -209,22 +257,46 @@ class Renderer:
         depths, weights = self._layers(region.offset_um)
         absorb = 1.0 - np.moveaxis(region.transmission, -1, 0)  # (3, H, W)
         layers = absorb[None] if weights is None else weights[:, None] * absorb[None]
-        mtf = self._grids()[1]
-        # Planar real and imaginary parts: real x real products are cheaper than complex x real.
-        planar = np.empty((layers.shape[0], 3, 2) + mtf.shape, dtype=np.float32)  # (M, 3, 2, Hf, Wf)
-        for j in range(layers.shape[0]):
-            spec = sfft.rfft2(layers[j], workers=self.workers)
-            np.multiply(spec.real, mtf, out=planar[j, :, 0])
-            np.multiply(spec.imag, mtf, out=planar[j, :, 1])
-        entry = _Spectra(planar, depths, float(region.tissue[self._crop].mean()), region.extent_um)
+        crop = self._grid_list[-1].crop
+        entry = _Position(np.ascontiguousarray(layers, dtype=np.float32), depths, float(region.tissue[crop].mean()), region.extent_um)
         self._cache[key] = entry
         self._cached_bytes += entry.nbytes
+        self._evict()
+        return entry
+
+    def _evict(self) -> None:
         while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
             _, old = self._cache.popitem(last=False)
             self._cached_bytes -= old.nbytes
-        return entry
+
+    def _spectra(self, entry: _Position, gi: int) -> np.ndarray:
+        """Layer spectra on grid ``gi`` (computed on first use, kept with the position)."""
+        spec = entry.spectra.get(gi)
+        if spec is not None:
+            return spec
+        g = self._grid_list[gi]
+        _, mtf = self._grid_tools(g)
+        big = self.padded
+        y0, x0 = (big[0] - g.padded[0]) // 2, (big[1] - g.padded[1]) // 2
+        m = entry.layers.shape[0]
+        # Planar real and imaginary parts: real x real products are cheaper than complex x real.
+        spec = np.empty((m, 3, 2) + mtf.shape, dtype=np.float32)  # (M, 3, 2, Hf, Wf)
+        for j in range(m):
+            part = entry.layers[j, :, y0 : y0 + g.padded[0], x0 : x0 + g.padded[1]]
+            f = sfft.rfft2(part, workers=self.workers)
+            np.multiply(f.real, mtf, out=spec[j, :, 0])
+            np.multiply(f.imag, mtf, out=spec[j, :, 1])
+        entry.spectra[gi] = spec
+        self._cached_bytes += spec.nbytes
+        self._evict()
+        return spec
+
+    def tissue_fraction(self, slide: VirtualSlide, x_um: float, y_um: float) -> float:
+        """Share of the frame inside the slide's tissue outline (holes not counted out)."""
+        return self._position(slide, x_um, y_um).tissue_fraction
 
     def clear_cache(self) -> None:
+        """Forget the cached specimen layers and spectra of every position."""
         self._cache.clear()
         self._cached_bytes = 0
 
@@ -232,33 +304,42 @@ class Renderer:
 
     def optical_stack(self, slide: VirtualSlide, x_um: float, y_um: float, z_um: Sequence[float] | np.ndarray) -> np.ndarray:
         """Blurred transmission (Z, 3, H, W) float32 at stage z values; no camera, no noise."""
-        import cv2
-
-        entry = self.spectra(slide, x_um, y_um)
+        entry = self._position(slide, x_um, y_um)
         focus = float(slide.focus_z_um(x_um, y_um))
         dzs = [float(z) - focus for z in z_um]
-        lookup, _ = self._grids()
-        m = entry.spectra.shape[0]
-        hf, wf = entry.spectra.shape[-2:]
         gh, gw = self.grid_shape
         out = np.empty((len(dzs), 3, gh, gw), dtype=np.float32)
-        per_plane = 3 * hf * wf * 8
-        batch = max(1, min(len(dzs), (_BATCH_MB * 2**20) // per_plane))
+        # All OTF tables of the stack at once (batched Hankel transforms).
+        offsets = [float(o) for o in entry.offsets]
+        tables = [self.otfs[c].tables([dz + o for dz in dzs for o in offsets], entry.extent_um) for c in range(3)]
+        by_grid: dict[int, list[int]] = {}
+        for i, dz in enumerate(dzs):
+            by_grid.setdefault(self._grid_for(dz, entry), []).append(i)
+        for gi, planes in sorted(by_grid.items()):
+            self._blur(entry, gi, planes, tables, out)
+        return self._upsample(out) if self.upsample > 1 else out
+
+    def _blur(self, entry: _Position, gi: int, planes: list[int], tables: list[list[np.ndarray]], out: np.ndarray) -> None:
+        """Planes ``planes`` of the stack on grid ``gi``, written into ``out``."""
+        import cv2
+
+        g = self._grid_list[gi]
+        spectra = self._spectra(entry, gi)
+        lookup, _ = self._grid_tools(g)
+        m = spectra.shape[0]
+        hf, wf = spectra.shape[-2:]
+        batch = max(1, min(len(planes), (_BATCH_MB * 2**20) // (3 * hf * wf * 8)))
         acc = np.empty((batch, 3, hf, wf), dtype=np.complex64)
         otf = np.empty((hf, wf), dtype=np.float32)
         acc_re = np.empty((hf, wf), dtype=np.float32)
         acc_im = np.empty((hf, wf), dtype=np.float32)
-        # All OTF tables of the stack at once (batched Hankel transforms).
-        offsets = [float(o) for o in entry.offsets]
-        tables = [self.otfs[c].tables([dz + o for dz in dzs for o in offsets], entry.extent_um) for c in range(3)]
-        for start in range(0, len(dzs), batch):
-            chunk = dzs[start : start + batch]
-            for k in range(len(chunk)):
-                i = (start + k) * m
+        for start in range(0, len(planes), batch):
+            chunk = planes[start : start + batch]
+            for k, p in enumerate(chunk):
                 for c in range(3):
                     for j in range(m):
-                        lookup[c](tables[c][i + j], out=otf)
-                        s_re, s_im = entry.spectra[j, c, 0], entry.spectra[j, c, 1]
+                        lookup[c](tables[c][p * m + j], out=otf)
+                        s_re, s_im = spectra[j, c, 0], spectra[j, c, 1]
                         if j == 0:
                             np.multiply(s_re, otf, out=acc_re)
                             np.multiply(s_im, otf, out=acc_im)
@@ -266,9 +347,9 @@ class Renderer:
                             cv2.accumulateProduct(s_re, otf, acc_re)
                             cv2.accumulateProduct(s_im, otf, acc_im)
                     cv2.merge([acc_re, acc_im], dst=acc[k, c].view(np.float32).reshape(hf, wf, 2))
-            img = sfft.irfft2(acc[: len(chunk)], s=self.padded, workers=self.workers)
-            np.subtract(1.0, img[..., self._crop[0], self._crop[1]], out=out[start : start + len(chunk)])
-        return self._upsample(out) if self.upsample > 1 else out
+            img = sfft.irfft2(acc[: len(chunk)], s=g.padded, workers=self.workers)
+            for k, p in enumerate(chunk):
+                np.subtract(1.0, img[k, :, g.crop[0], g.crop[1]], out=out[p])
 
     def _upsample(self, planes: np.ndarray) -> np.ndarray:
         """Interpolate band-limited planes (Z, 3, gh, gw) onto the frame grid (Lanczos)."""
