@@ -25,8 +25,10 @@ Per frame (or focal stack) at stage pose (x, y, z):
 
 Outside the tissue outline the slide is clear glass. The frame is computed with a margin
 that holds the whole blur up to ``margin_defocus_um`` (default 10 depths of field);
-further from focus the blur of the margin's edge wraps around (FFT convolution is
-circular) into the frame's border. Defocus beyond ``max_defocus_um`` (default 50 depths
+planes nearer focus use a grid with a quarter or half of that margin when it holds
+their blur (same specimen region, cut exactly). Further from focus than the margin
+allows, the blur of the margin's edge wraps around (FFT convolution is circular) into
+the frame's border. Defocus beyond ``max_defocus_um`` (default 50 depths
 of field) is rendered with the blur of ``max_defocus_um``.
 """
 
