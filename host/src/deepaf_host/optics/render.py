@@ -408,29 +408,28 @@ class Renderer:
             gain = self._gain_map()
             to_dn = p.white_level_dn
         read2 = np.float32(p.read_noise_e**2)
+        rows = max(1, rows // 3)
+        planes = [np.empty((h, w), dtype=np.uint8) for _ in range(3)]
         for z in range(nz):
-            planes = []
-            for c in range(3):
-                out = np.empty((h, w), dtype=np.uint8)
-                for r0 in range(0, h, rows):
-                    sig = optical[z, c, r0 : r0 + rows]
-                    sig *= gain[c, r0 : r0 + rows]
+            for r0 in range(0, h, rows):
+                sig = optical[z, :, r0 : r0 + rows]  # (3, rows, w), all channels at once
+                sig *= gain[:, r0 : r0 + rows]
+                np.maximum(sig, 0.0, out=sig)
+                scale = to_dn
+                if p.noise:
+                    sigma = sig + read2
+                    np.sqrt(sigma, out=sigma)
+                    sigma *= gaussian_noise(gen, sig.shape)
+                    sig += sigma
                     np.maximum(sig, 0.0, out=sig)
-                    scale = to_dn
+                if p.gamma != 1.0:
                     if p.noise:
-                        sigma = sig + read2
-                        np.sqrt(sigma, out=sigma)
-                        sigma *= gaussian_noise(gen, sig.shape)
-                        sig += sigma
-                        np.maximum(sig, 0.0, out=sig)
-                    if p.gamma != 1.0:
-                        if p.noise:
-                            sig *= np.float32(1.0 / p.white_electrons)
-                        np.power(sig, np.float32(p.gamma), out=sig)
-                        scale = p.white_level_dn
-                    # Scale, round and saturate to 8 bits in one pass (values are >= 0).
-                    cv2.convertScaleAbs(sig, dst=out[r0 : r0 + rows], alpha=scale)
-                planes.append(out)
+                        sig *= np.float32(1.0 / p.white_electrons)
+                    np.power(sig, np.float32(p.gamma), out=sig)
+                    scale = p.white_level_dn
+                # Scale, round and saturate to 8 bits in one pass (values are >= 0).
+                for c in range(3):
+                    cv2.convertScaleAbs(sig[c], dst=planes[c][r0 : r0 + rows], alpha=scale)
             cv2.merge(planes, dst=frames[z])
         if p.jpeg_quality is not None:
             frames = np.stack([_jpeg(f, p.jpeg_quality) for f in frames])
