@@ -16,9 +16,12 @@ from ..errors import DeepAfError
 
 COMMANDS: dict[str, str] = {
     # name: "deepaf_host.cli.<module>:<click command>"
-    "simulate": "deepaf_host.cli.simulate:simulate",
     "emulate": "deepaf_host.cli.emulate:emulate",
+    "eval": "deepaf_host.cli.eval:eval_command",
+    "export": "deepaf_host.cli.export:export",
+    "train": "deepaf_host.cli.train:train",
     "scan": "deepaf_host.cli.scan:scan",
+    "simulate": "deepaf_host.cli.simulate:simulate",
 }
 
 
