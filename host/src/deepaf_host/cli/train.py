@@ -34,6 +34,8 @@ def _import_training():  # type: ignore[no-untyped-def]
 @click.option("--patience", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--patch-size", default=224, show_default=True, type=click.IntRange(32))
 @click.option("--widths", default="32,64,128,128", show_default=True, help="Encoder widths, comma-separated.")
+@click.option("--stem-stride", default=4, show_default=True, type=click.IntRange(1),
+              help="Stride of the first convolution (4: about 4x faster training than 2 on a CPU).")
 @click.option("--patches-per-plane", default=4, show_default=True, type=click.IntRange(1))
 @click.option("--range-um", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Train on planes within +-this distance of focus.")
@@ -41,7 +43,7 @@ def _import_training():  # type: ignore[no-untyped-def]
 def train(
     data_dirs: tuple[str, ...], architecture: str, run: Path, epochs: int, steps_per_epoch: int | None,
     batch_size: int, learning_rate: float, weight_decay: float, patience: int, patch_size: int, widths: str,
-    patches_per_plane: int, range_um: float, seed: int,
+    stem_stride: int, patches_per_plane: int, range_um: float, seed: int,
 ) -> None:
     """Train a single-shot autofocus model (resumable: run the same command again)."""
     from rich.console import Console
@@ -53,7 +55,7 @@ def train(
     except ValueError:
         raise click.BadParameter(f"{widths!r} is not a comma-separated list of integers", param_hint="--widths") from None
     config = fit.TrainConfig(
-        arch=arch.ArchConfig(name=architecture, patch_size=patch_size, widths=width_tuple),
+        arch=arch.ArchConfig(name=architecture, patch_size=patch_size, widths=width_tuple, stem_stride=stem_stride),
         epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, learning_rate=learning_rate,
         weight_decay=weight_decay, patience=patience, patches_per_plane=patches_per_plane,
         range_um=(-range_um, range_um), seed=seed,

@@ -37,7 +37,7 @@ class ArchConfig:
     patch_size: int = 224
     channels: int = 3
     widths: tuple[int, ...] = (32, 64, 128, 128)
-    stem_stride: int = 2
+    stem_stride: int = 4
     fcfnn_units: tuple[int, ...] = (256, 128, 64)
     fcfnn_dropout: float = 0.1
 
@@ -234,7 +234,10 @@ def build(config: ArchConfig, batch_size: int | None = None) -> keras.Model:
         second = Slice(-1, config.channels, 2 * config.channels, name="second")(x)
         x = layers.Subtract(name="difference")([second, first])
     if config.stem_stride > 1:
-        x = conv_bn_relu(x, config.widths[0] // 2, 3, "stem", strides=config.stem_stride)
+        # A stride-s stem sees every pixel when its kernel is at least s wide: defocus
+        # lives in the finest detail, which a 3x3 kernel with stride 4 would skip.
+        kernel = max(3, config.stem_stride)
+        x = conv_bn_relu(x, config.widths[0] // 2, kernel, "stem", strides=config.stem_stride)
     if config.name == "spatiospectral":
         a = encoder(x, "spatial", config.widths, "spatial")
         b = encoder(x, "spectral", config.widths, "spectral")

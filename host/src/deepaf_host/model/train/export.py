@@ -187,6 +187,10 @@ def export(
 
     fe_float, fe_int8 = m_float["focus_error_um_mean"], m_int8["focus_error_um_mean"]
     if fe_int8 > fe_float * (1 + max_degradation) and not force:
+        # Nothing refused stays where the scanner would pick it up; the float model and
+        # its card stay for inspection.
+        for path in (out, out.with_suffix(".json"), out.with_suffix(".md")):
+            path.unlink(missing_ok=True)
         raise ModelError(
             str(out),
             f"int8 focus error {fe_int8:.3f} um is more than {max_degradation:.0%} worse than the float model's "

@@ -109,7 +109,8 @@ def prepare_run(run: Path, data_dirs: Sequence[str], config: TrainConfig) -> dic
     """Create or check the run folder; extract (or reuse) the patch cache."""
     run.mkdir(parents=True, exist_ok=True)
     config_path = run / "config.json"
-    wanted = {"train": config.to_dict(), "data": [str(Path(d).resolve()) for d in data_dirs]}
+    # Through JSON, so tuples compare equal to the lists read back from config.json.
+    wanted = json.loads(json.dumps({"train": config.to_dict(), "data": [str(Path(d).resolve()) for d in data_dirs]}))
     if config_path.exists():
         saved = json.loads(config_path.read_text())
         if {k: saved.get(k) for k in wanted} != wanted:

@@ -1,0 +1,58 @@
+"""The model family: DFT-as-matmul against numpy's FFT, shapes of every architecture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="the train extra is not installed")
+
+import keras  # noqa: E402
+
+from deepaf_host.model.preprocess import FOURIER_CROP  # noqa: E402
+from deepaf_host.model.train.arch import ARCHITECTURES, ArchConfig, build, irdft2, rdft2  # noqa: E402
+
+
+@pytest.mark.parametrize(("h", "w"), [(8, 8), (7, 10), (14, 14)])
+def test_dft_layers_match_numpy_fft(h: int, w: int) -> None:
+    rng = np.random.default_rng(h * w)
+    x = rng.normal(size=(2, h, w, 3)).astype(np.float32)
+    inputs = keras.Input((h, w, 3))
+    re, im = rdft2(inputs, "t")
+    back = irdft2(re, im, h, w, "i")
+    got_re, got_im, got_back = keras.Model(inputs, [re, im, back])(x)
+    # (B, K, C, H) -> (B, H, K, C) to compare with numpy's (B, H, K) per channel.
+    want = np.fft.rfft2(x, axes=(1, 2), norm="ortho")
+    np.testing.assert_allclose(np.transpose(np.asarray(got_re), (0, 3, 1, 2)), want.real, atol=2e-5)
+    np.testing.assert_allclose(np.transpose(np.asarray(got_im), (0, 3, 1, 2)), want.imag, atol=2e-5)
+    np.testing.assert_allclose(np.asarray(got_back), x, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_every_architecture_builds_and_predicts_one_value(name: str) -> None:
+    config = ArchConfig(name=name, patch_size=64, widths=(8, 8, 16, 16), fcfnn_units=(16, 8))
+    model = build(config, batch_size=2)
+    shape = model.input_shape[1:]
+    if name == "fcfnn":
+        assert shape == (FOURIER_CROP, FOURIER_CROP, 1)
+    else:
+        assert shape == (64, 64, 6 if name == "two-shot" else 3)
+    y = model(np.zeros((2, *shape), np.float32))
+    assert tuple(y.shape) == (2, 1)
+
+
+def test_spatiospectral_has_both_encoders_and_the_ablations_do_not() -> None:
+    def layer_names(name: str) -> set[str]:
+        return {layer.name for layer in build(ArchConfig(name=name, patch_size=64, widths=(8, 8, 16, 16))).layers}
+
+    both = layer_names("spatiospectral")
+    assert any(n.startswith("spatial0") for n in both) and any(n.startswith("spectral0") for n in both)
+    assert not any("dft" in n for n in layer_names("spatial"))
+    assert not any(n.startswith("spatial") for n in layer_names("spectral"))
+
+
+def test_config_round_trips_and_unknown_names_are_refused() -> None:
+    config = ArchConfig(name="spectral", widths=(4, 8, 8, 8))
+    assert ArchConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build(ArchConfig(name="resnet"))

@@ -1,0 +1,202 @@
+"""Train -> export -> load -> predict -> evaluate, end to end on a tiny simulated dataset.
+
+The network is tiny and trains for a few steps: these tests check the plumbing (files,
+int8 conversion, cards, errors), not accuracy. Accuracy is the benchmark's job
+(``deepaf-host eval`` on the shipped model, figures in the README).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="the train extra is not installed")
+
+from click.testing import CliRunner  # noqa: E402
+
+from deepaf_host.cli import main  # noqa: E402
+from deepaf_host.errors import ConfigError, ModelError  # noqa: E402
+from deepaf_host.model.card import ModelCard  # noqa: E402
+from deepaf_host.model.runtime import load_model  # noqa: E402
+from deepaf_host.model.train.arch import ArchConfig  # noqa: E402
+from deepaf_host.model.train.export import check_int8, export  # noqa: E402
+from deepaf_host.model.train.fit import TrainConfig, train  # noqa: E402
+from deepaf_host.stacks import open_stacks, simulate_dataset  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+PATCH = 48
+
+
+def tiny_config(name: str = "spatiospectral", patch: int = PATCH) -> TrainConfig:
+    arch = ArchConfig(name=name, patch_size=patch, widths=(4, 4, 8, 8), stem_stride=2, fcfnn_units=(8,))
+    return TrainConfig(arch=arch, epochs=2, steps_per_epoch=3, batch_size=8, patches_per_plane=2,
+                       min_tissue=0.3, range_um=(-4.0, 4.0), val_fraction=0.34, seed=3)
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "stacks"
+    simulate_dataset(out, stacks=6, z_range_um=(-4.0, 4.0, 1.0), protocol="same", seed=5, size=(128, 128),
+                     stacks_per_slide=2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(stacks: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    run = tmp_path_factory.mktemp("run") / "run"
+    state = train(run, [str(stacks)], tiny_config())
+    assert state["done"] and state["epoch"] == 2
+    model = tmp_path_factory.mktemp("models") / "tiny.tflite"
+    export(run, model, calibration_size=20, force=True)
+    return run, model
+
+
+def test_training_writes_a_resumable_run(trained: tuple[Path, Path], stacks: Path) -> None:
+    run, _ = trained
+    for name in ("config.json", "state.json", "log.csv", "last.keras", "best.keras", "patches/patches.npy"):
+        assert (run / name).exists(), name
+    state = json.loads((run / "state.json").read_text())
+    assert [h["epoch"] for h in state["history"]] == [1, 2]
+    assert len((run / "log.csv").read_text().splitlines()) == 3  # header + 2 epochs
+    meta = json.loads((run / "config.json").read_text())
+    train_stacks = set(np.load(run / "patches" / "stack.npy")[np.load(run / "patches" / "train_index.npy")])
+    val_stacks = set(np.load(run / "patches" / "stack.npy")[np.load(run / "patches" / "val_index.npy")])
+    assert train_stacks and val_stacks and not train_stacks & val_stacks  # split by field
+    assert meta["objective"].startswith("20x")
+    # Running the finished run again does nothing; another configuration is refused.
+    before = (run / "last.keras").stat().st_mtime_ns
+    assert train(run, [str(stacks)], tiny_config())["epoch"] == 2
+    assert (run / "last.keras").stat().st_mtime_ns == before
+    other = tiny_config()
+    other.learning_rate = 1e-2
+    with pytest.raises(ConfigError, match="another configuration"):
+        train(run, [str(stacks)], other)
+
+
+def test_an_interrupted_run_continues_where_it_stopped(stacks: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    config = tiny_config("fcfnn", patch=64)  # FCFNN crops 64x64 of the spectrum
+    state = train(run, [str(stacks)], config)
+    assert state["epoch"] == 2
+    # Pretend the process died after epoch 1: the state says 1 epoch, not done.
+    state["epoch"], state["done"], state["history"] = 1, False, state["history"][:1]
+    (run / "state.json").write_text(json.dumps(state))
+    resumed = train(run, [str(stacks)], config)
+    assert resumed["epoch"] == 2 and [h["epoch"] for h in resumed["history"]] == [1, 2]
+
+
+def test_export_is_full_int8_with_builtin_ops_and_a_card(trained: tuple[Path, Path]) -> None:
+    _, model = trained
+    checks = check_int8(model)
+    assert not any(op.startswith("Flex") for op in checks["ops"])
+    assert set(checks["tensor_types"]) <= {"int8", "int32"}
+    card = ModelCard.load(model.with_suffix(".json"))
+    assert card.input_dtype == "int8" and card.patch_size == PATCH and card.units == "um"
+    assert card.metrics["validation_int8"]["n_images"] > 0
+    assert card.metrics["validation_float"]["n_images"] == card.metrics["validation_int8"]["n_images"]
+    assert card.latency["ms_per_patch_1_thread"] > 0
+    assert model.with_name("tiny-float.tflite").exists()
+    assert "sha256" in model.with_suffix(".md").read_text()
+
+
+def test_the_runtime_predicts_from_uint8_patches(trained: tuple[Path, Path]) -> None:
+    _, model = trained
+    predictor = load_model(model, objective="20x/0.75")
+    assert predictor.quantized
+    rng = np.random.default_rng(0)
+    dz = predictor.predict(rng.integers(0, 256, size=(3, PATCH, PATCH, 3)).astype(np.uint8))
+    assert dz.shape == (3,) and np.all(np.isfinite(dz))
+    with pytest.raises(ModelError, match="the model takes"):
+        predictor.predict(np.zeros((1, PATCH + 2, PATCH + 2, 3), np.uint8))
+
+
+def test_a_model_worse_after_int8_than_allowed_is_not_shipped(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    run, _ = trained
+    out = tmp_path / "refused.tflite"
+    # A negative tolerance no int8 model can meet: the refusal path, deterministically.
+    with pytest.raises(ModelError, match="not shipping it"):
+        export(run, out, calibration_size=20, max_degradation=-1.0)
+    assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+@pytest.fixture
+def model_copy(trained: tuple[Path, Path], tmp_path: Path) -> Path:
+    _, model = trained
+    for suffix in (".tflite", ".json"):
+        shutil.copy(model.with_suffix(suffix), tmp_path / f"m{suffix}")
+    card = json.loads((tmp_path / "m.json").read_text())
+    card["file"] = "m.tflite"
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    return tmp_path / "m.tflite"
+
+
+def test_missing_model_or_card_is_a_model_error(model_copy: Path) -> None:
+    with pytest.raises(ModelError, match="not found"):
+        load_model(model_copy.with_name("absent.tflite"))
+    model_copy.with_suffix(".json").unlink()
+    with pytest.raises(ModelError, match="card not found"):
+        load_model(model_copy)
+
+
+def test_corrupt_model_file_is_a_model_error(model_copy: Path) -> None:
+    data = bytearray(model_copy.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model_copy.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="sha256"):
+        load_model(model_copy)
+    # Even with a card that matches the garbage, the runtime refuses it clearly.
+    model_copy.write_bytes(b"not a flatbuffer" * 64)
+    card = ModelCard.load(model_copy.with_suffix(".json"))
+    from deepaf_host.model.card import sha256_of
+
+    card.sha256 = sha256_of(model_copy)
+    card.save(model_copy.with_suffix(".json"))
+    with pytest.raises(ModelError, match="not a loadable TFLite model"):
+        load_model(model_copy)
+
+
+def test_card_mismatches_are_model_errors(model_copy: Path) -> None:
+    with pytest.raises(ModelError, match="trained for objective"):
+        load_model(model_copy, objective="40x")
+    card = ModelCard.load(model_copy.with_suffix(".json"))
+    with pytest.raises(ModelError, match="um/pixel"):
+        load_model(model_copy, pixel_size_um=card.pixel_size_um * 2)
+    path = model_copy.with_suffix(".json")
+    raw = json.loads(path.read_text())
+    raw["input"]["patch_size"] = PATCH * 2
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ModelError, match="does not match its card"):
+        load_model(model_copy)
+    raw["output"]["units"] = "mm"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ModelError, match="units"):
+        load_model(model_copy)
+    path.write_text("{ not json")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        load_model(model_copy)
+    path.write_text(json.dumps({"format": "deepaf-model/1", "name": "x"}))
+    with pytest.raises(ModelError, match="incomplete or malformed"):
+        load_model(model_copy)
+
+
+def test_eval_cli_prints_the_benchmark_json(trained: tuple[Path, Path], stacks: Path) -> None:
+    _, model = trained
+    runner = CliRunner()
+    result = runner.invoke(main, ["eval", "--data", str(stacks), "--model", str(model), "--patches", "2"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    for key in ("n_images", "focus_error_um_mean", "focus_error_um_std", "false_direction_rate",
+                "within_dof_rate", "per_bin"):
+        assert key in report
+    n_planes = sum(len(r.z_um) for r in open_stacks(stacks))
+    assert 0 < report["n_images"] <= n_planes
+    assert 0.0 <= report["within_dof_rate"] <= 1.0
+    stack = json.loads(runner.invoke(main, ["eval", "--data", str(stacks), "--model", "stack"]).output)
+    assert stack["method"] == "stack" and stack["n_images"] == 6
+    # The stack reference on clean simulated stacks must actually find focus.
+    assert stack["focus_error_um_mean"] < 1.0
