@@ -59,6 +59,7 @@ def _strategy_options(opts: ScanOptions) -> dict[str, Any]:
     options = dict(opts.autofocus_options)
     if opts.autofocus == "single-shot":
         options.setdefault("model", opts.model)
+        options.setdefault("model_options", {"objective": opts.objective})
     elif opts.measure is not None:
         options.setdefault("measure", opts.measure)
     return options
@@ -144,12 +145,17 @@ def run_scan(opts: ScanOptions, events: ScanEvents | Any | None = None) -> dict[
         opts.port, opts.camera, z_min_um=opts.z_min_um, objective=opts.objective,
         pixel_size_um=opts.pixel_size_um, camera_timing=opts.camera_timing,
     ) as (stage, camera, clock, sleep, simulated):
+        card = getattr(getattr(strategy, "predictor", None), "card", None)
+        if card is not None:
+            # The model must see the defocus at the pixel scale it was trained on.
+            card.check_scan(opts.objective, camera.pixel_size_um("low"))
         h, w = camera.frame_shape("high")
         p = camera.pixel_size_um("high")
         plan = plan_tiles(area, (w * p, h * p), opts.overlap)
         metadata = {
             "port": opts.port, "camera": camera.name, "objective": opts.objective,
             "autofocus_options": {k: v for k, v in _strategy_options(opts).items() if isinstance(v, (str, int, float, bool, type(None)))},
+            "model": getattr(getattr(strategy, "predictor", None), "name", None),
             "tissue_thresholds": thresholds.to_dict(),
             "camera_timing": None if not simulated or opts.camera_timing is None else asdict(opts.camera_timing),
         }
