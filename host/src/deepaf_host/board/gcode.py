@@ -232,8 +232,8 @@ def validate_gcode(block: GBlock) -> int | None:
     if block.p is not None and block.nonmodal != "G4":
         return E("UNUSED_VALUE_WORDS")
     if block.nonmodal == "G4" and block.p is None:
-        return E("BAD_NUMBER_FORMAT")
-    if block.axes and block.nonmodal in ("G4", "G92.1"):
+        return E("UNSUPPORTED_COMMAND")  # G4 needs its P, as in the firmware
+    if block.axes and (block.nonmodal in ("G4", "G92.1") or (block.m is not None and block.nonmodal != "G92")):
         return E("UNUSED_AXIS_WORDS")
     if block.nonmodal == "G92":
         if not block.axes:
