@@ -126,6 +126,15 @@ class Connection(LinePort):
 
     def _await_reply(self, line: str, timeout_s: float) -> tuple[int, list[str], int | None]:
         """Wait for the reply to the oldest line in flight (``line``)."""
+        try:
+            return self._await_reply_unguarded(line, timeout_s)
+        except BaseException:
+            # Whatever cut the wait short (Ctrl-C included), the reply may still come:
+            # the next command first resynchronises rather than take it for its own.
+            self._needs_sync = True
+            raise
+
+    def _await_reply_unguarded(self, line: str, timeout_s: float) -> tuple[int, list[str], int | None]:
         deadline = time.monotonic() + timeout_s
         collected: list[str] = []
         alarm: int | None = None
