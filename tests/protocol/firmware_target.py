@@ -8,13 +8,11 @@ comes from the simulator's stdin commands (``pos``, ``limit``; see
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
-import threading
 import time
 from pathlib import Path
 
 import serial
+from deepaf_host.board.simavr import FirmwareSim
 
 from targets import AXES, Target
 
@@ -22,64 +20,29 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "firmware" / "build"
 SIM = BUILD / "deepaf-sim"
 ELF = BUILD / "deepaf.elf"
-F_CPU = 16_000_000
 READ_TIMEOUT_S = 0.2
 BOOT_TIMEOUT_S = 5.0
 
 
 class FirmwareTarget(Target):
-    """The firmware ELF in deepaf-sim (``--speed fast``)."""
+    """The firmware ELF in deepaf-sim (``--speed fast``), through the host's
+    ``FirmwareSim`` client, started without limit switches (tests place them)."""
 
     name = "firmware"
 
     def __init__(self, sim: Path = SIM, elf: Path = ELF, speed: str = "fast") -> None:
-        missing = [str(p) for p in (sim, elf) if not p.exists()]
-        if missing:
-            raise FileNotFoundError(f"not built: {', '.join(missing)} (make -C firmware all sim)")
-        self._stderr = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(
-            [str(sim), "--speed", speed, str(elf)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            bufsize=1,
-        )
-        self._lock = threading.Lock()
+        self._sim = FirmwareSim(elf, sim=sim, speed=speed, switches=())
         self._port: serial.Serial | None = None
-        assert self._proc.stdout is not None
-        first = self._proc.stdout.readline().split()
-        if len(first) != 2 or first[0] != "PTY":
-            self.close()
-            raise RuntimeError(f"deepaf-sim did not start: {first!r} {self.stderr_tail()}")
-        self.pty = first[1]
+        self.pty = self._sim.pty_path
 
     # --- simulator commands ---------------------------------------------------------
 
     def stderr_tail(self) -> str:
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")[-2000:]
+        return self._sim.stderr_tail()
 
     def command(self, line: str) -> str:
         """Sends one stdin command to deepaf-sim and returns its reply line."""
-        with self._lock:
-            assert self._proc.stdin is not None and self._proc.stdout is not None
-            try:
-                self._proc.stdin.write(line + "\n")
-                self._proc.stdin.flush()
-            except BrokenPipeError:
-                raise RuntimeError(f"deepaf-sim has exited: {self.stderr_tail()}") from None
-            reply = self._proc.stdout.readline().strip()
-        if not reply:
-            raise RuntimeError(f"deepaf-sim has exited: {self.stderr_tail()}")
-        if reply.startswith("ERR"):
-            raise RuntimeError(f"deepaf-sim: {line!r} -> {reply}")
-        return reply
-
-    def _pos(self) -> list[int]:
-        fields = self.command("pos").split()
-        assert fields[0] == "POS", fields
-        return [int(v) for v in fields[1:]]
+        return self._sim.command(line)
 
     # --- Target ------------------------------------------------------------------------
 
@@ -108,8 +71,7 @@ class FirmwareTarget(Target):
         return port
 
     def motor_steps(self) -> tuple[int, int, int]:
-        x, y, z, _ = self._pos()
-        return (x, y, z)
+        return self._sim.motor_steps()
 
     def set_switch(self, axis: str, step: int, side: str = "+") -> None:
         if axis not in AXES or side not in "+-" or len(side) != 1:
@@ -117,28 +79,13 @@ class FirmwareTarget(Target):
         self.command(f"limit {axis} {int(step)} {side}")
 
     def seconds(self) -> float:
-        return self._pos()[3] / F_CPU
+        return self._sim.seconds()
 
     def close(self) -> None:
         if self._port is not None:
             self._port.close()
             self._port = None
-        if self._proc.poll() is None:
-            try:
-                assert self._proc.stdin is not None
-                self._proc.stdin.write("quit\n")
-                self._proc.stdin.flush()
-            except (BrokenPipeError, ValueError):
-                pass
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        for stream in (self._proc.stdin, self._proc.stdout):
-            if stream is not None:
-                stream.close()
-        self._stderr.close()
+        self._sim.close()
 
     # --- firmware only ---------------------------------------------------------------
 
