@@ -63,6 +63,9 @@ def _start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell without job control starts background jobs with SIGINT ignored, and
+        # children inherit that: give the CLI the Ctrl-C a terminal would deliver.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout is not None
     path = proc.stdout.readline().strip()
