@@ -88,6 +88,11 @@ def test_an_interrupted_run_continues_where_it_stopped(stacks: Path, tmp_path: P
     (run / "state.json").write_text(json.dumps(state))
     resumed = train(run, [str(stacks)], config)
     assert resumed["epoch"] == 2 and [h["epoch"] for h in resumed["history"]] == [1, 2]
+    # A finished run trains longer when asked for more epochs, and only then.
+    config.epochs = 3
+    longer = train(run, [str(stacks)], config)
+    assert longer["done"] and [h["epoch"] for h in longer["history"]] == [1, 2, 3]
+    assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 3
 
 
 def test_export_is_full_int8_with_builtin_ops_and_a_card(trained: tuple[Path, Path]) -> None:

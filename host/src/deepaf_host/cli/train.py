@@ -26,7 +26,8 @@ def _import_training():  # type: ignore[no-untyped-def]
               type=click.Choice(["spatiospectral", "spatial", "spectral", "fcfnn", "two-shot"]))
 @click.option("--out", "run", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run folder; running again with the same folder resumes.")
-@click.option("--epochs", default=60, show_default=True, type=click.IntRange(1))
+@click.option("--epochs", default=60, show_default=True, type=click.IntRange(1),
+              help="Planned epochs; a larger value on a finished run trains it longer.")
 @click.option("--steps-per-epoch", default=None, type=click.IntRange(1), help="Default: one pass over the patches.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--lr", "learning_rate", default=8e-4, show_default=True, type=float)

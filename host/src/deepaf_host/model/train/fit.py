@@ -10,6 +10,10 @@ beyond the epoch in progress.
 Seed 000's recipe: smooth L1 loss, Adam with learning rate 8e-4 and weight decay 0.006
 (decoupled, AdamW), batch 32, early stopping on validation. The learning rate follows a
 cosine schedule over the planned epochs.
+
+``--epochs`` (and ``--patience``) may grow on a later run of the same command: the run
+continues from its last epoch, and the learning rate from where the longer schedule
+is at that epoch (a warm restart). Any other change needs a new run folder.
 """
 
 from __future__ import annotations
@@ -113,8 +117,12 @@ def prepare_run(run: Path, data_dirs: Sequence[str], config: TrainConfig) -> dic
     wanted = json.loads(json.dumps({"train": config.to_dict(), "data": [str(Path(d).resolve()) for d in data_dirs]}))
     if config_path.exists():
         saved = json.loads(config_path.read_text())
-        if {k: saved.get(k) for k in wanted} != wanted:
+        if _comparable(saved) != _comparable(wanted):
             raise ConfigError(str(config_path), "this run folder was started with another configuration; use a new --out")
+        if saved["train"] != wanted["train"]:
+            # More epochs (or patience) continue the run: "train longer" keeps everything.
+            saved["train"] = wanted["train"]
+            _write_json(config_path, saved)
         return saved
     optics = _dataset_optics(data_dirs)
     kind = input_kind(config.arch.name)
@@ -136,6 +144,15 @@ def prepare_run(run: Path, data_dirs: Sequence[str], config: TrainConfig) -> dic
     tmp.write_text(json.dumps(saved, indent=2) + "\n")
     tmp.replace(config_path)
     return saved
+
+
+#: Settings a finished or interrupted run may be continued with (run longer, wait longer).
+EXTENDABLE = ("epochs", "patience")
+
+
+def _comparable(meta: dict[str, Any]) -> dict[str, Any]:
+    train = {k: v for k, v in meta.get("train", {}).items() if k not in EXTENDABLE}
+    return {"train": train, "data": meta.get("data")}
 
 
 def predict_patchset(model: keras.Model, patchset: PatchSet, index: np.ndarray, kind: str, batch_size: int = 64) -> np.ndarray:
@@ -180,8 +197,9 @@ def train(
     state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {
         "epoch": 0, "best_val_focus_error_um": None, "best_epoch": None, "bad_epochs": 0, "done": False, "history": []
     }
-    if state["done"]:
+    if state["done"] and (state["epoch"] >= config.epochs or state["bad_epochs"] >= config.patience):
         return state
+    state["done"] = False
     if state["epoch"] > 0 and (run / "last.keras").exists():
         model = keras.saving.load_model(run / "last.keras")
     else:
