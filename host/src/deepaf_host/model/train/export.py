@@ -9,6 +9,8 @@ validation fields no more than ``max_degradation`` worse than the float model's.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import time
@@ -62,18 +64,23 @@ def convert(model: keras.Model, calibration: np.ndarray, quantize: bool) -> byte
         # The converter warns that int8 input statistics were not given: it computes
         # them from the representative dataset, which is what we want.
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs", category=UserWarning)
-        return bytes(converter.convert())
+        # Keras prints the exported signature (hundreds of TensorSpec lines) to stdout.
+        with contextlib.redirect_stdout(io.StringIO()):
+            return bytes(converter.convert())
 
 
 def check_int8(path: Path) -> dict[str, Any]:
     """Builtin ops only and int8 activations; returns the op list and tensor type counts."""
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interpreter = Interpreter(model_path=str(path), experimental_preserve_all_tensors=False)
+    # Without the default XNNPACK delegate, which would replace the nodes it takes over
+    # by one DELEGATE node and hide the file's own ops.
+    interpreter = Interpreter(
+        model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
     interpreter.allocate_tensors()
     ops = sorted({op["op_name"] for op in interpreter._get_ops_details()})
-    # DELEGATE is XNNPACK taking over nodes at run time, not an op of the file.
-    bad_ops = [op for op in ops if op.startswith("Flex") or op == "CUSTOM"]
+    bad_ops = [op for op in ops if op.startswith("Flex") or op in ("CUSTOM", "DELEGATE")]
     types: dict[str, int] = {}
     for tensor in interpreter.get_tensor_details():
         name = np.dtype(tensor["dtype"]).name
