@@ -52,8 +52,8 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "single-shot": _single_shot,
 }
 
-#: The scan's default until the shipped single-shot model lands (issue 5).
-DEFAULT_STRATEGY = "stack"
+#: The scan's default: one frame per tile with the shipped model (``models/``).
+DEFAULT_STRATEGY = "single-shot"
 
 
 def make_strategy(name: str, **options: Any) -> Strategy:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import cv2
 
-from ..autofocus import FocusLimits, make_strategy
+from ..autofocus import DEFAULT_STRATEGY, FocusLimits, make_strategy
 from ..camera.base import Camera
 from ..camera.open import open_camera
 from ..errors import ConfigError
@@ -37,7 +37,7 @@ class ScanOptions:
     camera: str | None = None
     area_mm: str = DEMO_AREA_MM
     objective: str = "20x"
-    autofocus: str = "stack"
+    autofocus: str = DEFAULT_STRATEGY
     autofocus_options: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
     measure: str | None = None
