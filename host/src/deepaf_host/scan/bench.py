@@ -11,10 +11,11 @@ detection, focus measures, inference, JPEG encoding and writing) is measured in 
 time on this machine and added. The settle time after each XY move is 0.2 s. Prints a
 table; nothing is asserted (tests never assert timings).
 
-By default the virtual camera renders reduced frames (low 640x360, high 1014x760: the
-same field, coarser pixels) to keep the benchmark short; the simulated camera time
-still is that of the full-size frames. ``--full-frames`` renders 1280x720 and
-4056x3040 (slow: ~15 s of rendering per high-res frame here).
+By default the virtual camera renders the low-res frames at full size (1280x720, the
+pixel size the single-shot model was trained at and checks) and the high-res stills
+reduced (1014x760: the same field, coarser pixels) to keep the benchmark short; the
+simulated camera time still is that of the full-size frames. ``--full-frames`` also
+renders 4056x3040 stills (slow: ~15 s of rendering per high-res frame here).
 
 Anchors: OpenFlexure users report ~8 s per field for autofocus and capture; seed 002
 (Table 1) reports ~40 s/mm^2 for OughtaFocus (Brent search) at 20x/0.75.
@@ -76,13 +77,13 @@ def run_one(strategy: str, area: str, camera: str, out: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiles", default="3x3", help="COLSxROWS of the benchmark area (all tissue)")
-    ap.add_argument("--strategies", default="stack,search,sweep,single-shot", help="single-shot is skipped while no model is installed")
+    ap.add_argument("--strategies", default="stack,search,sweep,single-shot", help="comma-separated; single-shot is skipped (with the reason) when its model is missing or does not match")
     ap.add_argument("--full-frames", action="store_true", help="render full-size frames (slow)")
     ap.add_argument("--centre-mm", default="-30.0,-20.0", help="centre of the area, mm")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args(argv)
     cols, rows = (int(v) for v in args.tiles.lower().split("x"))
-    camera = "sim://20x" if args.full_frames else "sim://20x?low=640x360&high=1014x760"
+    camera = "sim://20x" if args.full_frames else "sim://20x?high=1014x760"
     # The 20x high-res field: 4056 x 3040 pixels of 1.55 um / (20 x 1.36).
     fov_um = (4056 * 1.55 / 27.2, 3040 * 1.55 / 27.2)
     cx, cy = (float(v) for v in args.centre_mm.split(","))
