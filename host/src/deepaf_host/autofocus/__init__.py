@@ -4,7 +4,7 @@
 ``stack``          N planes around the start, sharpest by a focus measure, refined
 ``search``         Brent's bounded search on a focus measure (OughtaFocus)
 ``sweep``          one continuous Z sweep, frames stamped with the z the board reports
-``single-shot``    one frame -> model predicts dz -> one move (model from issue 5)
+``single-shot``    one frame -> model predicts dz -> one move (the default; ``models/``)
 =================  ==============================================================
 
 :func:`make_strategy` builds one by name with options; unknown names and options are

@@ -58,7 +58,7 @@ class DefocusPredictor(Protocol):
 
 PredictorLoader = Callable[..., DefocusPredictor]
 
-#: The module the model issue provides, with ``load_predictor(model=None, **options)``.
+#: The TFLite runtime module, with ``load_predictor(model=None, **options)``.
 RUNTIME_MODULE = "deepaf_host.model.runtime"
 
 _loader: PredictorLoader | None = None
@@ -83,8 +83,8 @@ def load_predictor(model: str | None = None, **options: Any) -> DefocusPredictor
                 raise  # the runtime exists but one of its own imports is missing
             raise AutofocusError(
                 "single-shot",
-                "no single-shot model runtime is installed yet (it comes with the model, issue 5); "
-                "use --autofocus stack, search or sweep",
+                f"the model runtime {RUNTIME_MODULE} is missing from this installation "
+                "(reinstall deepaf-host); use --autofocus stack, search or sweep",
             ) from None
         loader = runtime.load_predictor
     return loader(model, **options)
