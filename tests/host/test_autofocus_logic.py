@@ -154,7 +154,7 @@ def test_single_shot_without_a_runtime_is_a_clear_error(monkeypatch: pytest.Monk
 
     register_predictor_loader(None)
     monkeypatch.setattr(single_shot, "RUNTIME_MODULE", "deepaf_host.no_such_runtime")
-    with pytest.raises(AutofocusError, match="no single-shot model runtime"):
+    with pytest.raises(AutofocusError, match="model runtime deepaf_host.no_such_runtime is missing"):
         make_strategy("single-shot")
 
 
