@@ -18,7 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..autofocus import DEFAULT_STRATEGY
+from ..autofocus import DEFAULT_STRATEGY, STRATEGIES
 from ..scan.plan import DEMO_AREA_MM
 
 
@@ -67,7 +67,7 @@ def _parked(out_dir: Path) -> bool:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder (tiles, manifest.jsonl, report.json).")
 @click.option("--area", default=DEMO_AREA_MM, show_default=True, help="Scan area X0,Y0,X1,Y1 in mm (machine coordinates).")
 @click.option("--objective", default="20x", show_default=True, help="Objective preset (4x, 10x, 20x, 40x).")
-@click.option("--autofocus", "strategy", default=DEFAULT_STRATEGY, show_default=True, type=click.Choice(["stack", "search", "sweep", "single-shot"]), help="Autofocus strategy.")
+@click.option("--autofocus", "strategy", default=DEFAULT_STRATEGY, show_default=True, type=click.Choice(list(STRATEGIES)), help="Autofocus strategy.")
 @click.option("--model", default=None, help="single-shot: the .tflite model [default: the shipped one].")
 @click.option("--measure", default=None, help="Focus measure of stack/search/sweep (brenner, vollath4, vollath5, std, nvar, laplacian, spectral).")
 @click.option("--overlap", default=0.1, show_default=True, type=float, help="Overlap between neighbouring tiles (fraction of the field).")

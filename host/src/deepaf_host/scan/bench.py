@@ -39,6 +39,15 @@ from .session import ScanOptions, run_scan
 PHASES = ("move", "settle", "low_capture", "tissue", "autofocus", "inference", "high_capture", "write", "total")
 
 
+def high_res_field_um(objective: str = "20x") -> tuple[float, float]:
+    """The full high-res field (width, height) in um for ``objective``, at any rendered frame size."""
+    from ..optics.presets import CAMERA_MODES, get_objective, specimen_pixel_um
+
+    mode = CAMERA_MODES["high"]
+    pixel = specimen_pixel_um(get_objective(objective), mode)
+    return mode.width_px * pixel, mode.height_px * pixel
+
+
 def bench_area_mm(cols: int, rows: int, fov_um: tuple[float, float], overlap: float, centre_mm: tuple[float, float]) -> str:
     """An area that holds exactly cols x rows tiles."""
     w = (cols - 1) * fov_um[0] * (1 - overlap) + fov_um[0] * 0.999
@@ -84,8 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     cols, rows = (int(v) for v in args.tiles.lower().split("x"))
     camera = "sim://20x" if args.full_frames else "sim://20x?high=1014x760"
-    # The 20x high-res field: 4056 x 3040 pixels of 1.55 um / (20 x 1.36).
-    fov_um = (4056 * 1.55 / 27.2, 3040 * 1.55 / 27.2)
+    fov_um = high_res_field_um("20x")
     cx, cy = (float(v) for v in args.centre_mm.split(","))
     area = bench_area_mm(cols, rows, fov_um, 0.1, (cx, cy))
     results = []
