@@ -95,6 +95,32 @@ def test_an_interrupted_run_continues_where_it_stopped(stacks: Path, tmp_path: P
     assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 3
 
 
+def test_fine_tuning_starts_from_the_given_run(trained: tuple[Path, Path], stacks: Path, tmp_path: Path) -> None:
+    import keras
+
+    source, _ = trained
+    config = tiny_config()
+    config.epochs, config.learning_rate = 1, 0.0  # no step moves a weight: the start is what stays
+    run = tmp_path / "tuned"
+    train(run, [str(stacks)], config, init=source)
+    assert json.loads((run / "config.json").read_text())["init"] == str((source / "best.keras").resolve())
+    start = keras.saving.load_model(source / "best.keras").trainable_weights
+    tuned = keras.saving.load_model(run / "last.keras").trainable_weights
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(start, tuned, strict=True))
+    scratch = tmp_path / "scratch"
+    train(scratch, [str(stacks)], config)
+    fresh = keras.saving.load_model(scratch / "last.keras").trainable_weights
+    assert not all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(start, fresh, strict=True))
+    # Another network, or no weights at all, is refused before anything is written.
+    other = tiny_config()
+    other.arch = ArchConfig(name="spatiospectral", patch_size=PATCH, widths=(4, 4, 8, 16), stem_stride=2, fcfnn_units=(8,))
+    with pytest.raises(ConfigError, match="was trained as"):
+        train(tmp_path / "other", [str(stacks)], other, init=source)
+    assert not (tmp_path / "other" / "config.json").exists()
+    with pytest.raises(ConfigError, match="--init needs"):
+        train(tmp_path / "none", [str(stacks)], config, init=tmp_path)
+
+
 def test_export_is_full_int8_with_builtin_ops_and_a_card(trained: tuple[Path, Path]) -> None:
     _, model = trained
     checks = check_int8(model)

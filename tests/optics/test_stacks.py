@@ -180,3 +180,28 @@ def test_simulate_cli(tmp_path: Path) -> None:
     assert again.exit_code != 0 and "already" in again.output
     bad = CliRunner().invoke(main, ["simulate", "--out", str(tmp_path / "x"), "--z", "1:0:1"])
     assert bad.exit_code != 0 and "stop >= start" in bad.output
+
+
+def test_random_protocol_draws_a_lab_per_slide_and_records_it(tmp_path: Path) -> None:
+    kw = {"stacks": 4, "z_range_um": (-1.0, 1.0, 1.0), "seed": 9, "size": (48, 48), "protocol": "random",
+          "stacks_per_slide": 2}
+    ds = simulate_dataset(tmp_path / "a", **kw)  # type: ignore[arg-type]
+    simulate_dataset(tmp_path / "b", **kw)  # type: ignore[arg-type]
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")  # still: same seed, same bytes
+    labs = [rec.extra["protocol_params"] for rec in ds]
+    assert all(rec.protocol == "random" for rec in ds)
+    assert labs[0] == labs[1] and labs[2] == labs[3] and labs[0] != labs[2]  # one lab per slide
+    # The record holds every parameter of the lab: it rebuilds the same Protocol.
+    from deepaf_host.optics.presets import Protocol
+
+    recorded = Protocol(**{k: tuple(tuple(r) for r in v) if k == "stain_od" else tuple(v) if isinstance(v, list) else v
+                           for k, v in labs[2].items()})
+    assert recorded.to_dict() == labs[2]
+    # The draws stay inside the documented ranges.
+    from deepaf_host.optics.presets import random_protocol
+
+    for i in range(50):
+        lab = random_protocol(np.random.default_rng(i))
+        assert 2.0 <= lab.section_thickness_um <= 6.0 and 0.0 <= lab.coverslip_error_um <= 40.0
+        assert 1500 <= lab.white_electrons <= 12000 and lab.jpeg_quality in (None, *range(70, 96))
+        assert all(abs(np.linalg.norm(v) - 1) < 1e-3 for v in lab.stain_od[:2])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..optics.presets import DEFAULT_RELAY, OBJECTIVES, PROTOCOLS
+from ..optics.presets import DEFAULT_RELAY, OBJECTIVES, PROTOCOLS, RANDOM_PROTOCOL
 
 
 @click.command()
@@ -12,7 +12,8 @@ from ..optics.presets import DEFAULT_RELAY, OBJECTIVES, PROTOCOLS
 @click.option("--stacks", type=click.IntRange(min=1), default=10, show_default=True, help="Number of focal stacks.")
 @click.option("--objective", type=click.Choice(sorted(OBJECTIVES)), default="20x", show_default=True)
 @click.option("--z", "z_range", default="-10:10:0.5", show_default=True, help="Planes: start:stop:step in um from focus.")
-@click.option("--protocol", type=click.Choice(sorted(PROTOCOLS)), default="same", show_default=True, help="Lab conditions.")
+@click.option("--protocol", type=click.Choice([*sorted(PROTOCOLS), RANDOM_PROTOCOL]), default="same", show_default=True,
+              help="Lab conditions; 'random' draws a new lab for every slide.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
 @click.option("--size", default="512x512", show_default=True, help="Plane size HxW: the centre crop of the camera frame.")
 @click.option("--specimen", default="procedural", show_default=True, help="procedural, ihc, or a folder of in-focus images.")

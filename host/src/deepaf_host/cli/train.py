@@ -41,10 +41,12 @@ def _import_training():  # type: ignore[no-untyped-def]
 @click.option("--range-um", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Train on planes within +-this distance of focus.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--init", "init", default=None, type=click.Path(exists=True),
+              help="Start from this run folder's best weights (or a .keras file): fine-tuning.")
 def train(
     data_dirs: tuple[str, ...], architecture: str, run: Path, epochs: int, steps_per_epoch: int | None,
     batch_size: int, learning_rate: float, weight_decay: float, patience: int, patch_size: int, widths: str,
-    stem_stride: int, patches_per_plane: int, range_um: float, seed: int,
+    stem_stride: int, patches_per_plane: int, range_um: float, seed: int, init: str | None,
 ) -> None:
     """Train a single-shot autofocus model (resumable: run the same command again)."""
     from rich.console import Console
@@ -76,6 +78,6 @@ def train(
                 f"({report.seconds:.0f} s)"
             )
 
-        state = fit.train(run, data_dirs, config, progress=on_progress, on_epoch=on_epoch)
+        state = fit.train(run, data_dirs, config, progress=on_progress, on_epoch=on_epoch, init=init)
     click.echo(f"best validation focus error {state['best_val_focus_error_um']:.3f} um at epoch "
                f"{state['best_epoch']}; run in {run}")

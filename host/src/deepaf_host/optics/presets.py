@@ -20,7 +20,9 @@ the same objective then samples at 0.057 um (about 3x oversampled).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
 
 from ..errors import ConfigError
 
@@ -153,6 +155,11 @@ class Protocol:
     def with_(self, **changes: object) -> Protocol:
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def to_dict(self) -> dict[str, object]:
+        """The parameters as JSON-ready data (recorded with each randomised stack)."""
+        return {k: [list(v) for v in val] if k == "stain_od" else (list(val) if isinstance(val, tuple) else val)
+                for k, val in asdict(self).items()}
+
 
 #: Ruifrok and Johnston's H, E and DAB optical-density vectors (normalised).
 RUIFROK_HED: tuple[tuple[float, float, float], ...] = (
@@ -185,6 +192,40 @@ PROTOCOLS: dict[str, Protocol] = {
     "clean": Protocol(name="clean", stain_od=RUIFROK_HED, noise=False, vignetting=0.0),
 }
 DEFAULT_PROTOCOL = "same"
+
+#: Not a lab but a draw of labs: ``random_protocol`` gives each slide its own conditions.
+RANDOM_PROTOCOL = "random"
+
+
+def random_protocol(rng: np.random.Generator) -> Protocol:
+    """One lab drawn at random (domain randomisation for training data).
+
+    The ranges span what differs between labs' H&E slides and cameras: stain hue
+    (each stain vector moved up to 0.2 per channel, then renormalised) and strength,
+    lamp colour with or without white balance, exposure, gain and noise, tone curve,
+    JPEG, vignetting, the cover glass error behind spherical aberration, and the
+    section thickness. A model trained on such draws has seen many labs, none of them
+    exactly the one it is tested on.
+    """
+
+    def stain(vector: tuple[float, float, float]) -> tuple[float, float, float]:
+        v = np.clip(np.asarray(vector) + rng.uniform(-0.2, 0.2, size=3), 0.02, None)
+        return tuple(float(c) for c in np.round(v / np.linalg.norm(v), 4))  # type: ignore[return-value]
+
+    return Protocol(
+        name=RANDOM_PROTOCOL,
+        stain_od=(stain(RUIFROK_HED[0]), stain(RUIFROK_HED[1]), RUIFROK_HED[2]),
+        stain_strength=(round(float(rng.uniform(0.6, 1.5)), 3), round(float(rng.uniform(0.5, 1.5)), 3), 1.0),
+        illumination_rgb=(1.0, round(float(rng.uniform(0.8, 1.05)), 3), round(float(rng.uniform(0.6, 1.1)), 3)),
+        white_level_dn=round(float(rng.uniform(180.0, 245.0)), 1),
+        white_electrons=round(float(np.exp(rng.uniform(np.log(1500.0), np.log(12000.0)))), 0),
+        read_noise_e=round(float(rng.uniform(2.0, 6.0)), 2),
+        gamma=round(float(rng.uniform(0.8, 1.2)), 3),
+        jpeg_quality=None if rng.random() < 0.5 else int(rng.integers(70, 96)),
+        vignetting=round(float(rng.uniform(0.0, 0.3)), 3),
+        coverslip_error_um=round(float(rng.uniform(0.0, 40.0)), 1),
+        section_thickness_um=round(float(rng.uniform(2.0, 6.0)), 2),
+    )
 
 
 def get_protocol(name: str | Protocol) -> Protocol:

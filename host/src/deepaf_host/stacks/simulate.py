@@ -18,7 +18,8 @@ import numpy as np
 from .. import __version__
 from ..errors import ConfigError
 from ..optics.fields import hash_u64
-from ..optics.presets import DEFAULT_RELAY, get_objective, get_protocol
+from ..optics.presets import DEFAULT_RELAY, RANDOM_PROTOCOL, get_objective, get_protocol, random_protocol
+from ..optics.presets import Protocol
 from ..optics.render import Renderer
 from ..optics.slide import VirtualSlide
 from ..optics.specimen import ProceduralTissue, Specimen, load_specimen
@@ -83,11 +84,17 @@ def simulate_dataset(
     if stacks < 1:
         raise ConfigError("stacks", f"must be >= 1, got {stacks}")
     obj = get_objective(objective)
-    proto = get_protocol(protocol)
+    randomised = protocol == RANDOM_PROTOCOL
+    proto = get_protocol("same" if randomised else protocol)
     offsets = z_offsets(*z_range_um)
     step = z_range_um[2]
     reach = float(np.max(np.abs(offsets))) + step
-    renderer = Renderer(obj, mode, proto, relay=relay, shape=size, margin_defocus_um=reach, max_defocus_um=max(reach, 50 * obj.depth_of_field_um()), cache_mb=64)
+
+    def make_renderer(lab: Protocol) -> Renderer:
+        return Renderer(obj, mode, lab, relay=relay, shape=size, margin_defocus_um=reach,
+                        max_defocus_um=max(reach, 50 * obj.depth_of_field_um()), cache_mb=64)
+
+    renderer = make_renderer(proto)
     shared: Specimen | None = None if specimen == "procedural" else load_specimen(specimen, seed)
     metadata = {
         "generator": {
@@ -96,7 +103,7 @@ def simulate_dataset(
             "objective": obj.name,
             "mode": mode,
             "relay": relay,
-            "protocol": proto.name,
+            "protocol": protocol if randomised else proto.name,
             "z_offsets_um": list(z_range_um),
             "seed": seed,
             "size": list(size),
@@ -112,6 +119,9 @@ def simulate_dataset(
                 sseed = _slide_seed(seed, k // stacks_per_slide)
                 slide = VirtualSlide(sseed, shared if shared is not None else ProceduralTissue(sseed))
                 renderer.clear_cache()
+                if randomised:  # a new lab for every slide, drawn from the slide's seed
+                    proto = random_protocol(np.random.default_rng([seed, 2, k // stacks_per_slide]))
+                    renderer = make_renderer(proto)
             assert slide is not None
             x, y = _tissue_position(slide, rng)
             focus = float(slide.focus_z_um(x, y))
@@ -127,6 +137,7 @@ def simulate_dataset(
                 pixel_size_um=round(renderer.pixel_um, 6),
                 protocol=proto.name,
                 source="simulated",
+                **({"protocol_params": proto.to_dict()} if randomised else {}),
                 x_um=round(x, 3),
                 y_um=round(y, 3),
                 slide_seed=slide.seed,

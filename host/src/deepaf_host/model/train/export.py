@@ -169,6 +169,7 @@ def export(
             "n_val_patches": meta["n_val"], "config": meta["train"], "epochs_run": state["epoch"],
             "best_epoch": state["best_epoch"],
             "seconds": round(sum(h["seconds"] for h in state["history"]), 1),
+            **({"init": meta["init"]} if meta.get("init") else {}),
         },
     )
     float_card = ModelCard(**{**card.__dict__, "file": float_path.name, "sha256": sha256_of(float_path),

@@ -14,6 +14,10 @@ cosine schedule over the planned epochs.
 ``--epochs`` (and ``--patience``) may grow on a later run of the same command: the run
 continues from its last epoch, and the learning rate from where the longer schedule
 is at that epoch (a warm restart). Any other change needs a new run folder.
+
+``init`` starts a new run from another run's best weights (fine-tuning: a trained
+model adapted to a lab's own stacks, usually with a lower learning rate and a few
+epochs). The architecture, the objective and the pixel size must be the same.
 """
 
 from __future__ import annotations
@@ -109,12 +113,46 @@ def dof_for(objective: str) -> float:
     return float(get_objective(objective.split("/")[0]).depth_of_field_um())
 
 
-def prepare_run(run: Path, data_dirs: Sequence[str], config: TrainConfig) -> dict[str, Any]:
+def init_weights_path(init: str | Path) -> Path:
+    """The weights a fine-tuning run starts from: a run folder's best.keras, or a .keras file."""
+    path = Path(init)
+    if path.is_dir():
+        path = path / "best.keras"
+    if not path.is_file() or path.suffix != ".keras":
+        raise ConfigError(str(init), "--init needs a training run folder (with best.keras) or a .keras file")
+    return path.resolve()
+
+
+def _check_init(init: Path, config: TrainConfig, optics: dict[str, Any]) -> None:
+    """A fine-tuning start must be the same network for the same optics."""
+    meta_path = init.parent / "config.json"
+    if not meta_path.exists():
+        return  # a bare .keras file: the weight shapes are checked when loading
+    meta = json.loads(meta_path.read_text())
+    if meta.get("train", {}).get("arch") != json.loads(json.dumps(config.arch.to_dict())):
+        raise ConfigError(str(init), f"was trained as {meta.get('train', {}).get('arch')}, not {config.arch.to_dict()}")
+    for key in ("objective", "pixel_size_um"):
+        if meta.get(key) != optics[key]:
+            raise ConfigError(str(init), f"was trained for {key} {meta.get(key)!r}; these stacks have {optics[key]!r}")
+
+
+def _load_init(model: keras.Model, init: Path) -> None:
+    source = keras.saving.load_model(init, compile=False)
+    theirs, ours = source.get_weights(), model.get_weights()
+    if [w.shape for w in theirs] != [w.shape for w in ours]:
+        raise ConfigError(str(init), "its layers differ from this architecture's; use the same --model and sizes")
+    model.set_weights(theirs)
+
+
+def prepare_run(run: Path, data_dirs: Sequence[str], config: TrainConfig, init: str | Path | None = None) -> dict[str, Any]:
     """Create or check the run folder; extract (or reuse) the patch cache."""
     run.mkdir(parents=True, exist_ok=True)
     config_path = run / "config.json"
+    init_path = None if init is None else init_weights_path(init)
     # Through JSON, so tuples compare equal to the lists read back from config.json.
     wanted = json.loads(json.dumps({"train": config.to_dict(), "data": [str(Path(d).resolve()) for d in data_dirs]}))
+    if init_path is not None:
+        wanted["init"] = str(init_path)
     if config_path.exists():
         saved = json.loads(config_path.read_text())
         if _comparable(saved) != _comparable(wanted):
@@ -125,6 +163,8 @@ def prepare_run(run: Path, data_dirs: Sequence[str], config: TrainConfig) -> dic
             _write_json(config_path, saved)
         return saved
     optics = _dataset_optics(data_dirs)
+    if init_path is not None:
+        _check_init(init_path, config, optics)
     kind = input_kind(config.arch.name)
     patchset = extract_patches(
         iter_stacks(data_dirs),
@@ -152,7 +192,7 @@ EXTENDABLE = ("epochs", "patience")
 
 def _comparable(meta: dict[str, Any]) -> dict[str, Any]:
     train = {k: v for k, v in meta.get("train", {}).items() if k not in EXTENDABLE}
-    return {"train": train, "data": meta.get("data")}
+    return {"train": train, "data": meta.get("data"), "init": meta.get("init")}
 
 
 def predict_patchset(model: keras.Model, patchset: PatchSet, index: np.ndarray, kind: str, batch_size: int = 64) -> np.ndarray:
@@ -183,10 +223,14 @@ def train(
     config: TrainConfig,
     progress: ProgressCallback | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    init: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train (or continue training) the run in ``run``; returns the final state."""
+    """Train (or continue training) the run in ``run``; returns the final state.
+
+    ``init``: start from another run's best weights (see the module docstring).
+    """
     keras.utils.set_random_seed(config.seed)
-    meta = prepare_run(run, data_dirs, config)
+    meta = prepare_run(run, data_dirs, config, init)
     patchset = PatchSet.load(run / "patches")
     train_idx = np.load(run / "patches" / "train_index.npy")
     val_idx = np.load(run / "patches" / "val_index.npy")
@@ -204,6 +248,8 @@ def train(
         model = keras.saving.load_model(run / "last.keras")
     else:
         model = build(config.arch)
+        if meta.get("init"):
+            _load_init(model, Path(meta["init"]))
         model.compile(
             optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay),
             loss=keras.losses.Huber(delta=config.huber_delta_um),
