@@ -117,6 +117,12 @@ def test_fine_tuning_starts_from_the_given_run(trained: tuple[Path, Path], stack
     with pytest.raises(ConfigError, match="was trained as"):
         train(tmp_path / "other", [str(stacks)], other, init=source)
     assert not (tmp_path / "other" / "config.json").exists()
+    bare = tmp_path / "bare" / "weights.keras"  # a .keras file without its run's config
+    bare.parent.mkdir()
+    shutil.copy(source / "best.keras", bare)
+    with pytest.raises(ConfigError, match="layers differ"):
+        train(tmp_path / "other-bare", [str(stacks)], other, init=bare)
+    assert not (tmp_path / "other-bare" / "config.json").exists()
     with pytest.raises(ConfigError, match="--init needs"):
         train(tmp_path / "none", [str(stacks)], config, init=tmp_path)
 

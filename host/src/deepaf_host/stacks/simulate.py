@@ -18,8 +18,7 @@ import numpy as np
 from .. import __version__
 from ..errors import ConfigError
 from ..optics.fields import hash_u64
-from ..optics.presets import DEFAULT_RELAY, RANDOM_PROTOCOL, get_objective, get_protocol, random_protocol
-from ..optics.presets import Protocol
+from ..optics.presets import DEFAULT_RELAY, RANDOM_PROTOCOL, Protocol, get_objective, get_protocol, random_protocol
 from ..optics.render import Renderer
 from ..optics.slide import VirtualSlide
 from ..optics.specimen import ProceduralTissue, Specimen, load_specimen

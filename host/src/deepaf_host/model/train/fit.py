@@ -126,8 +126,9 @@ def init_weights_path(init: str | Path) -> Path:
 def _check_init(init: Path, config: TrainConfig, optics: dict[str, Any]) -> None:
     """A fine-tuning start must be the same network for the same optics."""
     meta_path = init.parent / "config.json"
-    if not meta_path.exists():
-        return  # a bare .keras file: the weight shapes are checked when loading
+    if not meta_path.exists():  # a bare .keras file: its layers must fit this architecture
+        _load_init(build(config.arch), init)
+        return
     meta = json.loads(meta_path.read_text())
     if meta.get("train", {}).get("arch") != json.loads(json.dumps(config.arch.to_dict())):
         raise ConfigError(str(init), f"was trained as {meta.get('train', {}).get('arch')}, not {config.arch.to_dict()}")
