@@ -145,12 +145,21 @@ class Patch:
         return frame[self.y : self.y + self.size, self.x : self.x + self.size]
 
 
+def _window_fractions(integral: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) -> np.ndarray:
+    """Tissue fraction of the ``size`` x ``size`` windows with top-left corners ys x xs."""
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    counts = integral[yy + size, xx + size] - integral[yy, xx + size] - integral[yy + size, xx] + integral[yy, xx]
+    return counts.astype(np.float64) / (size * size)
+
+
 def select_patches(
     mask: np.ndarray,
     size: int = 224,
     k: int = 8,
     min_fraction: float = 0.5,
     stride: int | None = None,
+    *,
+    pack: bool = True,
 ) -> list[Patch]:
     """Up to ``k`` non-overlapping ``size`` x ``size`` patches, most tissue first.
 
@@ -158,6 +167,14 @@ def select_patches(
     with less than ``min_fraction`` tissue is never chosen. Ties keep the patch nearer
     the frame centre (the optics are best there). Returns [] when the frame is smaller
     than a patch or no candidate has enough tissue.
+
+    Two layouts are tried and the one with more patches wins (the greedy one on a tie):
+    greedy, best candidate first, which follows irregular tissue; and regular tilings of
+    the frame at every grid offset, which pack a frame full of tissue. Greedy alone wastes
+    area: on a 512 x 512 frame full of tissue its first patch is the central one, and no
+    second 224-pixel patch fits beside it, while a tiling holds four. The model's answer
+    is the median over the patches, so every patch lost makes it less robust.
+    ``pack=False`` keeps the greedy layout only.
     """
     m = np.asarray(mask, dtype=bool)
     if m.ndim != 2:
@@ -168,23 +185,44 @@ def select_patches(
     if h < size or w < size or k == 0:
         return []
     step = max(1, stride if stride is not None else size // 4)
-    ys = np.arange(0, h - size + 1, step)
-    xs = np.arange(0, w - size + 1, step)
-    # Patches flush with the far edges too, so a tissue strip there is not missed.
-    ys = np.unique(np.append(ys, h - size))
-    xs = np.unique(np.append(xs, w - size))
     integral = cv2.integral(m.astype(np.uint8))  # (h+1, w+1), int32
-    yy, xx = np.meshgrid(ys, xs, indexing="ij")
-    counts = integral[yy + size, xx + size] - integral[yy, xx + size] - integral[yy + size, xx] + integral[yy, xx]
-    fractions = counts.astype(np.float64) / (size * size)
-    centre_dist = np.hypot(yy + size / 2 - h / 2, xx + size / 2 - w / 2)
-    order = np.lexsort((centre_dist.ravel(), -fractions.ravel()))
-    chosen: list[Patch] = []
-    for idx in order:
-        frac = float(fractions.flat[idx])
-        if frac < min_fraction or len(chosen) >= k:
+
+    def ranked(ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The windows at ys x xs with enough tissue: corners and fractions, most tissue
+        first, ties nearer the frame centre first."""
+        yy, xx = np.meshgrid(ys, xs, indexing="ij")
+        f = _window_fractions(integral, ys, xs, size).ravel()
+        centre = np.hypot(yy.ravel() + size / 2 - h / 2, xx.ravel() + size / 2 - w / 2)
+        order = np.lexsort((centre, -f))
+        order = order[f[order] >= min_fraction]
+        return yy.ravel()[order], xx.ravel()[order], f[order]
+
+    # Greedy over the candidate grid, with windows flush with the far edges too, so a
+    # tissue strip there is not missed.
+    ys = np.unique(np.append(np.arange(0, h - size + 1, step), h - size))
+    xs = np.unique(np.append(np.arange(0, w - size + 1, step), w - size))
+    greedy: list[Patch] = []
+    for y, x, f in zip(*ranked(ys, xs)):
+        if len(greedy) >= k:
             break
-        y, x = int(yy.flat[idx]), int(xx.flat[idx])
-        if all(abs(y - p.y) >= size or abs(x - p.x) >= size for p in chosen):
-            chosen.append(Patch(y=y, x=x, size=size, tissue_fraction=frac))
-    return chosen
+        if all(abs(y - p.y) >= size or abs(x - p.x) >= size for p in greedy):
+            greedy.append(Patch(y=int(y), x=int(x), size=size, tissue_fraction=float(f)))
+    if not pack:
+        return greedy
+
+    # Regular tilings: each grid offset below one patch side, and the centred one. The
+    # best has the most patches, then the most tissue, then lies nearest the centre.
+    def offsets(extent: int) -> list[int]:
+        return sorted(set(range(0, min(size, extent - size + 1), step)) | {(extent % size) // 2})
+
+    best_key, best_tiles = (0, 0.0, 0.0), None
+    for oy in offsets(h):
+        for ox in offsets(w):
+            ty, tx, f = (a[:k] for a in ranked(np.arange(oy, h - size + 1, size), np.arange(ox, w - size + 1, size)))
+            centre = np.hypot(ty + size / 2 - h / 2, tx + size / 2 - w / 2).sum()
+            key = (-len(f), -float(f.sum()), float(centre))
+            if len(f) and (best_tiles is None or key < best_key):
+                best_key, best_tiles = key, (ty, tx, f)
+    if best_tiles is None or len(best_tiles[2]) <= len(greedy):
+        return greedy
+    return [Patch(y=int(y), x=int(x), size=size, tissue_fraction=float(f)) for y, x, f in zip(*best_tiles)]
