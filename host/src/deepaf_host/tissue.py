@@ -168,13 +168,14 @@ def select_patches(
     the frame centre (the optics are best there). Returns [] when the frame is smaller
     than a patch or no candidate has enough tissue.
 
-    Two layouts are tried and the one with more patches wins (the greedy one on a tie):
-    greedy, best candidate first, which follows irregular tissue; and regular tilings of
-    the frame at every grid offset, which pack a frame full of tissue. Greedy alone wastes
-    area: on a 512 x 512 frame full of tissue its first patch is the central one, and no
-    second 224-pixel patch fits beside it, while a tiling holds four. The model's answer
-    is the median over the patches, so every patch lost makes it less robust.
-    ``pack=False`` keeps the greedy layout only.
+    Two layouts are tried: greedy, best candidate first, which follows irregular tissue;
+    and regular tilings of the frame at every grid offset, which pack a frame full of
+    tissue. A tiling replaces the greedy choice only when it holds more patches with at
+    least the same mean tissue fraction. Greedy alone wastes area: on a 512 x 512 frame
+    full of tissue its first patch is the central one, and no second 224-pixel patch
+    fits beside it, while a tiling holds four. The model's answer is the median over the
+    patches, so every patch lost makes it less robust. ``pack=False`` keeps the greedy
+    layout only.
     """
     m = np.asarray(mask, dtype=bool)
     if m.ndim != 2:
@@ -210,19 +211,25 @@ def select_patches(
     if not pack:
         return greedy
 
-    # Regular tilings: each grid offset below one patch side, and the centred one. The
-    # best has the most patches, then the most tissue, then lies nearest the centre.
+    # Regular tilings: each grid offset below one patch side, and the centred one. A
+    # tiling may replace the greedy choice only with more patches and at least the same
+    # mean tissue fraction: on a frame only partly covered, more but emptier patches made
+    # the scan's focus worse. The best has the most patches, then the most tissue, then
+    # lies nearest the centre.
     def offsets(extent: int) -> list[int]:
         return sorted(set(range(0, min(size, extent - size + 1), step)) | {(extent % size) // 2})
 
+    greedy_mean = float(np.mean([p.tissue_fraction for p in greedy])) if greedy else 0.0
     best_key, best_tiles = (0, 0.0, 0.0), None
     for oy in offsets(h):
         for ox in offsets(w):
             ty, tx, f = (a[:k] for a in ranked(np.arange(oy, h - size + 1, size), np.arange(ox, w - size + 1, size)))
+            if len(f) <= len(greedy) or float(f.mean()) < greedy_mean - 1e-9:
+                continue
             centre = np.hypot(ty + size / 2 - h / 2, tx + size / 2 - w / 2).sum()
             key = (-len(f), -float(f.sum()), float(centre))
-            if len(f) and (best_tiles is None or key < best_key):
+            if best_tiles is None or key < best_key:
                 best_key, best_tiles = key, (ty, tx, f)
-    if best_tiles is None or len(best_tiles[2]) <= len(greedy):
+    if best_tiles is None:
         return greedy
     return [Patch(y=int(y), x=int(x), size=size, tissue_fraction=float(f)) for y, x, f in zip(*best_tiles)]
