@@ -213,9 +213,9 @@ def select_patches(
 
     # Regular tilings: each grid offset below one patch side, and the centred one. A
     # tiling may replace the greedy choice only with more patches and at least the same
-    # mean tissue fraction: on a frame only partly covered, more but emptier patches made
-    # the scan's focus worse. The best has the most patches, then the most tissue, then
-    # lies nearest the centre.
+    # mean tissue fraction: taking more but emptier patches gave a larger focus error in
+    # a scan along a tissue edge (README, single-shot models). The best has the most
+    # patches, then the most tissue, then lies nearest the centre.
     def offsets(extent: int) -> list[int]:
         return sorted(set(range(0, min(size, extent - size + 1), step)) | {(extent % size) // 2})
 
