@@ -208,7 +208,7 @@ def select_patches(
             break
         if all(abs(y - p.y) >= size or abs(x - p.x) >= size for p in greedy):
             greedy.append(Patch(y=int(y), x=int(x), size=size, tissue_fraction=float(f)))
-    if not pack:
+    if not pack or len(greedy) >= k:  # no tiling can hold more than k
         return greedy
 
     # Regular tilings: each grid offset below one patch side, and the centred one. A
