@@ -10,8 +10,9 @@ X0, Y0 = -30000.0 + 37.0, -20000.0 + 11.0
 
 
 def brenner(frame: np.ndarray) -> float:
-    """Brenner gradient of the grey image: mean squared difference two pixels apart."""
-    g = frame.astype(np.float64).mean(axis=-1)
+    """Brenner gradient of the green channel (focus is green's: the other channels focus
+    elsewhere by the objective's axial colour): mean squared difference two pixels apart."""
+    g = frame[..., 1].astype(np.float64)
     d = g[:, 2:] - g[:, :-2]
     return float(np.mean(d * d))
 

@@ -42,6 +42,23 @@ MOUNTANT_INDEX = 1.5
 #: Refractive index of cover glass, for the spherical aberration of a coverslip error.
 COVERSLIP_INDEX = 1.52
 
+#: Koehler illumination: the condenser aperture is set to about 2/3 to 3/4 of the
+#: objective's NA (the usual guidance of microscope makers' manuals: contrast against
+#: resolution). The presets' default fraction (``sigma``); 1 or more is incoherent.
+DEFAULT_CONDENSER_FRACTION = 0.7
+
+#: Axial colour by correction class: the stage defocus (in depths of field of green) at
+#: which the R, G and B channels are in focus, relative to green. An achromat brings two
+#: colours to one focus and leaves a secondary spectrum, green focusing nearer the lens
+#: than red and blue; it is of the order of the depth of field (why achromats were used
+#: with a green filter for photography). A plan apochromat brings three colours together:
+#: a residue well inside the depth of field. Orders of magnitude, not one maker's
+#: measurement: ``random_protocol`` draws around them.
+AXIAL_COLOUR_DOF: dict[str, tuple[float, float, float]] = {
+    "achromat": (0.8, 0.0, 0.6),
+    "plan-apo": (0.1, 0.0, -0.1),
+}
+
 
 @dataclass(frozen=True)
 class Objective:
@@ -51,6 +68,16 @@ class Objective:
     magnification: float
     na: float
     immersion_index: float = 1.0
+    #: Correction class (a key of ``AXIAL_COLOUR_DOF``): the axial colour of the lens.
+    correction: str = "achromat"
+    #: Condenser NA as a fraction of this NA (partial coherence; >= 1 incoherent).
+    condenser_fraction: float = DEFAULT_CONDENSER_FRACTION
+
+    def axial_colour_um(self) -> tuple[float, float, float]:
+        """Stage defocus (um) at which R, G, B are in focus relative to green."""
+        dof = self.depth_of_field_um()
+        r, g, b = AXIAL_COLOUR_DOF[self.correction]
+        return (r * dof, g * dof, b * dof)
 
     def depth_of_field_um(self, wavelength_um: float = WAVELENGTHS_UM[1]) -> float:
         """Wave-optical depth of field n lambda / NA^2 (about 1 um for 20x/0.75)."""
@@ -71,7 +98,7 @@ class Objective:
 OBJECTIVES: dict[str, Objective] = {
     "4x": Objective("4x/0.10", 4.0, 0.10),
     "10x": Objective("10x/0.25", 10.0, 0.25),
-    "20x": Objective("20x/0.75", 20.0, 0.75),
+    "20x": Objective("20x/0.75", 20.0, 0.75, correction="plan-apo"),
     "40x": Objective("40x/0.65", 40.0, 0.65),
 }
 DEFAULT_OBJECTIVE = "20x"
@@ -151,6 +178,26 @@ class Protocol:
     #: Physical section thickness (um); depths in it become separate defocus layers.
     section_thickness_um: float = 3.0
     noise: bool = True
+    #: Refractive index of dense tissue above the mountant's (the specimen's phase:
+    #: optical path = section thickness x this x local density). Dried protein is about
+    #: 1.53-1.54 and resinous mountants are chosen near it (about 1.49-1.52); aqueous
+    #: mountants are 1.40-1.45 (Bancroft's Theory and Practice of Histological
+    #: Techniques, "Mounting media"). Sections also hold mountant-filled spaces, which
+    #: lowers the effective difference.
+    tissue_index_excess: float = 0.012
+    #: Condenser NA as a fraction of the objective's; None = the objective's preset.
+    condenser_fraction: float | None = None
+    #: Axial colour: stage defocus (um) at which R, G, B are in focus relative to
+    #: green; None = the objective's correction class.
+    axial_colour_um: tuple[float, float, float] | None = None
+
+    def sigma(self, objective: Objective) -> float:
+        """The condenser fraction in force with ``objective``."""
+        return objective.condenser_fraction if self.condenser_fraction is None else self.condenser_fraction
+
+    def colour_focus_um(self, objective: Objective) -> tuple[float, float, float]:
+        """The axial colour in force with ``objective`` (um, R, G, B)."""
+        return objective.axial_colour_um() if self.axial_colour_um is None else self.axial_colour_um
 
     def with_(self, **changes: object) -> Protocol:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -187,6 +234,11 @@ PROTOCOLS: dict[str, Protocol] = {
         vignetting=0.22,
         coverslip_error_um=30.0,
         section_thickness_um=5.0,
+        # An aqueous-compatible mountant of lower index, the condenser opened further and
+        # an achromat's secondary spectrum (whatever the objective).
+        tissue_index_excess=0.025,
+        condenser_fraction=0.85,
+        axial_colour_um=(0.75, 0.0, 0.55),
     ),
     # The `same` lab with an ideal camera: no noise, no vignetting (for tests, ground truth).
     "clean": Protocol(name="clean", stain_od=RUIFROK_HED, noise=False, vignetting=0.0),
@@ -203,9 +255,13 @@ def random_protocol(rng: np.random.Generator) -> Protocol:
     The ranges span what differs between labs' H&E slides and cameras: stain hue
     (each stain vector moved up to 0.2 per channel, then renormalised) and strength,
     lamp colour with or without white balance, exposure, gain and noise, tone curve,
-    JPEG, vignetting, the cover glass error behind spherical aberration, and the
-    section thickness. A model trained on such draws has seen many labs, none of them
-    exactly the one it is tested on.
+    JPEG, vignetting, the cover glass error behind spherical aberration, the
+    section thickness, the mountant (the specimen's phase), the condenser aperture
+    (coherence) and the objective's axial colour (an achromat's secondary spectrum, or
+    an apochromat's small residue). A model trained on such draws has seen many labs,
+    none of them exactly the one it is tested on.
+
+    The condenser fraction is drawn on a 0.05 grid so that labs share OTF tables.
     """
 
     def stain(vector: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -225,7 +281,21 @@ def random_protocol(rng: np.random.Generator) -> Protocol:
         vignetting=round(float(rng.uniform(0.0, 0.3)), 3),
         coverslip_error_um=round(float(rng.uniform(0.0, 40.0)), 1),
         section_thickness_um=round(float(rng.uniform(2.0, 6.0)), 2),
+        tissue_index_excess=round(float(rng.uniform(0.0, 0.04)), 4),
+        condenser_fraction=round(0.05 * int(rng.integers(6, 21)), 2),
+        axial_colour_um=_random_axial_colour(rng),
     )
+
+
+def _random_axial_colour(rng: np.random.Generator) -> tuple[float, float, float]:
+    """R, G, B focus (um) of an achromat (half the draws) or an apochromat, at 20x/0.75's
+    depth of field scale (0.96 um)."""
+    dof = OBJECTIVES["20x"].depth_of_field_um()
+    if rng.random() < 0.5:
+        r, b = rng.uniform(0.3, 1.2), rng.uniform(0.2, 1.0)
+    else:
+        r, b = rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2)
+    return (round(float(r * dof), 3), 0.0, round(float(b * dof), 3))
 
 
 def get_protocol(name: str | Protocol) -> Protocol:

@@ -17,6 +17,26 @@ paraxial form ``-dz (lambda nu)^2 / (2 n)`` (for comparison with textbook formul
 rotationally symmetric, the fast path computes the PSF and the OTF as Hankel transforms
 (the 2-D Fourier transform of a radial function) on radial grids; ``psf_2d`` computes the
 same PSF with a 2-D FFT of the sampled pupil (used by the tests as an independent check).
+
+Partially coherent brightfield (Koehler illumination with the condenser closed to a
+fraction ``sigma`` of the objective NA) is imaged through the weak-object transfer
+functions (Hopkins; Streibl 1985; Tian and Waller 2015). For an object transmittance
+``exp(-mu + i phi)`` with small ``mu`` and ``phi`` and a uniform disc source ``S`` of
+radius ``sigma NA / lambda``, the image is
+
+    I = B + H_A (x) mu + H_P (x) phi,   C(f) = int S(v) P*(v) P(v + f) dv,
+    H_A = -2 Re C,  H_P = -2 Im C,  B = C(0)
+
+for a pupil and source that are symmetric under v -> -v (as here). ``C`` is the cross
+correlation of the source-limited pupil ``S P`` with ``P``; by the correlation theorem
+it is the Fourier transform of ``conj(a_S) a``, the product of the two amplitude PSFs,
+and both are radial, so ``C`` is one more Hankel transform of products this module
+already computes. With ``sigma >= 1`` the source fills the pupil, ``C`` is the
+incoherent OTF (real: no phase contrast) and ``H_A`` is the OTF that acts on the
+absorbed fraction: the incoherent model is the limit, exactly. ``H_P`` is odd in defocus
+and zero in focus for an aberration-free pupil (``P`` real): a phase object is invisible
+in focus and shows with a contrast whose sign flips across focus (transport of
+intensity), the physical cue of the defocus direction that a real microscope offers.
 """
 
 from __future__ import annotations
@@ -187,12 +207,19 @@ class _Tier:
         self.j_amp = special.j0(2.0 * math.pi * np.multiply.outer(self.r, self.nu))
         self.j_otf = special.j0(2.0 * math.pi * np.multiply.outer(self.f, self.r)).astype(np.float32)
 
-    def amplitude(self, model: PupilModel, dz_um: float | np.ndarray) -> np.ndarray:
-        """Amplitude PSF on ``r`` for one defocus, or (len(r), K) for K of them."""
+    def amplitude(self, model: PupilModel, dz_um: float | np.ndarray, source_nu: float | None = None) -> np.ndarray:
+        """Amplitude PSF on ``r`` for one defocus, or (len(r), K) for K of them.
+
+        With ``source_nu``, also the amplitude PSF of the pupil limited to the source
+        disc of that radius: (len(r), 2K), the full pupil's K columns first.
+        """
         dz = np.asarray(dz_um, dtype=np.float64)
         pupil = model.pupil(self.nu[:, None], dz[None, :]) if dz.ndim else model.pupil(self.nu, float(dz))
         scale = self.nu * (2.0 * math.pi * self.dnu / math.sqrt(math.pi * model.cutoff**2))
         weights = pupil * (scale[:, None] if dz.ndim else scale)
+        if source_nu is not None:
+            w2 = weights if weights.ndim == 2 else weights[:, None]
+            weights = np.concatenate([w2, w2 * (self.nu <= source_nu)[:, None]], axis=1)
         # Two real products: numpy's real-matrix-times-complex-vector path is 100x slower.
         return (self.j_amp @ np.ascontiguousarray(weights.real)) + 1j * (self.j_amp @ np.ascontiguousarray(weights.imag))
 
@@ -202,6 +229,13 @@ _SHARED: dict[tuple[object, ...], RadialOTF] = {}
 
 class RadialOTF:
     """Radial OTF tables of one pupil model for defocus up to ``max_defocus_um``.
+
+    ``sigma`` is the condenser NA as a fraction of the objective NA (partial coherence);
+    ``None`` is incoherent imaging (``shared`` maps ``sigma >= 1`` to it: the same
+    absorption tables, no phase contrast). With a ``sigma`` the tables come in pairs (``pair``/``pairs``): row 0 is the transfer function of the absorbed fraction
+    (``H_A / -2B``, the OTF in the incoherent limit), row 1 that of the optical path
+    difference in micrometres (``(2 pi / lambda) H_P / -B``), both so that a frame is
+    ``1 - irfft(A_hat row0 + OPD_hat row1)``.
 
     ``table(dz)`` is the OTF sampled at ``k * df`` for ``k = 0 .. length-2`` plus a final
     zero (for frequencies past the cut-off 2 NA / lambda). The PSF is computed on a radial
@@ -221,8 +255,14 @@ class RadialOTF:
         max_defocus_um: float,
         dz_quantum_um: float,
         cache_entries: int = 2048,
+        sigma: float | None = None,
     ) -> None:
         self.model = model
+        if sigma is not None and not sigma > 0:
+            raise ValueError(f"condenser sigma must be > 0, got {sigma}")
+        #: Condenser fraction of the objective NA (a source larger than the pupil acts as
+        #: one that fills it), or None: incoherent, without computing the phase tables.
+        self.sigma = None if sigma is None else min(float(sigma), 1.0)
         self.max_defocus_um = float(max_defocus_um)
         self.dz_quantum_um = float(dz_quantum_um)
         self.cache_entries = cache_entries
@@ -237,14 +277,20 @@ class RadialOTF:
         self._tiers: dict[int, _Tier] = {}
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
 
+    @property
+    def coherent(self) -> bool:
+        """True when the tables are pairs (absorption, optical path)."""
+        return self.sigma is not None
+
     @classmethod
-    def shared(cls, model: PupilModel, max_defocus_um: float, dz_quantum_um: float) -> RadialOTF:
-        """One instance per (model, range, quantum) for the process, so that renderers
+    def shared(cls, model: PupilModel, max_defocus_um: float, dz_quantum_um: float, sigma: float | None = None) -> RadialOTF:
+        """One instance per (model, range, quantum, sigma) for the process, so that renderers
         of the same optics (low and high resolution, several protocols) share tables."""
-        key = (model, float(max_defocus_um), float(dz_quantum_um))
+        sigma = None if sigma is None or sigma >= 1.0 else round(float(sigma), 4)
+        key = (model, float(max_defocus_um), float(dz_quantum_um), sigma)
         inst = _SHARED.get(key)
         if inst is None:
-            inst = cls(model, max_defocus_um, dz_quantum_um)
+            inst = cls(model, max_defocus_um, dz_quantum_um, sigma=sigma)
             _SHARED[key] = inst
             while len(_SHARED) > 24:
                 _SHARED.pop(next(iter(_SHARED)))
@@ -266,10 +312,21 @@ class RadialOTF:
         return round(min(max(dz_um, -lim), lim) / self.dz_quantum_um)
 
     def table(self, dz_um: float, extent_um: float = 0.0) -> np.ndarray:
+        """The absorption transfer table at one defocus (the OTF when incoherent)."""
         return self.tables([dz_um], extent_um)[0]
 
     def tables(self, dz_um: Sequence[float], extent_um: float = 0.0) -> list[np.ndarray]:
-        """Tables for several defocus values; missing ones are computed in one batch."""
+        """Absorption transfer tables (row 0 of the pairs when partially coherent)."""
+        return [t[0] if t.ndim == 2 else t for t in self.pairs(dz_um, extent_um)]
+
+    def phase_table(self, dz_um: float, extent_um: float = 0.0) -> np.ndarray:
+        """The optical-path transfer table at one defocus (zeros when incoherent)."""
+        t = self.pairs([dz_um], extent_um)[0]
+        return t[1] if t.ndim == 2 else np.zeros_like(t)
+
+    def pairs(self, dz_um: Sequence[float], extent_um: float = 0.0) -> list[np.ndarray]:
+        """Tables for several defocus values, (2, length) each when partially coherent and
+        (length,) when incoherent; missing ones are computed in one batch."""
         q = self.dz_quantum_um
         ext = round(extent_um / q)
         keys = [(self.key(dz), ext) for dz in dz_um]
@@ -305,12 +362,29 @@ class RadialOTF:
         for t in sorted(set(tier_of)):
             rows = [i for i, k in enumerate(tier_of) if k == t]
             tier = self._tier_k(t)
-            amp = tier.amplitude(self.model, dzs[rows].ravel())  # (Nr, len(rows) * K)
-            psf = (amp.real**2 + amp.imag**2).reshape(len(tier.r), len(rows), dzs.shape[1]).mean(axis=2)
-            otf = tier.j_otf @ (psf * tier.rdr[:, None]).astype(np.float32)  # (n_f, len(rows))
+            shape = (len(tier.r), len(rows), dzs.shape[1])
+            if self.sigma is None:
+                amp = tier.amplitude(self.model, dzs[rows].ravel())  # (Nr, len(rows) * K)
+                psf = (amp.real**2 + amp.imag**2).reshape(shape).mean(axis=2)
+                otf = tier.j_otf @ (psf * tier.rdr[:, None]).astype(np.float32)  # (n_f, len(rows))
+                for col, i in enumerate(rows):
+                    tab = np.zeros(self.length, dtype=np.float32)
+                    tab[:-1] = np.interp(self._f, tier.f, otf[:, col] / otf[0, col])
+                    result[i] = tab
+                continue
+            # Partially coherent: C = Hankel(conj(a_source) a), one column per defocus.
+            amp = tier.amplitude(self.model, dzs[rows].ravel(), source_nu=self.sigma * self.model.cutoff)
+            n = amp.shape[1] // 2
+            cross = (np.conj(amp[:, n:]) * amp[:, :n]).reshape(shape).mean(axis=2)
+            weight = tier.rdr[:, None]
+            c_re = tier.j_otf @ (cross.real * weight).astype(np.float32)
+            c_im = tier.j_otf @ (cross.imag * weight).astype(np.float32)
+            to_opd = 4.0 * math.pi / self.model.wavelength_um  # 2 Im C / B per radian, 2 pi / lambda radians per um
             for col, i in enumerate(rows):
-                tab = np.zeros(self.length, dtype=np.float32)
-                tab[:-1] = np.interp(self._f, tier.f, otf[:, col] / otf[0, col])
+                tab = np.zeros((2, self.length), dtype=np.float32)
+                b = c_re[0, col]
+                tab[0, :-1] = np.interp(self._f, tier.f, c_re[:, col] / b)
+                tab[1, :-1] = np.interp(self._f, tier.f, c_im[:, col] * (to_opd / b))
                 result[i] = tab
         return result
 
