@@ -138,6 +138,22 @@ class DatasetError(DeepAfError):
         super().__init__(f"dataset {path!r}: {reason}")
 
 
+class OpticsMismatchError(DatasetError):
+    """A stack was taken with other optics (objective, pixel size) than a model was
+    trained for, or with optics it does not state; the model was not run on it."""
+
+    def __init__(self, path: str, stack: str, quantity: str, stack_value: object, card_value: object,
+                 model: str, reason: str, others: int = 0) -> None:
+        self.stack = stack
+        self.quantity = quantity
+        self.stack_value = stack_value
+        self.card_value = card_value
+        self.model = model
+        self.others = others
+        more = f" (and {others} more stack{'s' if others > 1 else ''} like it)" if others else ""
+        super().__init__(path, f"stack {stack!r} does not match model {model!r}: {reason}{more}")
+
+
 class AutofocusError(DeepAfError):
     """An autofocus strategy could not find focus; the stage is left where it was."""
 

@@ -147,20 +147,67 @@ class ModelCard:
             raise ModelError(str(model_path), f"sha256 {actual[:12]}... does not match the card's {self.sha256[:12]}...")
 
     def check_scan(self, objective: str | None = None, pixel_size_um: float | None = None) -> None:
-        """The model was trained for this optical setup."""
-        if objective is not None and _objective_key(objective) != _objective_key(self.objective):
-            raise ModelError(self.file, f"trained for objective {self.objective}, the scan uses {objective}")
-        if pixel_size_um is not None:
+        """The model was trained for this optical setup (None: not checked)."""
+        problems = self.optics_mismatches(objective, pixel_size_um)
+        if problems:
+            raise ModelError(self.file, problems[0].reason)
+
+    def optics_mismatches(
+        self,
+        objective: str | None,
+        pixel_size_um: float | None,
+        *,
+        subject: str = "the scan",
+        frames: str = "the scan's low-res frames are",
+        unknown_is_mismatch: bool = False,
+    ) -> list[OpticsMismatch]:
+        """How an optical setup differs from the one this model was trained for: another
+        objective, or a pixel size more than ``PIXEL_SIZE_TOLERANCE`` apart (relative).
+
+        The one check of both the scanner (``check_scan``) and ``deepaf-host eval`` (per
+        stack). ``subject`` and ``frames`` word the reasons (``"the stack"``, ``"its
+        planes are"``). The objective ``"unknown"`` is a mismatch; a value of None is not
+        checked, unless ``unknown_is_mismatch`` (then it is one too: nothing shows that it
+        matches).
+        """
+        out: list[OpticsMismatch] = []
+        if objective is None or objective_key(objective) in ("", "unknown"):
+            if objective is not None or unknown_is_mismatch:
+                reason = f"trained for objective {self.objective}, the objective of {subject} is unknown"
+                out.append(OpticsMismatch("objective", objective, self.objective, reason))
+        elif objective_key(objective) != objective_key(self.objective):
+            out.append(OpticsMismatch("objective", objective, self.objective,
+                                      f"trained for objective {self.objective}, {subject} uses {objective}"))
+        if pixel_size_um is None:
+            if unknown_is_mismatch:
+                reason = f"trained at {self.pixel_size_um:.4f} um/pixel, the pixel size of {subject} is unknown"
+                out.append(OpticsMismatch("pixel_size_um", None, self.pixel_size_um, reason))
+        else:
             rel = abs(pixel_size_um - self.pixel_size_um) / self.pixel_size_um
             if rel > PIXEL_SIZE_TOLERANCE:
-                raise ModelError(
-                    self.file,
-                    f"trained at {self.pixel_size_um:.4f} um/pixel, the scan's low-res frames are "
+                out.append(OpticsMismatch(
+                    "pixel_size_um", pixel_size_um, self.pixel_size_um,
+                    f"trained at {self.pixel_size_um:.4f} um/pixel, {frames} "
                     f"{pixel_size_um:.4f} um/pixel ({rel:.0%} apart, at most {PIXEL_SIZE_TOLERANCE:.0%})",
-                )
+                ))
+        return out
 
 
-def _objective_key(objective: str) -> str:
+@dataclass(frozen=True)
+class OpticsMismatch:
+    """One way an optical setup differs from a model card's (``ModelCard.optics_mismatches``)."""
+
+    #: "objective" or "pixel_size_um".
+    quantity: str
+    #: The setup's value (None: unknown).
+    actual: str | float | None
+    #: The card's value.
+    trained: str | float
+    #: The sentence for people.
+    reason: str
+
+
+def objective_key(objective: str) -> str:
     """'20x', '20x/0.75' and '20X/0.75' name the same preset."""
     return objective.lower().split("/")[0].strip()
 
