@@ -38,6 +38,9 @@ def _import_training():  # type: ignore[no-untyped-def]
 @click.option("--stem-stride", default=4, show_default=True, type=click.IntRange(1),
               help="Stride of the first convolution (4: about 4x faster training than 2 on a CPU).")
 @click.option("--patches-per-plane", default=4, show_default=True, type=click.IntRange(1))
+@click.option("--pack/--no-pack", "pack", default=None,
+              help="Packed patch layout (up to 4 patches per 512x512 plane) or greedy only (about 1.2). "
+                   "Default: packed for a new run; a resumed run keeps its own, an --init run takes its source's.")
 @click.option("--range-um", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Train on planes within +-this distance of focus.")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -46,7 +49,7 @@ def _import_training():  # type: ignore[no-untyped-def]
 def train(
     data_dirs: tuple[str, ...], architecture: str, run: Path, epochs: int, steps_per_epoch: int | None,
     batch_size: int, learning_rate: float, weight_decay: float, patience: int, patch_size: int, widths: str,
-    stem_stride: int, patches_per_plane: int, range_um: float, seed: int, init: str | None,
+    stem_stride: int, patches_per_plane: int, pack: bool | None, range_um: float, seed: int, init: str | None,
 ) -> None:
     """Train a single-shot autofocus model (resumable: run the same command again)."""
     from rich.console import Console
@@ -61,7 +64,7 @@ def train(
         arch=arch.ArchConfig(name=architecture, patch_size=patch_size, widths=width_tuple, stem_stride=stem_stride),
         epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, learning_rate=learning_rate,
         weight_decay=weight_decay, patience=patience, patches_per_plane=patches_per_plane,
-        range_um=(-range_um, range_um), seed=seed,
+        range_um=(-range_um, range_um), seed=seed, pack=pack,
     )
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

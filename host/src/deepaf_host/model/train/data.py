@@ -5,14 +5,30 @@ plane, where the tissue mask is cleanest), labelled with the plane's signed dist
 focus ``focus_z_um - z_um``. Splits are by stack (one stack = one field of view), so no
 field is in two splits. Patch arrays live in ``.npy`` files (memory-mapped), so a
 dataset larger than RAM trains too.
+
+The patch cache is written as the stacks are read (:func:`write_patch_cache`): each
+plane's patches are appended to ``patches.npy`` on disk, whose header is written last,
+so the memory needed is about one stack plus the labels (tens of bytes per patch), not
+the dataset. The earlier extraction kept the patches in a list and stacked them: the
+cache twice in RAM, and, the patches being views of their frames, every stack read so
+far too (40 simulated stacks of 21 planes of 512 x 512: 848 MiB above the start for a
+181 MiB cache; streamed, 84 MiB, the same for 5 as for 40 stacks). That is why the
+shipped models were trained on the greedy layout (about 1.2 patches per 512 x 512
+plane), not the packed one (up to 4, :func:`~deepaf_host.tissue.select_patches`), which
+holds about 2.1 times as many patches on those stacks. ``patches.npy`` is the
+cache's completion mark: it is removed first and renamed into place last, so a crash
+never leaves a cache that :meth:`PatchSet.load` reads as complete.
 """
 
 from __future__ import annotations
 
+import os
+import struct
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -47,11 +63,12 @@ class PatchSet:
         )
 
     def save(self, directory: Path) -> None:
+        """Write the arrays as ``.npy`` files, ``patches.npy`` (the completion mark) last."""
         directory.mkdir(parents=True, exist_ok=True)
-        for name in ("patches", "dz_um", "image", "stack") + (("second",) if self.second is not None else ()):
-            tmp = directory / f"{name}.tmp.npy"
-            np.save(tmp, getattr(self, name))
-            tmp.replace(directory / f"{name}.npy")
+        (directory / "patches.npy").unlink(missing_ok=True)
+        (directory / "second.npy").unlink(missing_ok=True)
+        for name in ("dz_um", "image", "stack") + (("second",) if self.second is not None else ()) + ("patches",):
+            _save_atomic(directory / f"{name}.npy", getattr(self, name))
 
     @classmethod
     def load(cls, directory: Path) -> PatchSet:
@@ -78,39 +95,35 @@ def iter_stacks(paths: Iterable[str | Path]) -> Iterator[tuple[Any, np.ndarray]]
             yield record, dataset.load(record)
 
 
-def extract_patches(
+@dataclass
+class _PlanePatches:
+    """The patches of one plane: (n, S, S, 3) uint8, the partner plane's (two-shot), labels."""
+
+    patches: np.ndarray
+    second: np.ndarray | None
+    dz_um: float
+    image: int
+    stack: int
+
+
+def _iter_plane_patches(
     stacks: Iterable[tuple[Any, np.ndarray]],
     *,
-    patch_size: int = 224,
-    patches_per_plane: int = 4,
-    min_tissue: float = 0.5,
-    pair_offset_um: float | None = None,
-    range_um: tuple[float, float] | None = None,
-) -> PatchSet:
-    """Cut tissue patches from every plane of every stack.
-
-    ``stacks``: (record, frames) pairs as :func:`iter_stacks` gives them: a
-    ``deepaf_host.stacks.StackRecord`` (``z_um``, ``focus_z_um``) and its (Z, Y, X, 3)
-    uint8 frames. Planes whose distance to focus is outside
-    ``range_um`` are skipped. With ``pair_offset_um`` (two-shot), each patch comes with
-    the same place in the plane ``pair_offset_um`` higher, when the stack has it.
-    """
-    patches: list[np.ndarray] = []
-    seconds: list[np.ndarray] = []
-    dz: list[float] = []
-    image: list[int] = []
-    stack_ids: list[int] = []
+    patch_size: int,
+    patches_per_plane: int,
+    min_tissue: float,
+    pair_offset_um: float | None,
+    range_um: tuple[float, float] | None,
+    pack: bool,
+) -> Iterator[_PlanePatches]:
+    """The patches of every kept plane, in stack then plane order, one stack in memory."""
     for s_index, (stack, frames) in enumerate(stacks):
         if stack.focus_z_um is None:
             raise DatasetError(str(stack.file), "stack has no focus_z_um; it cannot train a model")
         planes = np.asarray(frames)
         z = np.asarray(stack.z_um, dtype=np.float64)
         mask = tissue_mask(planes[sharpest_plane(planes)])
-        # The greedy layout (about 1.2 patches per 512x512 stack here, where a packed one
-        # gives up to 4): the patch cache stays in memory during training, and packing would
-        # quadruple it (2.8 GB -> about 11 GB for the shipped model's 800 stacks) and
-        # change the patch sets the shipped models were trained on.
-        chosen = select_patches(mask, patch_size, patches_per_plane, min_tissue, pack=False)
+        chosen = select_patches(mask, patch_size, patches_per_plane, min_tissue, pack=pack)
         if not chosen:
             continue
         for p_index in range(len(planes)):
@@ -123,22 +136,179 @@ def extract_patches(
                 if match.size == 0:
                     continue
                 partner = planes[int(match[0])]
-            for patch in chosen:
-                patches.append(patch.crop(planes[p_index]))
-                if partner is not None:
-                    seconds.append(patch.crop(partner))
-                dz.append(d)
-                image.append(s_index * 100_000 + p_index)
-                stack_ids.append(s_index)
-    if not patches:
+            yield _PlanePatches(
+                np.stack([patch.crop(planes[p_index]) for patch in chosen]),
+                None if partner is None else np.stack([patch.crop(partner) for patch in chosen]),
+                d,
+                s_index * 100_000 + p_index,
+                s_index,
+            )
+
+
+def extract_patches(
+    stacks: Iterable[tuple[Any, np.ndarray]],
+    *,
+    patch_size: int = 224,
+    patches_per_plane: int = 4,
+    min_tissue: float = 0.5,
+    pair_offset_um: float | None = None,
+    range_um: tuple[float, float] | None = None,
+    pack: bool = True,
+) -> PatchSet:
+    """Cut tissue patches from every plane of every stack, in memory.
+
+    ``stacks``: (record, frames) pairs as :func:`iter_stacks` gives them: a
+    ``deepaf_host.stacks.StackRecord`` (``z_um``, ``focus_z_um``) and its (Z, Y, X, 3)
+    uint8 frames. Planes whose distance to focus is outside
+    ``range_um`` are skipped. With ``pair_offset_um`` (two-shot), each patch comes with
+    the same place in the plane ``pair_offset_um`` higher, when the stack has it.
+    ``pack`` chooses the patch layout (:func:`~deepaf_host.tissue.select_patches`).
+
+    Holds every patch in RAM (twice, while stacking): for small sets and tests. Training
+    writes its cache with :func:`write_patch_cache`, which gives the same arrays.
+    """
+    planes = list(_iter_plane_patches(
+        stacks, patch_size=patch_size, patches_per_plane=patches_per_plane, min_tissue=min_tissue,
+        pair_offset_um=pair_offset_um, range_um=range_um, pack=pack,
+    ))
+    if not planes:
         raise DatasetError("<stacks>", "no tissue patch found in any stack")
+    counts = [len(p.patches) for p in planes]
     return PatchSet(
-        np.stack(patches),
-        np.asarray(dz, np.float32),
-        np.asarray(image, np.int64),
-        np.asarray(stack_ids, np.int64),
-        np.stack(seconds) if seconds else None,
+        np.concatenate([p.patches for p in planes]),
+        np.repeat(np.asarray([p.dz_um for p in planes], np.float32), counts),
+        np.repeat(np.asarray([p.image for p in planes], np.int64), counts),
+        np.repeat(np.asarray([p.stack for p in planes], np.int64), counts),
+        np.concatenate([p.second for p in planes]) if planes[0].second is not None else None,  # type: ignore[misc]
     )
+
+
+def write_patch_cache(
+    directory: Path,
+    stacks: Iterable[tuple[Any, np.ndarray]],
+    *,
+    patch_size: int = 224,
+    patches_per_plane: int = 4,
+    min_tissue: float = 0.5,
+    pair_offset_um: float | None = None,
+    range_um: tuple[float, float] | None = None,
+    pack: bool = True,
+) -> PatchSet:
+    """Extract the patches as :func:`extract_patches` does, streaming them to ``directory``.
+
+    Each plane's patches are appended to ``patches.tmp.npy`` (and ``second.tmp.npy``,
+    two-shot) as the stacks are read; the labels, 8 bytes a patch, stay in memory. At
+    the end the labels are saved, then ``patches.npy`` is renamed into place, last.
+    Anything that was a cache in ``directory`` is invalidated first, and on an error the
+    temporary files are removed, so an interrupted extraction leaves no ``patches.npy``.
+    Returns the cache, memory-mapped (:meth:`PatchSet.load`); its arrays are byte for
+    byte those :func:`extract_patches` returns for the same stacks and settings.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("patches", "second"):  # the completion mark first: from here on, no cache
+        (directory / f"{name}.npy").unlink(missing_ok=True)
+    row = (patch_size, patch_size, 3)
+    patches = _NpyAppender(directory / "patches.tmp.npy", row, np.uint8)
+    second: _NpyAppender | None = None
+    dz: list[float] = []
+    image: list[int] = []
+    stack_ids: list[int] = []
+    try:
+        for plane in _iter_plane_patches(
+            stacks, patch_size=patch_size, patches_per_plane=patches_per_plane, min_tissue=min_tissue,
+            pair_offset_um=pair_offset_um, range_um=range_um, pack=pack,
+        ):
+            patches.append(plane.patches)
+            if plane.second is not None:
+                if second is None:
+                    second = _NpyAppender(directory / "second.tmp.npy", row, np.uint8)
+                second.append(plane.second)
+            n = len(plane.patches)
+            dz += [plane.dz_um] * n
+            image += [plane.image] * n
+            stack_ids += [plane.stack] * n
+        if not dz:
+            raise DatasetError("<stacks>", "no tissue patch found in any stack")
+        _save_atomic(directory / "dz_um.npy", np.asarray(dz, np.float32))
+        _save_atomic(directory / "image.npy", np.asarray(image, np.int64))
+        _save_atomic(directory / "stack.npy", np.asarray(stack_ids, np.int64))
+        if second is not None:
+            second.finish(directory / "second.npy")
+        patches.finish(directory / "patches.npy")
+    except BaseException:
+        patches.discard()
+        if second is not None:
+            second.discard()
+        raise
+    return PatchSet.load(directory)
+
+
+# --- .npy files written row block by row block ----------------------------------------
+
+
+def _npy_header(shape: tuple[int, ...], dtype: np.dtype, length: int | None = None) -> bytes:
+    """A version 1.0 ``.npy`` header, padded to ``length`` bytes (default: the next
+    multiple of 64, as NumPy pads). The format allows any padding of spaces before the
+    closing newline, so a header written for the final row count can take the place of
+    one reserved for the largest."""
+    text = repr({"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+                 "shape": tuple(int(n) for n in shape)}).encode("latin1")
+    fixed = len(np.lib.format.MAGIC_PREFIX) + 2 + 2 + len(text) + 1  # magic, version, length, text, newline
+    if length is None:
+        length = -(-fixed // 64) * 64
+    if fixed > length or length % 64 or length - 10 > 0xFFFF:
+        raise ValueError(f"a .npy header of {fixed} bytes cannot be padded to {length}")
+    text += b" " * (length - fixed) + b"\n"
+    return np.lib.format.MAGIC_PREFIX + bytes([1, 0]) + struct.pack("<H", len(text)) + text
+
+
+class _NpyAppender:
+    """A C-order ``.npy`` file grown by appending rows, its header written on ``finish``.
+
+    The space of a header for the largest possible row count is reserved at the start;
+    rows are written after it with ordinary file writes (no memory map: the pages of a
+    written map count as the process's resident memory until they are flushed)."""
+
+    def __init__(self, path: Path, row_shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.path, self.row_shape, self.dtype, self.rows = path, tuple(row_shape), np.dtype(dtype), 0
+        self._header = len(_npy_header((sys.maxsize, *self.row_shape), self.dtype))
+        self._fh: BinaryIO | None = open(path, "wb")  # noqa: SIM115 - closed by finish/discard
+        self._fh.seek(self._header)
+
+    def append(self, block: np.ndarray) -> None:
+        if block.shape[1:] != self.row_shape or block.dtype != self.dtype:
+            raise ValueError(f"rows of {block.shape[1:]} {block.dtype} do not fit {self.row_shape} {self.dtype}")
+        assert self._fh is not None
+        self._fh.write(np.ascontiguousarray(block).data)
+        self.rows += len(block)
+
+    def finish(self, final: Path) -> None:
+        """Write the header, make the file durable and rename it to ``final``."""
+        assert self._fh is not None
+        self._fh.seek(0)
+        self._fh.write(_npy_header((self.rows, *self.row_shape), self.dtype, self._header))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        self._fh = None
+        os.replace(self.path, final)
+
+    def discard(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        self.path.unlink(missing_ok=True)
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    """``np.save`` through a temporary file, made durable, then renamed over ``path``."""
+    tmp = path.with_name(path.name.removesuffix(".npy") + ".tmp.npy")
+    with open(tmp, "wb") as fh:
+        np.save(fh, np.asarray(array))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def split_by_stack(patchset: PatchSet, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,14 @@ is at that epoch (a warm restart). Any other change needs a new run folder.
 ``init`` starts a new run from another run's best weights (fine-tuning: a trained
 model adapted to a lab's own stacks, usually with a lower learning rate and a few
 epochs). The architecture, the objective and the pixel size must be the same.
+
+``pack`` chooses the patch layout of the cache (:func:`deepaf_host.tissue.select_patches`):
+packed (up to 4 patches per 512 x 512 plane) for new runs, since the cache is streamed
+to disk (``data.write_patch_cache``) and its size no longer limits it. Runs made before
+the setting existed used the greedy layout (about 1.2 patches per plane): their
+``config.json`` has no ``pack`` and reads as ``pack=False``, a run continued keeps the
+layout it started with, and a run started with ``init`` from a run folder takes that
+run's layout unless told otherwise, so the same commands give the same patches.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +50,7 @@ from ...errors import ConfigError, DatasetError  # noqa: E402
 from ..metrics import focus_metrics, median_per_image  # noqa: E402
 from ..preprocess import input_kind  # noqa: E402
 from .arch import ArchConfig, build  # noqa: E402
-from .data import PatchSet, batches, extract_patches, iter_stacks, split_by_stack  # noqa: E402
+from .data import PatchSet, batches, iter_stacks, split_by_stack, write_patch_cache  # noqa: E402
 
 
 @dataclass
@@ -61,6 +69,8 @@ class TrainConfig:
     range_um: tuple[float, float] = (-10.0, 10.0)
     pair_offset_um: float = 2.0  # two-shot: the second frame is this much higher
     seed: int = 0
+    #: Packed patch layout. None: decided by :func:`resolve_pack` (True for a new run).
+    pack: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -77,7 +87,33 @@ class TrainConfig:
         data["arch"] = ArchConfig.from_dict(data.get("arch", {}))
         if "range_um" in data:
             data["range_um"] = tuple(data["range_um"])
+        data.setdefault("pack", LEGACY_PACK)  # a config saved before the key: the greedy layout
         return cls(**data)
+
+
+#: The patch layout of runs whose config.json predates the ``pack`` key (greedy only).
+LEGACY_PACK = False
+
+
+def resolve_pack(config: TrainConfig, run: Path, init: Path | None = None) -> TrainConfig:
+    """``config`` with ``pack`` decided: the run folder's own, when it has a config.json
+    (False when that predates the key); else the ``init`` run's, when it starts from a
+    run folder; else True. An explicit ``pack`` that differs from the run folder's is
+    refused."""
+
+    def saved_pack(config_path: Path) -> bool:
+        return bool(json.loads(config_path.read_text()).get("train", {}).get("pack", LEGACY_PACK))
+
+    if (run / "config.json").exists():
+        saved = saved_pack(run / "config.json")
+        if config.pack is not None and config.pack != saved:
+            raise ConfigError(str(run / "config.json"), f"this run folder was started with pack={saved}; use a new --out")
+        return replace(config, pack=saved)
+    if config.pack is not None:
+        return config
+    if init is not None and (init.parent / "config.json").exists():
+        return replace(config, pack=saved_pack(init.parent / "config.json"))
+    return replace(config, pack=True)
 
 
 @dataclass
@@ -150,6 +186,7 @@ def prepare_run(run: Path, data_dirs: Sequence[str], config: TrainConfig, init: 
     run.mkdir(parents=True, exist_ok=True)
     config_path = run / "config.json"
     init_path = None if init is None else init_weights_path(init)
+    config = resolve_pack(config, run, init_path)
     # Through JSON, so tuples compare equal to the lists read back from config.json.
     wanted = json.loads(json.dumps({"train": config.to_dict(), "data": [str(Path(d).resolve()) for d in data_dirs]}))
     if init_path is not None:
@@ -158,7 +195,7 @@ def prepare_run(run: Path, data_dirs: Sequence[str], config: TrainConfig, init: 
         saved = json.loads(config_path.read_text())
         if _comparable(saved) != _comparable(wanted):
             raise ConfigError(str(config_path), "this run folder was started with another configuration; use a new --out")
-        if saved["train"] != wanted["train"]:
+        if _comparable(saved, extendable=()) != _comparable(wanted, extendable=()):
             # More epochs (or patience) continue the run: "train longer" keeps everything.
             saved["train"] = wanted["train"]
             _write_json(config_path, saved)
@@ -167,15 +204,16 @@ def prepare_run(run: Path, data_dirs: Sequence[str], config: TrainConfig, init: 
     if init_path is not None:
         _check_init(init_path, config, optics)
     kind = input_kind(config.arch.name)
-    patchset = extract_patches(
+    patchset = write_patch_cache(
+        run / "patches",
         iter_stacks(data_dirs),
         patch_size=config.arch.patch_size,
         patches_per_plane=config.patches_per_plane,
         min_tissue=config.min_tissue,
         pair_offset_um=config.pair_offset_um if kind == "pair" else None,
         range_um=config.range_um,
+        pack=bool(config.pack),
     )
-    patchset.save(run / "patches")
     train_idx, val_idx = split_by_stack(patchset, config.val_fraction, config.seed)
     np.save(run / "patches" / "train_index.npy", train_idx)
     np.save(run / "patches" / "val_index.npy", val_idx)
@@ -191,8 +229,11 @@ def prepare_run(run: Path, data_dirs: Sequence[str], config: TrainConfig, init: 
 EXTENDABLE = ("epochs", "patience")
 
 
-def _comparable(meta: dict[str, Any]) -> dict[str, Any]:
-    train = {k: v for k, v in meta.get("train", {}).items() if k not in EXTENDABLE}
+def _comparable(meta: dict[str, Any], extendable: Sequence[str] = EXTENDABLE) -> dict[str, Any]:
+    """What must match for a run folder to be continued: all but ``extendable``, with a
+    config saved before ``pack`` existed read as :data:`LEGACY_PACK`."""
+    train = {"pack": LEGACY_PACK, **meta.get("train", {})}
+    train = {k: v for k, v in train.items() if k not in extendable}
     return {"train": train, "data": meta.get("data"), "init": meta.get("init")}
 
 
