@@ -16,7 +16,7 @@ from ..optics.presets import DEFAULT_RELAY, OBJECTIVES, PROTOCOLS, RANDOM_PROTOC
               help="Lab conditions; 'random' draws a new lab for every slide.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
 @click.option("--size", default="512x512", show_default=True, help="Plane size HxW: the centre crop of the camera frame.")
-@click.option("--specimen", default="procedural", show_default=True, help="procedural, ihc, or a folder of in-focus images.")
+@click.option("--specimen", default="procedural", show_default=True, help="procedural, ihc, corpus:train, corpus:heldout (the shipped real H&E images, one per slide), or a folder of in-focus images.")
 @click.option("--mode", type=click.Choice(["low", "high"]), default="low", show_default=True, help="Camera mode (pixel size).")
 @click.option("--relay", type=float, default=DEFAULT_RELAY, show_default=True, help="Relay magnification.")
 @click.option("--stacks-per-slide", type=click.IntRange(min=1), default=10, show_default=True, help="A new virtual slide (tissue, focal surface) every N stacks.")

@@ -184,7 +184,7 @@ class Protocol:
     #: mountants are 1.40-1.45 (Bancroft's Theory and Practice of Histological
     #: Techniques, "Mounting media"). Sections also hold mountant-filled spaces, which
     #: lowers the effective difference.
-    tissue_index_excess: float = 0.012
+    tissue_index_excess: float = 0.008
     #: Condenser NA as a fraction of the objective's; None = the objective's preset.
     condenser_fraction: float | None = None
     #: Axial colour: stage defocus (um) at which R, G, B are in focus relative to
@@ -236,7 +236,7 @@ PROTOCOLS: dict[str, Protocol] = {
         section_thickness_um=5.0,
         # An aqueous-compatible mountant of lower index, the condenser opened further and
         # an achromat's secondary spectrum (whatever the objective).
-        tissue_index_excess=0.025,
+        tissue_index_excess=0.02,
         condenser_fraction=0.85,
         axial_colour_um=(0.75, 0.0, 0.55),
     ),
@@ -281,7 +281,7 @@ def random_protocol(rng: np.random.Generator) -> Protocol:
         vignetting=round(float(rng.uniform(0.0, 0.3)), 3),
         coverslip_error_um=round(float(rng.uniform(0.0, 40.0)), 1),
         section_thickness_um=round(float(rng.uniform(2.0, 6.0)), 2),
-        tissue_index_excess=round(float(rng.uniform(0.0, 0.04)), 4),
+        tissue_index_excess=round(float(rng.uniform(0.0, 0.03)), 4),
         condenser_fraction=round(0.05 * int(rng.integers(6, 21)), 2),
         axial_colour_um=_random_axial_colour(rng),
     )

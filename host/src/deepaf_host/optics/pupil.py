@@ -388,6 +388,30 @@ class RadialOTF:
                 result[i] = tab
         return result
 
+    def best_focus_um(self, extent_um: float = 0.0, span_um: float = 2.0) -> float:
+        """Defocus of the sharpest image of an absorbing section ``extent_um`` deep (stage
+        units; 0 = thin, see ``tables``): the maximum of the
+        gradient energy ``int |H_A(f)|^2 f df`` of a specimen with a 1/f amplitude
+        spectrum (what Brenner-like focus measures find), parabolic refinement on a grid
+        of a tenth of a depth of field. Zero without aberrations; with spherical
+        aberration under partially coherent light it moves off the plane where the
+        aberration is balanced (the incoherent best focus), by a few tenths of a micrometre.
+        """
+        key = round(extent_um / self.dz_quantum_um)
+        cache: dict[int, float] = self.__dict__.setdefault("_best_focus", {})
+        if key in cache:
+            return cache[key]
+        dof = self.model.immersion_index * self.model.wavelength_um / self.model.na**2
+        grid = np.arange(-span_um, span_um + 1e-9, 0.1 * dof)
+        f = self.frequencies()
+        energy = np.array([float(np.sum(t.astype(np.float64) ** 2 * f)) for t in self.tables(list(grid), extent_um)])
+        i = int(np.clip(np.argmax(energy), 1, len(grid) - 2))
+        a, b, c = energy[i - 1 : i + 2]
+        denom = a - 2 * b + c
+        shift = 0.5 * (a - c) / denom if denom < 0 else 0.0
+        cache[key] = float(grid[i] + shift * (grid[1] - grid[0]))
+        return cache[key]
+
     def psf(self, dz_um: float) -> tuple[np.ndarray, np.ndarray]:
         """(r, PSF(r)) on the radial grid used for ``dz_um``, unit integral (for tests)."""
         tier = self._tier(dz_um)

@@ -14,9 +14,12 @@ Per frame (or focal stack) at stage pose (x, y, z):
    are assigned to it, and one layer gives exactly ``T (x) PSF``. The layer spectra
    ``S_mc = rfft2(A_c * w_m)`` (times the pixel MTF) are cached per position.
 2. For each plane at defocus ``dz = z - focus_z(x, y)`` and each channel c:
-   ``image_c = 1 - irfft2( sum_m S_mc * OTF_c(dz + o_m - f_c) + P_m * H_c(dz + o_m - f_c) )``:
-   every layer blurred by its own defocus, summed in transmission; ``f_c`` is the
-   channel's axial colour (the defocus at which it is in focus). Under partially
+   ``image_c = 1 - irfft2( sum_m S_mc * OTF_c(d_mc) + P_m * H_c(d_mc) )`` with
+   ``d_mc = dz + o_m + b - f_c``: every layer blurred by its own defocus, summed in
+   transmission; ``f_c`` is the channel's axial colour (the defocus at which it is in
+   focus) and ``b`` the pupil defocus of green's sharpest image (spherical aberration
+   under partially coherent light moves it a few tenths of a micrometre off the plane
+   where the aberration is balanced): stage focus is where the image is sharpest. Under partially
    coherent Koehler illumination (condenser ``sigma`` < 1) ``OTF_c`` is the weak-object
    transfer function of absorption and ``H_c`` that of the section's optical path
    difference, whose layer spectra ``P_m`` are cached with the absorbance's; with
@@ -218,6 +221,11 @@ class Renderer:
             for lam in WAVELENGTHS_UM
         ]
         self.coherent = self.otfs[0].coherent
+        #: Pupil defocus of the stage's focus: the green channel's sharpest image of a
+        #: section of the protocol's thickness (``RadialOTF.best_focus_um``), so that dz = 0
+        #: is the focus a person or a focus measure would choose, whatever the aberrations,
+        #: the condenser and the section.
+        self.focus_defocus_um = self.otfs[1].best_focus_um(2.0 * half_section)
         self._gain: np.ndarray | None = None
         self._cache: OrderedDict[tuple[object, ...], _Position] = OrderedDict()
         self._cached_bytes = 0
@@ -331,7 +339,8 @@ class Renderer:
         # All OTF tables of the stack at once (batched Hankel transforms).
         offsets = [float(o) for o in entry.offsets]
         tables = [
-            self.otfs[c].pairs([dz + o - self.colour_focus_um[c] for dz in dzs for o in offsets], entry.extent_um)
+            self.otfs[c].pairs([dz + o + self.focus_defocus_um - self.colour_focus_um[c] for dz in dzs for o in offsets],
+                               entry.extent_um)
             for c in range(3)
         ]
         by_grid: dict[int, list[int]] = {}

@@ -6,6 +6,12 @@ is ``focus + u + offsets`` with ``u`` uniform in half a step either side, so the
 falls between planes as on a real stage and the distance to focus is continuous, not a
 multiple of the step. Planes are the centre crop (``size``) of the camera frame.
 Everything derives from ``seed``: the same seed writes the same bytes.
+
+``specimen="corpus:train"`` (or ``corpus:heldout``, ``corpus:all``) renders the shipped
+real H&E images (``optics.corpus``): every slide takes one image of that split, turned
+by a random multiple of 90 degrees and flipped, at its declared pixel size scaled by a
+random factor in [0.8, 1.2] (pixel sizes are declared or estimated, and tissue shrinks
+differently in every lab); the image id and scale are recorded with each stack.
 """
 
 from __future__ import annotations
@@ -63,6 +69,38 @@ def _slide_seed(seed: int, index: int) -> int:
     return int(hash_u64(index, 0, seed, 777)[0] >> np.uint64(33))
 
 
+CORPUS_PREFIX = "corpus:"
+
+#: Range of the random factor on a corpus image's pixel size (per slide).
+PIXEL_SCALE_RANGE = (0.8, 1.2)
+
+
+class _CorpusSpecimens:
+    """One real image per slide from a split of the shipped corpus."""
+
+    def __init__(self, split: str) -> None:
+        from ..optics.corpus import corpus_images, read_image
+
+        self.images = corpus_images(split)
+        if not self.images:
+            raise ConfigError("specimen", f"the corpus has no {split!r} images")
+        self.pixels = [read_image(img) for img in self.images]
+
+    def for_slide(self, slide_seed: int) -> tuple[Specimen, dict[str, object]]:
+        from ..optics.specimen import ImageSpecimen
+
+        rng = np.random.default_rng([slide_seed, 31])
+        k = int(rng.integers(len(self.images)))
+        img = self.images[k]
+        scale = float(rng.uniform(*PIXEL_SCALE_RANGE))
+        pixels = np.rot90(self.pixels[k], int(rng.integers(4)))
+        if rng.random() < 0.5:
+            pixels = pixels[:, ::-1]
+        pixel_um = round(img.pixel_um * scale, 5)
+        spec = ImageSpecimen([np.ascontiguousarray(pixels)], pixel_um=pixel_um, seed=slide_seed, name=f"corpus:{img.id}")
+        return spec, {"specimen_image": img.id, "specimen_pixel_um": pixel_um}
+
+
 def simulate_dataset(
     out: str | Path,
     *,
@@ -94,7 +132,9 @@ def simulate_dataset(
                         max_defocus_um=max(reach, 50 * obj.depth_of_field_um()), cache_mb=64)
 
     renderer = make_renderer(proto)
-    shared: Specimen | None = None if specimen == "procedural" else load_specimen(specimen, seed)
+    corpus = _CorpusSpecimens(specimen[len(CORPUS_PREFIX):]) if specimen.startswith(CORPUS_PREFIX) else None
+    shared: Specimen | None = None if specimen == "procedural" or corpus else load_specimen(specimen, seed)
+    slide_info: dict[str, object] = {}
     metadata = {
         "generator": {
             "tool": "deepaf-host simulate",
@@ -116,7 +156,11 @@ def simulate_dataset(
         for k in range(stacks):
             if k % stacks_per_slide == 0:
                 sseed = _slide_seed(seed, k // stacks_per_slide)
-                slide = VirtualSlide(sseed, shared if shared is not None else ProceduralTissue(sseed))
+                if corpus is not None:
+                    slide_specimen, slide_info = corpus.for_slide(sseed)
+                else:
+                    slide_specimen = shared if shared is not None else ProceduralTissue(sseed)
+                slide = VirtualSlide(sseed, slide_specimen)
                 renderer.clear_cache()
                 if randomised:  # a new lab for every slide, drawn from the slide's seed
                     proto = random_protocol(np.random.default_rng([seed, 2, k // stacks_per_slide]))
@@ -142,6 +186,7 @@ def simulate_dataset(
                 slide_seed=slide.seed,
                 specimen=specimen,
                 mode=mode,
+                **slide_info,
             )
             if progress is not None:
                 progress(k + 1, stacks)
