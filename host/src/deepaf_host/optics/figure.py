@@ -1,9 +1,11 @@
 """A picture of the simulator: ``python -m deepaf_host.optics.figure OUT.png``.
 
 Rows: the same field of a virtual slide through 20x/0.75 under the ``same`` and ``diff``
-protocols, an IHC image specimen, and 4x/0.10; columns: defocus from -4 to +4 depths of
-field. Note how +dz and -dz differ (spherical aberration) and how the thick section
-keeps some structure sharp over about a depth of field.
+protocols, a real H&E image of the shipped corpus, the same field unstained (its phase
+alone, the condenser at 0.7 of the NA), and 4x/0.10; columns: defocus from -4 to +4
+depths of field. Note how +dz and -dz differ (phase contrast flips across focus, axial
+colour, spherical aberration) and how the thick section keeps some structure sharp over
+about a depth of field.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import numpy as np
 
 from .render import Renderer
 from .slide import VirtualSlide
+from .corpus import corpus_images, read_image
+from .presets import get_protocol
 from .specimen import ImageSpecimen
 
 DEPTHS_OF_FIELD = (-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0)
@@ -24,12 +28,15 @@ def montage(size: int = 224) -> np.ndarray:
     import cv2
 
     slide = VirtualSlide(seed=1)
-    ihc = VirtualSlide(seed=1, specimen=ImageSpecimen.ihc(pixel_um=0.35))
+    image = next(img for img in corpus_images("train") if img.id == "openslide_os1_detail")
+    real = VirtualSlide(seed=1, specimen=ImageSpecimen([read_image(image)], pixel_um=image.pixel_um, name=image.id))
+    unstained = get_protocol("same").with_(stain_strength=(0.0, 0.0, 0.0), tissue_index_excess=0.02)
     x, y = slide.tissue_center_um[0] + 40.0, slide.tissue_center_um[1] - 15.0
     rows = [
         ("20x/0.75 same", Renderer("20x", "low", "same", shape=(size, size)), slide),
         ("20x/0.75 diff", Renderer("20x", "low", "diff", shape=(size, size)), slide),
-        ("20x/0.75 ihc", Renderer("20x", "low", "same", shape=(size, size)), ihc),
+        (f"20x/0.75 same, real H&E ({image.id})", Renderer("20x", "low", "same", shape=(size, size)), real),
+        ("20x/0.75 unstained (phase only)", Renderer("20x", "low", unstained, shape=(size, size)), slide),
         ("4x/0.10 same", Renderer("4x", "low", "same", shape=(size, size)), slide),
     ]
     label_h = 22

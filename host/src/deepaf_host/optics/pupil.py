@@ -388,7 +388,7 @@ class RadialOTF:
                 result[i] = tab
         return result
 
-    def best_focus_um(self, extent_um: float = 0.0, span_um: float = 2.0) -> float:
+    def best_focus_um(self, extent_um: float = 0.0, span_dof: float = 2.0) -> float:
         """Defocus of the sharpest image of an absorbing section ``extent_um`` deep (stage
         units; 0 = thin, see ``tables``): the maximum of the
         gradient energy ``int |H_A(f)|^2 f df`` of a specimen with a 1/f amplitude
@@ -402,7 +402,7 @@ class RadialOTF:
         if key in cache:
             return cache[key]
         dof = self.model.immersion_index * self.model.wavelength_um / self.model.na**2
-        grid = np.arange(-span_um, span_um + 1e-9, 0.1 * dof)
+        grid = np.arange(-span_dof, span_dof + 1e-9, 0.1) * dof  # +-2 depths of field
         f = self.frequencies()
         energy = np.array([float(np.sum(t.astype(np.float64) ** 2 * f)) for t in self.tables(list(grid), extent_um)])
         i = int(np.clip(np.argmax(energy), 1, len(grid) - 2))

@@ -35,6 +35,38 @@ from .data import PatchSet  # noqa: E402
 from .fit import TrainConfig, per_image_metrics, predict_patchset  # noqa: E402
 
 
+
+def training_sources(data_dirs: list[str]) -> list[dict[str, Any]]:
+    """What each training dataset was made of, for the card: how it was generated (tool,
+    specimen, protocol, seed, planes) and which real images (corpus ids with their
+    licence and source) its stacks were rendered from. Datasets no longer on disk are
+    listed by path only."""
+    from ...errors import DatasetError
+    from ...optics.corpus import load_manifest
+    from ...stacks import open_stacks
+
+    corpus = {img.id: img for img in load_manifest()}
+    out: list[dict[str, Any]] = []
+    for d in data_dirs:
+        entry: dict[str, Any] = {"data": Path(d).name}
+        try:
+            dataset = open_stacks(d)
+        except DatasetError:  # moved or deleted since training: the card still records the path
+            out.append(entry)
+            continue
+        entry["stacks"] = len(dataset)
+        gen = dataset.metadata.get("generator")
+        if gen:
+            entry["generator"] = {k: gen[k] for k in ("tool", "specimen", "protocol", "seed", "z_offsets_um") if k in gen}
+        ids = sorted({str(r.extra["specimen_image"]) for r in dataset if "specimen_image" in r.extra})
+        if ids:
+            entry["real_images"] = [
+                {"id": i, **({"licence": corpus[i].licence, "source": corpus[i].source} if i in corpus else {})}
+                for i in ids
+            ]
+        out.append(entry)
+    return out
+
 def representative_index(patchset: PatchSet, index: np.ndarray, n: int, seed: int) -> np.ndarray:
     """``n`` training patches spread evenly over the dz range (stratified by dz bins)."""
     rng = np.random.default_rng(seed)
@@ -170,6 +202,7 @@ def export(
             "best_epoch": state["best_epoch"],
             "seconds": round(sum(h["seconds"] for h in state["history"]), 1),
             **({"init": meta["init"]} if meta.get("init") else {}),
+            "sources": training_sources(meta["data"]),
         },
     )
     float_card = ModelCard(**{**card.__dict__, "file": float_path.name, "sha256": sha256_of(float_path),
