@@ -136,7 +136,7 @@ def read_image(img: CorpusImage) -> np.ndarray:
     Raises ``DatasetError`` naming the file when it is missing, its bytes do not match
     the manifest, or it cannot be decoded.
     """
-    from PIL import Image  # Pillow is a dependency of the host; imported here to keep import light
+    from PIL import Image  # imported here: only the simulator reads the corpus
 
     path = Path(img.path)
     if not path.is_file():
