@@ -11,7 +11,7 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 from deepaf_host.cli import main
-from deepaf_host.errors import DatasetError
+from deepaf_host.errors import ConfigError, DatasetError
 from deepaf_host.stacks import FORMAT, StackWriter, open_stacks, simulate_dataset
 
 
@@ -205,3 +205,19 @@ def test_random_protocol_draws_a_lab_per_slide_and_records_it(tmp_path: Path) ->
         assert 2.0 <= lab.section_thickness_um <= 6.0 and 0.0 <= lab.coverslip_error_um <= 40.0
         assert 1500 <= lab.white_electrons <= 12000 and lab.jpeg_quality in (None, *range(70, 96))
         assert all(abs(np.linalg.norm(v) - 1) < 1e-3 for v in lab.stain_od[:2])
+        assert 0.0 <= lab.tissue_index_excess <= 0.03 and lab.condenser_fraction is not None
+        assert 0.3 <= lab.condenser_fraction <= 1.0 and lab.axial_colour_um is not None
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_corpus_specimens_come_from_their_split_at_a_recorded_scale(tmp_path: Path, split: str) -> None:
+    from deepaf_host.optics.corpus import corpus_images
+
+    images = {img.id: img for img in corpus_images(split)}
+    ds = simulate_dataset(tmp_path / split, stacks=4, z_range_um=(-1.0, 1.0, 1.0), seed=5, size=(48, 48),
+                          specimen=f"corpus:{split}", stacks_per_slide=1)
+    for rec in ds:
+        img = images[rec.extra["specimen_image"]]  # KeyError: an image of the other split
+        assert 0.8 * img.pixel_um <= rec.extra["specimen_pixel_um"] <= 1.2 * img.pixel_um
+    with pytest.raises(ConfigError, match="split"):
+        simulate_dataset(tmp_path / "bad", stacks=1, z_range_um=(-1.0, 1.0, 1.0), size=(48, 48), specimen="corpus:test")
