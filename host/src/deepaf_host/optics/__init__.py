@@ -4,8 +4,10 @@ Pure numpy/scipy (OpenCV only for fast table look-ups and JPEG); no I/O in the p
 
 - ``presets``: objectives (4x/0.10, 10x/0.25, 20x/0.75, 40x/0.65), camera modes (low
   1280x720, high 4056x3040 of the Raspberry Pi HQ camera), relay, lab protocols.
-- ``pupil``: pupil with defocus and balanced spherical aberration, PSF, OTF tables.
-- ``specimen``: procedural H&E tissue and real in-focus images (stain concentrations).
+- ``pupil``: pupil with defocus and balanced spherical aberration, PSF, OTF tables, and
+  the partially coherent (condenser) transfer functions of absorption and phase.
+- ``specimen``: procedural H&E tissue and real in-focus images (stain concentrations);
+  ``corpus``: the shipped real H&E images with their provenance.
 - ``slide``: ``VirtualSlide``, a slide in machine coordinates with a focal surface.
 - ``render``: ``Renderer``, frames and focal stacks with layered defocus and a camera.
 """
