@@ -129,12 +129,46 @@ class OraclePredictor:
 def test_single_shot_moves_by_the_median_in_one_frame() -> None:
     stage, cam, ctx = scope()
     pred = OraclePredictor(cam, [0.1, -0.2, 0.05, 5.0] * 4)  # one wild patch: the median ignores it
-    result = SingleShotAutofocus(pred, patches=4, min_patch_tissue=0.3).run(stage, cam, -4000.0, ctx)
+    result = SingleShotAutofocus(pred, patches=4, min_patch_tissue=0.3, verify=False).run(stage, cam, -4000.0, ctx)
     assert result.ok, result.reason
     assert result.frames == 1
     assert result.z_um == pytest.approx(FOCUS + 0.075, abs=1e-6)
     assert result.details["model"] == "oracle" and result.details["shots"][0]["patches"] == 4
     assert result.details["inference_s"] >= 0
+
+
+class WrongSidePredictor(OraclePredictor):
+    """Confident and wrong: the right distance, on the wrong side of focus, every patch agreeing."""
+
+    def predict(self, patches: np.ndarray) -> np.ndarray:
+        return -super().predict(patches)
+
+
+def test_single_shot_verifies_its_move_with_a_second_frame() -> None:
+    stage, cam, ctx = scope()
+    result = SingleShotAutofocus(OraclePredictor(cam, [0.05] * 4), patches=4, min_patch_tissue=0.3, dof_um=1.0).run(stage, cam, -4000.0, ctx)
+    assert result.ok and result.frames == 2 and result.strategy == "single-shot"
+    verify = result.details["verify"]
+    assert verify["passed"] and abs(verify["residual_um"]) <= 0.5
+    assert verify["score_after"] > verify["score_start"]
+
+
+def test_single_shot_that_is_confidently_wrong_falls_back_from_the_better_plane() -> None:
+    stage, cam, ctx = scope()
+    ss = SingleShotAutofocus(WrongSidePredictor(cam, [0.0] * 4), patches=4, min_patch_tissue=0.3, dof_um=1.0,
+                             fallback=SearchAutofocus())
+    result = ss.run(stage, cam, -4000.0, ctx)
+    # The move went 3.3 um the wrong way; the second frame is blurrier, so it is not trusted.
+    assert result.strategy == "single-shot>search" and result.ok, result.reason
+    assert "not confirmed" in result.details["fallback_reason"]
+    assert result.details["verify"]["passed"] is False
+    assert result.details["fallback_start_z_um"] == pytest.approx(-4000.0)  # the start was the sharper plane
+    assert result.z_um == pytest.approx(FOCUS, abs=0.4)
+    assert result.start_z_um == pytest.approx(-4000.0)
+    without = SingleShotAutofocus(WrongSidePredictor(cam, [0.0] * 4), patches=4, min_patch_tissue=0.3, dof_um=1.0)
+    failed = without.run(stage, cam, -4000.0, ctx)
+    assert not failed.ok and failed.reason.startswith("not confirmed")
+    assert stage.position().z_um == pytest.approx(-4000.0)  # back at the start
 
 
 def test_single_shot_falls_back_when_the_patches_disagree() -> None:

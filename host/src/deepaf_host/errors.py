@@ -163,6 +163,17 @@ class AutofocusError(DeepAfError):
         super().__init__(f"autofocus {strategy!r} failed: {reason}")
 
 
+class ScanFocusError(DeepAfError):
+    """A scan cannot find the specimen's focus (or the camera does not see Z at all), so
+    it stops before writing a blurred tile. ``searched_um`` is the z range looked at."""
+
+    def __init__(self, reason: str, searched_um: tuple[float, float] | None = None) -> None:
+        self.reason = reason
+        self.searched_um = searched_um
+        where = f" (searched z {searched_um[0]:.0f} to {searched_um[1]:.0f} um)" if searched_um else ""
+        super().__init__(f"scan stopped: {reason}{where}")
+
+
 class ConfigError(DeepAfError):
     """A configuration value or key is invalid (unknown keys are errors)."""
 

@@ -99,6 +99,13 @@ class SingleShotAutofocus:
     range, or with no tissue patch, the ``fallback`` strategy runs from the start (None:
     fail, stage back at the start). ``shots`` > 1 repeats predict-and-move from the new
     plane while the last correction was larger than ``repeat_above_um``.
+
+    ``verify`` (on by default): after the move, a second low-res frame must confirm the
+    focus: the model's residual on it within ``dof_um / 2`` (the model card's depth of
+    field when None) and its focus measure not more than ``verify_tolerance`` below the
+    start frame's. Otherwise the fallback runs from the better of the two planes (by
+    the focus measure). A model that is confidently wrong (every patch agreeing on the
+    wrong side of focus) passes the spread check but rarely both of these.
     """
 
     predictor: DefocusPredictor
@@ -108,6 +115,9 @@ class SingleShotAutofocus:
     shots: int = 1
     repeat_above_um: float = 1.0
     fallback: Strategy | None = None
+    verify: bool = True
+    dof_um: float | None = None
+    verify_tolerance: float = 0.05
     thresholds: TissueThresholds = DEFAULT_THRESHOLDS
     name: str = "single-shot"
     measure: str | None = field(default=None, init=False)
@@ -118,23 +128,32 @@ class SingleShotAutofocus:
         context = context or FocusContext()
         probe = Probe(stage, camera, start_z_um, context, DEFAULT_MEASURE)  # the measure is unused here
         shots: list[dict[str, Any]] = []
+        verify: dict[str, Any] = {}
+        better_z = float(start_z_um)
+
+        def predict(frame: np.ndarray, mask: np.ndarray) -> tuple[float, float, dict[str, Any]]:
+            chosen = select_patches(mask, self.predictor.patch_size, self.patches, self.min_patch_tissue)
+            if not chosen:
+                raise _Fallback("no tissue patch in the frame")
+            batch = np.stack([c.crop(frame) for c in chosen])
+            t0 = time.perf_counter()
+            dz = np.asarray(self.predictor.predict(batch), np.float64).reshape(-1)
+            inference_s = time.perf_counter() - t0
+            median = float(np.median(dz))
+            spread = float(1.4826 * np.median(np.abs(dz - median)))
+            return median, spread, {"dz_um": [float(v) for v in dz], "median_um": median, "spread_um": spread,
+                                    "inference_s": inference_s, "patches": len(chosen)}
 
         def body(p: Probe) -> Found:
+            nonlocal better_z
             z = p.start_z_um
+            first_frame: np.ndarray | None = None
             for shot in range(self.shots):
                 frame = p.frame()
+                first_frame = frame if first_frame is None else first_frame
                 mask = context.tissue_mask if shot == 0 and context.tissue_mask is not None else tissue_mask(frame, self.thresholds)
-                chosen = select_patches(mask, self.predictor.patch_size, self.patches, self.min_patch_tissue)
-                if not chosen:
-                    raise _Fallback("no tissue patch in the frame")
-                batch = np.stack([c.crop(frame) for c in chosen])
-                t0 = time.perf_counter()
-                dz = np.asarray(self.predictor.predict(batch), np.float64).reshape(-1)
-                inference_s = time.perf_counter() - t0
-                median = float(np.median(dz))
-                spread = float(1.4826 * np.median(np.abs(dz - median)))
-                shots.append({"z_um": z, "dz_um": [float(v) for v in dz], "median_um": median,
-                              "spread_um": spread, "inference_s": inference_s, "patches": len(chosen)})
+                median, spread, record = predict(frame, mask)
+                shots.append({"z_um": z, **record})
                 lo, hi = self.predictor.range_um
                 if spread > self.max_spread_um:
                     raise _Fallback(f"patch predictions disagree (spread {spread:.2f} um > {self.max_spread_um} um)")
@@ -145,7 +164,12 @@ class SingleShotAutofocus:
                     p.move_z(z, self.name)
                 else:
                     break
-            return Found(z, details=self._details(shots))
+            if self.verify and first_frame is not None:
+                self._verify(p, first_frame, z, predict, verify)
+                if not verify["passed"]:
+                    better_z = z if verify["score_after"] > verify["score_start"] else p.start_z_um
+                    raise _Fallback(f"not confirmed: {verify['reason']}")
+            return Found(z, details=self._details(shots, verify))
 
         result = guarded_run(self.name, probe, context, body, None)
         if result.ok or not result.reason.startswith(_Fallback.PREFIX):
@@ -153,22 +177,55 @@ class SingleShotAutofocus:
         reason = result.reason[len(_Fallback.PREFIX) :]
         if self.fallback is None:
             result.reason = reason
+            result.details.update(self._details(shots, verify))
             return result
-        # The stage is back at the start: let the fallback strategy find focus from there.
-        fb = self.fallback.run(stage, camera, start_z_um, FocusContext(None, None, context.clock, context.sleep, context.limits))
-        fb.details = {**fb.details, **self._details(shots), "fallback_from": self.name, "fallback_reason": reason}
+        # The stage is back at the start: let the fallback strategy find focus from the
+        # better plane seen (the start, or the predicted plane when it was sharper).
+        fb = self.fallback.run(stage, camera, better_z, FocusContext(None, None, context.clock, context.sleep, context.limits))
+        fb.start_z_um = float(start_z_um)
+        if not fb.ok:
+            fb.z_um = stage.position().z_um
+        fb.details = {**fb.details, **self._details(shots, verify), "fallback_from": self.name,
+                      "fallback_reason": reason, "fallback_start_z_um": better_z}
         fb.frames += result.frames
         fb.seconds += result.seconds
         fb.strategy = f"{self.name}>{fb.strategy}"
         return fb
 
-    def _details(self, shots: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
+    def _verify(
+        self, p: Probe, start_frame: np.ndarray, z: float,
+        predict: Callable[[np.ndarray, np.ndarray], tuple[float, float, dict[str, Any]]], out: dict[str, Any],
+    ) -> None:
+        """Move to ``z``, grab a second frame and fill ``out`` with the verdict."""
+        dof = self.dof_um if self.dof_um is not None else getattr(getattr(self.predictor, "card", None), "dof_um", None)
+        half = 0.5 * float(dof) if dof else 0.5
+        p.move_z(z, self.name)
+        frame = p.frame()
+        score_start, score_after = p.score(start_frame), p.score(frame)
+        out.update(z_um=z, score_start=score_start, score_after=score_after, half_dof_um=half)
+        try:
+            residual, spread, record = predict(frame, tissue_mask(frame, self.thresholds))
+        except _Fallback as exc:
+            out.update(passed=False, residual_um=None, reason=exc.reason[len(_Fallback.PREFIX):])
+            return
+        out.update(residual_um=residual, residual_spread_um=spread, inference_s=record["inference_s"])
+        if abs(residual) > half:
+            out.update(passed=False, reason=f"residual {residual:+.2f} um after the move, beyond DoF/2 = {half:.2f} um")
+        elif score_after < score_start * (1 - self.verify_tolerance):
+            out.update(passed=False, reason=f"the focus measure fell from {score_start:.4g} to {score_after:.4g}")
+        else:
+            out.update(passed=True, reason="")
+
+    def _details(self, shots: list[dict[str, Any]], verify: dict[str, Any] | None = None) -> dict[str, Any]:
+        d: dict[str, Any] = {
             "model": self.predictor.name,
             "shots": shots,
-            "inference_s": sum(s["inference_s"] for s in shots),
+            "inference_s": sum(s["inference_s"] for s in shots) + float((verify or {}).get("inference_s") or 0.0),
             "spread_um": shots[-1]["spread_um"] if shots else None,
         }
+        if verify:
+            d["verify"] = verify
+        return d
 
 
 class _Fallback(AutofocusError):

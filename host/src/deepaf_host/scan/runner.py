@@ -15,7 +15,21 @@ scan's thread, in this order:
 - ``tile_started(tile)``: before the move to the tile.
 - ``tile_finished(tile, record)``: after the tile's manifest line is on disk.
 - ``scan_finished(report)``: always, last, with ``report["status"]`` one of
-  ``complete``, ``interrupted`` (Ctrl-C) or ``failed`` (an error; ``report["error"]``).
+  ``complete`` (every tissue tile passed its focus QC), ``complete_with_defects`` (all
+  tiles done, some suspect or failed: ``report["qc"]["suspect_tiles"]``),
+  ``interrupted`` (Ctrl-C) or ``failed`` (an error; ``report["error"]``).
+
+A listener that raises is logged and ignored: a progress bar never stops a scan.
+
+Trust
+-----
+Every tissue tile gets a ``qc`` verdict (:mod:`deepaf_host.scan.qc`); one that is not
+``ok`` is refocused once with ``ScanConfig.refocus`` (a classical search) and judged
+again. Only tiles whose QC is ``ok`` pass their z on to their neighbours. The first
+tissue tile's coarse focus search widens window by window (``initial_search_um``,
+within the Z travel and the safety limit) and, when no window shows a focus peak that
+repeats, stops the scan with :class:`~deepaf_host.errors.ScanFocusError` before any
+tile is written: a camera whose frames do not change with Z stops it there too.
 
 Clocks
 ------
@@ -43,14 +57,16 @@ from typing import Any, Protocol
 import numpy as np
 
 from .. import __version__
-from ..autofocus import FocusContext, FocusLimits, StackAutofocus, Strategy
+from ..autofocus import FocusContext, FocusLimits, SearchAutofocus, StackAutofocus, Strategy
 from ..autofocus.base import AutofocusResult, FocusStage
 from ..camera.base import Camera
-from ..errors import ConfigError, StageLimitError
+from ..autofocus.base import Probe
+from ..errors import ConfigError, ScanFocusError, StageLimitError
 from ..focus.measures import BROAD_MEASURE
 from ..tissue import DEFAULT_THRESHOLDS, TissueThresholds, tissue_fraction, tissue_mask
 from .manifest import IMAGE_FORMATS, REPORT, Manifest, tile_image_name, write_report
 from .plan import Plan, Tile
+from .qc import QCRules, Sharpness, image_sharpness, judge
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +114,17 @@ class ScanConfig:
     )
     #: Maximum correction of the initial focus (must hold its whole range).
     initial_max_correction_um: float = 65.0
+    #: When the initial focus finds no peak around ``z_start_um``, it tries windows
+    #: further up, then down, out to this distance from ``z_start_um`` (within the
+    #: Z travel and the safety limit); then the scan stops.
+    initial_search_um: float = 250.0
+    #: A tile whose QC is not ``ok`` is refocused once with this (None: never).
+    refocus: Strategy | None = field(default_factory=lambda: SearchAutofocus(range_um=24.0, name="refocus-search"))
+    #: Depth of field of the objective (um): the QC's and the single-shot check's scale.
+    dof_um: float = 0.96
+    #: Thresholds of the image check of the QC.
+    qc_min_detail_ratio: float = 0.4
+    qc_min_contrast_ratio: float = 0.1
     #: Safety limits of every other autofocus.
     limits: FocusLimits = field(default_factory=FocusLimits)
     #: A tile with less tissue than this (fraction of the low-res frame) is empty glass:
@@ -124,6 +151,12 @@ class ScanConfig:
             raise ConfigError("empty_below", f"need 0 <= empty_below <= autofocus_min_tissue <= 1, got {self.empty_below}, {self.autofocus_min_tissue}")
         if self.settle_s < 0 or self.park_lift_um < 0:
             raise ConfigError("settle_s", "settle time and park lift must not be negative")
+        if not self.dof_um > 0 or self.initial_search_um < 0:
+            raise ConfigError("dof_um", "depth of field must be positive and the initial search range not negative")
+
+    @property
+    def qc_rules(self) -> QCRules:
+        return QCRules(self.dof_um, self.qc_min_detail_ratio, self.qc_min_contrast_ratio)
 
 
 class ScanRunner:
@@ -164,6 +197,7 @@ class ScanRunner:
 
         Raises what stopped the scan (after cleanup); Ctrl-C raises ``KeyboardInterrupt``.
         """
+        self._check_z_start()  # before the folder is touched
         manifest = Manifest.open(self.out_dir, self.resume)  # refuses a used folder before any motion
         try:
             self._check_same_plan()
@@ -176,19 +210,18 @@ class ScanRunner:
         status, error = "failed", None
         records_before = len(manifest.records)
         try:
-            self._check_z_start()
             if self.config.home:
                 self.stage.home()
-            self.events.scan_started(self.plan, records_before)
+            self._emit("scan_started", self.plan, records_before)
             for tile in self.plan.tiles:
                 if tile.index in manifest.records:
-                    self.events.tile_resumed(tile, manifest.records[tile.index])
+                    self._emit("tile_resumed", tile, manifest.records[tile.index])
                     continue
-                self.events.tile_started(tile)
+                self._emit("tile_started", tile)
                 record = self._scan_tile(tile, manifest)
                 manifest.append(record)
-                self.events.tile_finished(tile, record)
-            status = "complete"
+                self._emit("tile_finished", tile, record)
+            status = "complete" if not _defects(manifest) else "complete_with_defects"
         except KeyboardInterrupt:
             status, error = "interrupted", "interrupted by the user (Ctrl-C)"
             raise
@@ -196,14 +229,27 @@ class ScanRunner:
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            if status != "complete":
+            if not status.startswith("complete"):
                 self._resync()
             parked = self._park_and_release()
             manifest.close()
             report = self._report(manifest, status, error, started, time.perf_counter() - t0_wall, self.clock() - t0_clock, records_before, parked)
-            write_report(self.out_dir, report)
-            self.events.scan_finished(report)
+            try:
+                write_report(self.out_dir, report)
+            except Exception:
+                if error is None:
+                    raise
+                # The error that stopped the scan is the one the user must see.
+                log.exception("could not write the report to %s", self.out_dir)
+            self._emit("scan_finished", report)
         return report
+
+    def _emit(self, event: str, *args: Any) -> None:
+        """Call a listener; one that raises is logged, never fatal (nor hides an error)."""
+        try:
+            getattr(self.events, event)(*args)
+        except Exception:
+            log.exception("scan event listener %s.%s failed (ignored)", type(self.events).__name__, event)
 
     def _check_same_plan(self) -> None:
         """A resumed scan must have the plan it started with (tile indices are its keys)."""
@@ -260,12 +306,9 @@ class ScanRunner:
             timings["autofocus"] = timings["inference"] = 0.0
             if fraction >= cfg.autofocus_min_tissue:
                 if source == "start" and cfg.initial_focus is not None:  # no tile focused yet
-                    limits = FocusLimits(cfg.initial_max_correction_um)
-                    result = self._autofocus(cfg.initial_focus, z_guess, frame, frame_mask, limits, timings)
-                    record["initial_focus"] = result.to_dict()
-                    if result.ok:
-                        z_guess = result.z_um
-                        frame, frame_mask = None, None  # the low-res frame was taken elsewhere
+                    z_guess, initial = self._initial_focus(tile, z_guess, frame, frame_mask, timings)
+                    record["initial_focus"] = initial
+                    frame, frame_mask = None, None  # the low-res frame was taken elsewhere
                 result = self._autofocus(cfg.autofocus, z_guess, frame, frame_mask, cfg.limits, timings)
                 record["autofocus"] = result.to_dict()
             if result is not None and result.ok:
@@ -273,17 +316,33 @@ class ScanRunner:
             else:
                 # Autofocus failed (stage back at its start) or too little tissue.
                 z, record["focus_source"] = z_guess, source
-                if result is not None and abs(z_guess - self.stage.position().z_um) > 0.1:
-                    self.stage.move_to(tile.x_um, tile.y_um, z_guess)
+                self._back_to(tile, z_guess)
+            high, qc = self._capture_and_judge(tile, record, result.to_dict() if result else None, manifest, timings)
+            if qc["verdict"] != "ok" and cfg.refocus is not None:
+                # Once, with the classical strategy, from the better plane we have.
+                refocus = self._autofocus(cfg.refocus, z, None, None, cfg.limits, timings)
+                record["refocus"] = refocus.to_dict()
+                if refocus.ok:
+                    agrees = result is not None and result.ok and abs(refocus.z_um - z) <= cfg.dof_um / 2
+                    z, record["focus_source"] = refocus.z_um, "autofocus"
+                    high, qc = self._capture_and_judge(tile, record, refocus.to_dict(), manifest, timings)
+                    if qc["verdict"] != "ok" and agrees:
+                        qc["verdict"] = "ok"
+                        qc["reason"] = f"two autofocus runs agree within DoF/2 ({qc['reason']})"
+                else:
+                    self._back_to(tile, z)
+                qc["refocused"] = True
+            record["qc"] = qc
             record["z_um"] = z
-            t = self.clock()
-            high = self.camera.grab("high")
-            timings["high_capture"] = self.clock() - t
             w = time.perf_counter()
             name = tile_image_name(tile.index, tile.row, tile.col, cfg.image_format)
             manifest.write_image(name, high, cfg.image_format, cfg.jpeg_quality)
             timings["write"] = time.perf_counter() - w
             record["image"] = name
+            log.info(
+                "tile %d (row %d, col %d): tissue %.0f%%, z %.2f um by %s, QC %s%s", tile.index, tile.row, tile.col,
+                100 * fraction, z, record["focus_source"], qc["verdict"], f" ({qc['reason']})" if qc["reason"] else "",
+            )
         if self._true_focus is not None:
             true_z = float(self._true_focus(tile.x_um, tile.y_um))
             record["true_focus_z_um"] = true_z
@@ -291,6 +350,98 @@ class ScanRunner:
         timings["total"] = sum(timings.values())
         record["timings_s"] = {k: round(v, 6) for k, v in timings.items()}
         return record
+
+    def _back_to(self, tile: Tile, z_um: float) -> None:
+        if abs(z_um - self.stage.position().z_um) > 0.1:
+            self.stage.move_to(tile.x_um, tile.y_um, z_um)
+
+    def _capture_and_judge(
+        self, tile: Tile, record: dict[str, Any], autofocus: dict[str, Any] | None, manifest: Manifest,
+        timings: dict[str, float],
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Grab the high-res frame here and judge its focus (:func:`deepaf_host.scan.qc.judge`)."""
+        t = self.clock()
+        high = self.camera.grab("high")
+        timings["high_capture"] = timings.get("high_capture", 0.0) + self.clock() - t
+        w = time.perf_counter()
+        sharp = image_sharpness(high, record["tissue_fraction"])
+        qc = judge(autofocus, sharp, self._neighbour_sharpness(tile, manifest), self.config.qc_rules, record["tissue_fraction"])
+        timings["qc"] = timings.get("qc", 0.0) + time.perf_counter() - w
+        return high, qc
+
+    def _neighbour_sharpness(self, tile: Tile, manifest: Manifest) -> list[Sharpness]:
+        """Sharpness of the nearest tissue tiles whose QC was ``ok`` (the image reference)."""
+        found: list[tuple[float, Sharpness]] = []
+        for rec in manifest.records.values():
+            qc = rec.get("qc") or {}
+            sharp = Sharpness.from_dict(qc.get("sharpness"))
+            if qc.get("verdict") == "ok" and sharp is not None:
+                found.append((math.hypot(rec["x_um"] - tile.x_um, rec["y_um"] - tile.y_um), sharp))
+        found.sort(key=lambda item: item[0])
+        return [sharp for _, sharp in found[: self.config.qc_rules.neighbours]]
+
+    def _initial_focus(
+        self, tile: Tile, z_start: float, frame: np.ndarray | None, mask: np.ndarray | None, timings: dict[str, float],
+    ) -> tuple[float, dict[str, Any]]:
+        """Coarse focus at the first tissue tile: window by window, until a peak repeats.
+
+        Returns the z to start the tile's autofocus from and the record of the windows;
+        raises :class:`ScanFocusError` (stage back at ``z_start``) when no window has a
+        focus peak that repeats when measured again.
+        """
+        cfg = self.config
+        strategy = cfg.initial_focus
+        assert strategy is not None
+        limits = FocusLimits(cfg.initial_max_correction_um)
+        half = float(getattr(strategy, "step_um", 5.0)) * (int(getattr(strategy, "planes", 25)) - 1) / 2
+        step = max(2 * half - 10.0, 10.0)
+        z_min = getattr(self.stage, "z_min_um", None)
+        windows: list[dict[str, Any]] = []
+        centres = [z_start]
+        for k in range(1, int(cfg.initial_search_um // step) + 1):
+            centres += [z_start + k * step, z_start - k * step]  # up (away from the slide) first
+        for centre in centres:
+            if centre + half > cfg.z_max_um or (z_min is not None and centre - half < z_min):
+                windows.append({"centre_z_um": centre, "skipped": "beyond the Z travel or the safety limit"})
+                continue
+            reuse = abs(centre - z_start) < 1e-9
+            result = self._autofocus(strategy, centre, frame if reuse else None, mask if reuse else None, limits, timings)
+            window: dict[str, Any] = {"centre_z_um": centre, **result.to_dict()}
+            windows.append(window)
+            scores = np.asarray(result.details.get("scores") or [], np.float64)
+            if scores.size:
+                window["relative_spread"] = float((scores.max() - scores.min()) / max(abs(float(scores.mean())), 1e-12))
+            if not result.ok:
+                continue
+            # Measure the peak again: a camera that does not see Z gives a "peak" that
+            # does not repeat (a video's frames change with time, not with Z).
+            probe = Probe(self.stage, self.camera, result.z_um, FocusContext(clock=self.clock, sleep=self.sleep, limits=limits),
+                          result.measure or BROAD_MEASURE, score_width_px=int(getattr(strategy, "score_width_px", 640)))
+            again = probe.score(probe.frame())
+            median = float(np.median(scores))
+            window["score_again"] = again
+            if again >= median + 0.5 * (float(scores.max()) - median):
+                self._back_to(tile, result.z_um)
+                return result.z_um, {"windows": windows, "z_um": result.z_um}
+            window["ok"] = False
+            window["reason"] = f"the peak did not repeat (score {again:.4g} measured again, {float(scores.max()):.4g} in the stack)"
+        self._back_to(tile, z_start)
+        tried = [w for w in windows if "skipped" not in w]
+        lo = min((w["centre_z_um"] - half for w in tried), default=z_start)
+        hi = max((w["centre_z_um"] + half for w in tried), default=z_start)
+        spreads = [w.get("relative_spread", 0.0) for w in tried]
+        if tried and max(spreads) < 0.02:
+            reason = (f"no focus peak: the frames do not change with Z (focus measure within {100 * max(spreads):.1f}% "
+                      "over the whole search); either --z-start is far from the focus, or the camera does not see "
+                      "the Z motion (is it on the microscope, the Z motor coupled?)")
+        elif any("did not repeat" in (w.get("reason") or "") for w in tried):
+            reason = ("focus peaks did not repeat when measured again: the camera's frames change, but not with Z "
+                      "(a video file? a loose Z coupling?)")
+        else:
+            reason = (f"no focus peak near --z-start {z_start:.0f} um at the first tissue tile {tile.index} "
+                      f"({windows[-1].get('reason') if windows else 'no window within the Z travel'}); "
+                      "set --z-start within about 50 um of the focus")
+        raise ScanFocusError(reason, (lo, hi))
 
     def _autofocus(
         self, strategy: Strategy, z_start: float, frame: np.ndarray | None, mask: np.ndarray | None,
@@ -315,7 +466,7 @@ class ScanRunner:
         """The z of the nearest tile focused by autofocus (scan start z when none)."""
         best, best_d = None, math.inf
         for rec in manifest.records.values():
-            if rec.get("focus_source") != "autofocus":
+            if rec.get("focus_source") != "autofocus" or (rec.get("qc") or {}).get("verdict", "ok") != "ok":
                 continue
             d = math.hypot(rec["x_um"] - tile.x_um, rec["y_um"] - tile.y_um)
             if d < best_d:
@@ -392,6 +543,12 @@ class ScanRunner:
                 "clock": "simulated" if self.simulated_clock else "real",
             },
             "autofocus_frames_mean": round(float(np.mean([a["frames"] for a in af])), 3) if af else None,
+            "frames_per_tile": round(float(np.mean([_frames(r) for r in imaged if r.get("autofocus")])), 3) if af else None,
+            "qc": {
+                **{v: sum(1 for r in imaged if (r.get("qc") or {}).get("verdict") == v) for v in ("ok", "suspect", "failed")},
+                "refocused": sum(1 for r in imaged if (r.get("qc") or {}).get("refocused")),
+                "suspect_tiles": _defects(manifest),
+            },
             "parked_and_released": parked,
         }
         if errors:
@@ -402,3 +559,18 @@ class ScanRunner:
             }
         report.update(self.metadata)
         return report
+
+
+def _frames(record: dict[str, Any]) -> int:
+    """Low-res frames a tile's focus took: its autofocus and its refocus."""
+    return int((record.get("autofocus") or {}).get("frames", 0)) + int((record.get("refocus") or {}).get("frames", 0))
+
+
+def _defects(manifest: Manifest) -> list[dict[str, Any]]:
+    """The tissue tiles whose QC is not ``ok`` (tiles of an older scan without QC pass)."""
+    out = []
+    for r in manifest:
+        qc = r.get("qc")
+        if not r["empty"] and qc is not None and qc.get("verdict") != "ok":
+            out.append({"tile": r["tile"], "row": r["row"], "col": r["col"], "verdict": qc["verdict"], "reason": qc.get("reason", "")})
+    return out

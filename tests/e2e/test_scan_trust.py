@@ -1,0 +1,191 @@
+"""A scan you can trust, on the virtual microscope: a start far from focus either finds
+it or stops before any tile is written, a camera that does not see Z stops the scan, a
+tile focused wrongly is flagged and refocused, and what stays suspect is reported as
+``complete_with_defects``. The virtual camera's true focus is the referee."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import CAMERA
+from deepaf_host.autofocus import FocusContext, SearchAutofocus
+from deepaf_host.autofocus.base import AutofocusResult, FocusStage
+from deepaf_host.board import VirtualBoard
+from deepaf_host.camera.base import Camera, FrameMode
+from deepaf_host.camera.virtual import VirtualCamera
+from deepaf_host.errors import ScanFocusError
+from deepaf_host.optics.presets import get_objective
+from deepaf_host.scan import Area, ScanConfig, ScanEvents, ScanRunner, plan_tiles
+from deepaf_host.scan.manifest import MANIFEST
+from deepaf_host.scan.qc import image_sharpness
+from deepaf_host.scan.session import open_microscope
+
+#: The demo area: 2 x 3 tiles, 3 of them tissue.
+AREA_MM = "-30.30,-15.92,-29.75,-15.62"
+#: 3 x 4 tiles on the upper edge of the tissue: 7 tissue tiles.
+EDGE_MM = "-30.30,-15.90,-29.75,-15.40"
+HALF_DOF = get_objective("20x").depth_of_field_um() / 2
+
+
+def scan(board: VirtualBoard, out: Path, area: str = AREA_MM, config: ScanConfig | None = None,
+         wrap: Any = None, events: ScanEvents | None = None) -> dict[str, Any]:
+    with open_microscope(board.url, CAMERA) as (stage, camera, clock, sleep, simulated):
+        h, w = camera.frame_shape("high")
+        p = camera.pixel_size_um("high")
+        plan = plan_tiles(Area.parse_mm(area), (w * p, h * p))
+        cam = wrap(camera) if wrap else camera
+        runner = ScanRunner(stage, cam, plan, out, config or ScanConfig(), clock=clock, sleep=sleep,
+                            simulated_clock=simulated, events=events)
+        return runner.run()
+
+
+def lines(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / MANIFEST).read_text().splitlines()]
+
+
+def test_a_start_150_um_off_still_focuses_every_tissue_tile(board: VirtualBoard, tmp_path: Path) -> None:
+    report = scan(board, tmp_path / "s", config=ScanConfig(z_start_um=-3850.0))
+    imaged = [r for r in lines(tmp_path / "s") if not r["empty"]]
+    assert report["status"] == "complete" and len(imaged) == 3
+    assert all(abs(r["focus_error_um"]) <= HALF_DOF for r in imaged), [r["focus_error_um"] for r in imaged]
+    windows = imaged[0]["initial_focus"]["windows"]
+    assert len(windows) >= 2 and not windows[0]["ok"]  # the window around -3850 um had no peak
+    assert report["qc"]["ok"] == 3 and report["qc"]["suspect_tiles"] == []
+
+
+def test_a_start_far_from_focus_stops_before_any_tile_is_written(board: VirtualBoard, tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    with pytest.raises(ScanFocusError, match="no focus peak") as err:
+        scan(board, out, config=ScanConfig(z_start_um=-3400.0))
+    assert err.value.searched_um is not None and err.value.searched_um[0] < -3600
+    assert not [p for p in out.iterdir() if p.name.startswith("tile_")]
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "failed" and "ScanFocusError" in report["error"]
+    assert report["parked_and_released"] is True
+
+
+class ZBlind(Camera):
+    """The virtual camera's frames at the stage's X/Y, but always at the true focus: a
+    camera that does not see the Z motor (uncoupled, or not on the microscope)."""
+
+    def __init__(self, camera: Camera, board: VirtualBoard) -> None:
+        self.camera, self.name = camera, "z-blind"
+        self.virtual: VirtualCamera = getattr(camera, "camera", camera)  # inside the camera time model
+        self.pose = _FixedZ(board, self.virtual)
+
+    def grab(self, mode: FrameMode = "low") -> np.ndarray:
+        inner = self.virtual._pose  # noqa: SLF001 - swap the pose source for this frame
+        self.virtual._pose = self.pose  # noqa: SLF001
+        try:
+            return self.camera.grab(mode)
+        finally:
+            self.virtual._pose = inner  # noqa: SLF001
+
+    def frame_shape(self, mode: FrameMode = "low") -> tuple[int, int]:
+        return self.camera.frame_shape(mode)
+
+    def pixel_size_um(self, mode: FrameMode = "low") -> float:
+        return self.camera.pixel_size_um(mode)
+
+
+@dataclass
+class _FixedZ:
+    board: VirtualBoard
+    camera: VirtualCamera
+
+    def true_position_um(self) -> tuple[float, float, float]:
+        x, y, _ = self.board.true_position_um()
+        return x, y, self.camera.true_focus_z_um(x, y)
+
+
+def test_a_camera_that_does_not_see_z_stops_the_scan(board: VirtualBoard, tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    with pytest.raises(ScanFocusError, match="do not change with Z|did not repeat"):
+        scan(board, out, wrap=lambda cam: ZBlind(cam, board))
+    assert not [p for p in out.iterdir() if p.name.startswith("tile_")]
+    assert json.loads((out / "report.json").read_text())["status"] == "failed"
+
+
+@dataclass
+class MissesOneTile:
+    """A strategy that finds focus and then, on the ``nth`` call, moves ``off_um`` away
+    and says it is in focus (as a confidently wrong model would)."""
+
+    nth: int
+    off_um: float = 8.0
+    name: str = "misses-one"
+    calls: int = 0
+
+    def run(self, stage: FocusStage, camera: Camera, start_z_um: float, context: FocusContext | None = None) -> AutofocusResult:
+        self.calls += 1
+        result = SearchAutofocus().run(stage, camera, start_z_um, context)
+        if result.ok and self.calls == self.nth:
+            pos = stage.position()
+            stage.move_to(pos.x_um, pos.y_um, result.z_um + self.off_um)
+            result.z_um += self.off_um
+            result.strategy = self.name
+        return result
+
+
+def test_a_tile_focused_wrongly_is_flagged_and_refocused(board: VirtualBoard, tmp_path: Path) -> None:
+    report = scan(board, tmp_path / "s", area=EDGE_MM, config=ScanConfig(autofocus=MissesOneTile(nth=5)))
+    imaged = [r for r in lines(tmp_path / "s") if not r["empty"]]
+    missed = [r for r in imaged if r["autofocus"]["strategy"] == "misses-one"]
+    assert len(missed) == 1
+    qc = missed[0]["qc"]
+    assert qc["refocused"] and missed[0]["refocus"]["ok"]
+    assert abs(missed[0]["focus_error_um"]) <= HALF_DOF  # the refocus put it right
+    assert qc["verdict"] == "ok", qc
+    assert report["status"] == "complete" and report["qc"]["refocused"] >= 1
+
+
+def test_a_tile_that_stays_suspect_makes_the_scan_complete_with_defects(board: VirtualBoard, tmp_path: Path) -> None:
+    report = scan(board, tmp_path / "s", area=EDGE_MM, config=ScanConfig(autofocus=MissesOneTile(nth=5), refocus=None))
+    imaged = [r for r in lines(tmp_path / "s") if not r["empty"]]
+    missed = next(r for r in imaged if r["autofocus"]["strategy"] == "misses-one")
+    assert abs(missed["focus_error_um"]) > HALF_DOF
+    assert missed["qc"]["verdict"] == "suspect" and "fine detail" in missed["qc"]["reason"]
+    assert report["status"] == "complete_with_defects"
+    assert [t["tile"] for t in report["qc"]["suspect_tiles"]] == [missed["tile"]]
+    # Every tile more than DoF/2 from focus is flagged; the in-focus ones pass.
+    for r in imaged:
+        assert (r["qc"]["verdict"] != "ok") == (abs(r["focus_error_um"]) > HALF_DOF), (r["tile"], r["qc"], r["focus_error_um"])
+
+
+class Explodes(ScanEvents):
+    def tile_finished(self, tile: Any, record: dict[str, Any]) -> None:
+        raise RuntimeError("the progress bar broke")
+
+
+def test_a_listener_that_raises_never_stops_the_scan(board: VirtualBoard, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="deepaf_host.scan.runner"):
+        report = scan(board, tmp_path / "s", events=Explodes())
+    assert report["status"] == "complete" and report["tiles"]["done"] == 6
+    assert "the progress bar broke" in caplog.text
+
+
+@dataclass
+class _Pose:
+    xyz: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def true_position_um(self) -> tuple[float, float, float]:
+        return self.xyz
+
+
+def test_image_sharpness_falls_with_defocus() -> None:
+    pose = _Pose()
+    camera = VirtualCamera(pose, low_size=(640, 360), high_size=(512, 384))
+    x, y = -30200.0, -15700.0
+    focus = camera.true_focus_z_um(x, y)
+    values = []
+    for dz in (0.0, 4.0, 30.0):
+        pose.xyz = (x, y, focus + dz)
+        values.append(image_sharpness(camera.grab("high"), 0.7))
+    assert values[1].detail < 0.5 * values[0].detail
+    assert values[2].contrast < 0.1 * values[0].contrast
