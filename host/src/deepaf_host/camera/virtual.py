@@ -17,6 +17,8 @@ URL (``--camera sim://...``)::
     relay              relay magnification (default 1.36)
     low, high          frame size WxH of each mode (same field; default 1280x720, 4056x3040)
     noise              0 to switch camera noise off
+    white_dn           digital number of clear glass (the lab's exposure; above 255 the
+                       camera clips: an over-exposed lab), default the protocol's
     noise_seed         seed of the camera noise sequence (default: the slide seed)
 
 For example ``sim://20x?protocol=diff&seed=3`` or ``sim://4x?specimen=ihc``.
@@ -48,7 +50,7 @@ from ..optics.slide import VirtualSlide
 from ..optics.specimen import load_specimen
 from .base import Camera, FrameMode, PoseSource
 
-_URL_KEYS = {"protocol", "seed", "specimen", "specimen_pixel_um", "relay", "low", "high", "noise", "noise_seed"}
+_URL_KEYS = {"protocol", "seed", "specimen", "specimen_pixel_um", "relay", "low", "high", "noise", "noise_seed", "white_dn"}
 
 
 def _mode_with_size(name: str, size: tuple[int, int] | None) -> CameraMode:
@@ -77,6 +79,7 @@ class VirtualCamera(Camera):
         high_size: tuple[int, int] | None = None,
         noise: bool = True,
         noise_seed: int | None = None,
+        white_dn: float | None = None,
         slide: VirtualSlide | None = None,
         name: str | None = None,
     ) -> None:
@@ -86,6 +89,8 @@ class VirtualCamera(Camera):
             proto = get_protocol(protocol)
             if not noise:
                 proto = proto.with_(noise=False)
+            if white_dn is not None:
+                proto = proto.with_(white_level_dn=float(white_dn))
             self.protocol = proto
             self.slide = slide if slide is not None else VirtualSlide(seed, load_specimen(specimen, seed, specimen_pixel_um))
         except ConfigError as exc:
@@ -116,7 +121,7 @@ class VirtualCamera(Camera):
                     kwargs[key] = value
                 elif key in ("seed", "noise_seed"):
                     kwargs[key] = int(value)
-                elif key in ("specimen_pixel_um", "relay"):
+                elif key in ("specimen_pixel_um", "relay", "white_dn"):
                     kwargs[key] = float(value)
                     if not kwargs[key] > 0:
                         raise CameraError(url, f"{key} must be positive, got {value!r}")
