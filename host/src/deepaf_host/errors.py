@@ -181,3 +181,28 @@ class ConfigError(DeepAfError):
         self.key = key
         self.reason = reason
         super().__init__(f"configuration {key!r}: {reason}")
+
+
+class OptionError(ConfigError):
+    """A user option is invalid or does not fit the hardware; ``option`` is the CLI flag
+    that sets it (``--settle``), and the reason is in the user's units with the valid
+    range. Raised before anything moves or is written."""
+
+    def __init__(self, option: str, reason: str) -> None:
+        super().__init__(option, reason)
+        self.option = option
+        self.args = (f"{option}: {reason}",)
+
+
+class FrameSizeError(CameraError):
+    """A camera delivers frames of another size than the one asked for (its driver
+    ignored the request): the pixel scale would not be the one the scan assumes."""
+
+    def __init__(self, camera: str, mode: str, requested: tuple[int, int], delivered: tuple[int, int]) -> None:
+        self.mode = mode
+        self.requested = requested
+        self.delivered = delivered
+        super().__init__(
+            camera,
+            f"delivers {delivered[0]}x{delivered[1]} frames in {mode} mode, not the {requested[0]}x{requested[1]} asked for",
+        )

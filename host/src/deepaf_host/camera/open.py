@@ -22,9 +22,11 @@ def open_camera(spec: str, pose_source: PoseSource | None = None, **options: Any
     """Open the camera named by ``spec``.
 
     ``options`` go to :class:`~deepaf_host.camera.opencv.OpenCVCamera` (``pixel_size_um``,
-    ``resolutions``, ``warmup_frames``, ``exposure_ms``); the virtual camera takes its
-    options from the URL. Raises ``CameraError`` for an unknown scheme, a missing device
-    or file, or a ``sim://`` camera without a virtual stage to follow.
+    ``pixel_size_width``, ``resolutions``, ``warmup_frames``, ``exposure_ms``); the
+    virtual camera takes its options from the URL (``sim://20x?low=640x360&high=512x384``).
+    Raises ``CameraError`` for an unknown scheme, a missing device or file, or a ``sim://``
+    camera without a virtual stage to follow, and ``FrameSizeError`` for a device that
+    does not deliver the resolution asked for.
     """
     spec = spec.strip()
     if not spec:

@@ -2,15 +2,24 @@
 
 ``OpenCVCamera(0)`` opens the first device, ``OpenCVCamera("/dev/video2")`` a device by
 path, ``OpenCVCamera("run.mp4")`` replays a video file (looping; handy for tests and
-demos without hardware). Each frame mode has its own resolution (seed 000: low
-1280x720 for tissue detection and autofocus, high 4056x3040 for the tile); switching
-mode re-negotiates the resolution and discards ``warmup_frames`` frames, because most
-USB cameras deliver a few stale or badly exposed frames after a change. Frames come
-back RGB (OpenCV delivers BGR).
+demos without hardware). Each frame mode has its own resolution (default, seed 000:
+low 1280x720 for tissue detection and autofocus, high 4056x3040 for the tile; the CLI's
+``--low-size``/``--high-size``); switching mode re-negotiates the resolution and
+discards ``warmup_frames`` frames, because most USB cameras deliver a few stale or badly
+exposed frames after a change. Frames come back RGB (OpenCV delivers BGR).
+
+A device that delivers another size than the one asked for is refused
+(``FrameSizeError``): drivers silently fall back to a size they support, and a frame at
+another pixel scale than the scan assumes would mislead tissue detection, tile planning
+and a single-shot model alike. A video file replays the size it was recorded at; it is
+held to a size only when that mode's size was asked for explicitly.
 
 The specimen-plane pixel size cannot be read from a camera: it is the sensor pixel
 pitch divided by the total magnification, so it is passed in (calibrate it once with a
 stage micrometer, or move the stage by a known distance and measure the image shift).
+``pixel_size_width`` says at which frame width that pixel size holds (every mode sees
+the same field, so a frame half as wide has pixels twice as large); None: the low-res
+frame as delivered.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import CameraError
+from ..errors import CameraError, FrameSizeError
 from .base import Camera, FrameMode
 
 log = logging.getLogger(__name__)
@@ -39,6 +48,7 @@ class OpenCVCamera(Camera):
         *,
         pixel_size_um: float | None = None,
         resolutions: dict[str, tuple[int, int]] | None = None,
+        pixel_size_width: int | None = None,
         warmup_frames: int = 3,
         exposure_ms: float | None = None,
         read_attempts: int = 3,
@@ -52,10 +62,19 @@ class OpenCVCamera(Camera):
         self._is_file = isinstance(source, str) and Path(source).is_file()
         if isinstance(source, str) and not self._is_file and not Path(source).exists():
             raise CameraError(self.name, "no such device or file")
-        self._resolutions = dict(DEFAULT_RESOLUTIONS if resolutions is None else resolutions)
-        if set(self._resolutions) != {"low", "high"}:
-            raise CameraError(self.name, f"resolutions needs exactly the modes 'low' and 'high', got {sorted(self._resolutions)}")
+        requested = dict(resolutions or {})
+        if not set(requested) <= {"low", "high"}:
+            raise CameraError(self.name, f"resolutions takes the modes 'low' and 'high', got {sorted(requested)}")
+        for mode, size in requested.items():
+            if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+                raise CameraError(self.name, f"the {mode} resolution must be two positive integers (width, height), got {size!r}")
+        if pixel_size_width is not None and not pixel_size_width > 0:
+            raise CameraError(self.name, f"pixel_size_width must be positive, got {pixel_size_width}")
+        #: Modes whose size was asked for explicitly (a video file is held to them too).
+        self._explicit = frozenset(requested)
+        self._resolutions = {**DEFAULT_RESOLUTIONS, **requested}
         self._pixel_size_low_um = pixel_size_um
+        self._pixel_size_width = pixel_size_width
         self._warmup_frames = warmup_frames
         self._read_attempts = read_attempts
         self._shapes: dict[str, tuple[int, int]] = {}
@@ -69,8 +88,13 @@ class OpenCVCamera(Camera):
             raise CameraError(self.name, "cannot open the camera (is it connected, and not in use by another program?)")
         if exposure_ms is not None:
             self.exposure_applied = self._set_exposure(exposure_ms)
-        # Fail now, not in the middle of a scan, when the device gives no picture.
-        self._configure("low")
+        # Fail now, not in the middle of a scan, when the device gives no picture (or
+        # not the size asked for).
+        try:
+            self._configure("low")
+        except BaseException:
+            self._cap.release()
+            raise
 
     # --- Camera interface -------------------------------------------------------------
 
@@ -97,8 +121,8 @@ class OpenCVCamera(Camera):
                 "the specimen-plane pixel size is unknown: pass pixel_size_um (sensor pitch / magnification)",
             )
         # Both modes see the same field: the pixel size scales with the frame width.
-        low_w = self.frame_shape("low")[1]
-        return self._pixel_size_low_um * low_w / self.frame_shape(mode)[1]
+        reference_w = self._pixel_size_width or self.frame_shape("low")[1]
+        return self._pixel_size_low_um * reference_w / self.frame_shape(mode)[1]
 
     def close(self) -> None:
         self._cap.release()
@@ -131,8 +155,11 @@ class OpenCVCamera(Camera):
             self._cap.grab()
         self._mode = mode
         frame = self._read(mode, record_shape=True)
-        if self._is_file and frame.shape[:2] != (height, width):
-            log.info("camera %s: file frames are %s, not the %s mode's %sx%s", self.name, frame.shape[:2], mode, width, height)
+        delivered = (int(frame.shape[1]), int(frame.shape[0]))
+        if delivered != (width, height):
+            if not self._is_file or mode in self._explicit:
+                raise FrameSizeError(self.name, mode, (width, height), delivered)
+            log.info("camera %s: file frames are %sx%s, not the %s mode's %sx%s", self.name, *delivered, mode, width, height)
 
     def _read(self, mode: str, record_shape: bool = False) -> np.ndarray:
         for _ in range(self._read_attempts):
