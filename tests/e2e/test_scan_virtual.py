@@ -112,24 +112,27 @@ def video(tmp_path: Path) -> Path:
 
 
 def test_bad_port_is_a_clear_error(video: Path, tmp_path: Path) -> None:
-    code, out = _cli(["--port", "/dev/ttyNOPE", "--camera", str(video), "--pixel-size-um", "0.2", "--out", str(tmp_path / "o")])
-    assert code == 1 and "cannot open port '/dev/ttyNOPE'" in out
+    code, out = _cli(["--port", "/dev/ttyNOPE", "--camera", str(video), "--pixel-size-um", "0.2", "--out", str(tmp_path / "o"),
+                      "--area", "-32,-22,-28,-18", "--z-start", "-4100", "--z-min", "-7500"])
+    # A refusal before the scan started: exit status 2, --out not created.
+    assert code == 2 and "--port: cannot open port '/dev/ttyNOPE'" in out
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--camera", "/dev/video99"], "camera '/dev/video99': no such device or file"),
-        (["--camera", CAMERA, "--area", "1,1,2,2"], "is beyond the travel (scan area) limit"),
+        (["--camera", CAMERA, "--area", "1,1,2,2"], "outside the stage travel (X -60 to 0 mm, Y -40 to 0 mm)"),
         (["--camera", CAMERA, "--area", AREA_MM, "--no-home"], "the stage is not homed"),
-        (["--camera", CAMERA, "--area", AREA_MM, "--z-min", "-3000"], "beyond the z safety (scan start z) limit"),
+        (["--camera", CAMERA, "--area", AREA_MM, "--z-min", "-3000"], "-4000 um is below --z-min -3000 um"),
     ],
     ids=["missing-camera", "area-out-of-travel", "unhomed", "z-safety"],
 )
 def test_errors_are_clear_and_nothing_moves(board: VirtualBoard, tmp_path: Path, args: list[str], message: str) -> None:
     steps = board.motor_steps()
     code, out = _cli(["--port", board.url, "--out", str(tmp_path / "o"), *args])
-    assert code == 1, out
+    assert code == 2, out  # refused before the scan started
     assert message in " ".join(out.split()), out
     assert board.motor_steps() == steps  # not a single step
     m = tmp_path / "o" / MANIFEST
@@ -141,7 +144,7 @@ def test_a_used_folder_needs_resume(board: VirtualBoard, tmp_path: Path) -> None
     (tmp_path / "o" / MANIFEST).write_text("")
     steps = board.motor_steps()
     code, out = _cli(["--port", board.url, "--camera", CAMERA, "--out", str(tmp_path / "o")])
-    assert code == 1 and "--resume" in out
+    assert code == 2 and "--resume" in out
     assert board.motor_steps() == steps
 
 

@@ -12,7 +12,7 @@ import importlib
 import click
 
 from .. import __version__
-from ..errors import DeepAfError
+from ..errors import ConfigError, DeepAfError
 
 COMMANDS: dict[str, str] = {
     # name: "deepaf_host.cli.<module>:<click command>"
@@ -23,6 +23,13 @@ COMMANDS: dict[str, str] = {
     "scan": "deepaf_host.cli.scan:scan",
     "simulate": "deepaf_host.cli.simulate:simulate",
 }
+
+
+class BadInput(click.ClickException):
+    """A bad option or input: one line ``Error: ...`` and exit status 2 (as click's own
+    usage errors), before the command did anything."""
+
+    exit_code = 2
 
 
 class LazyGroup(click.Group):
@@ -42,9 +49,16 @@ class LazyGroup(click.Group):
         return command
 
     def invoke(self, ctx: click.Context) -> object:
-        # A typed error is a message for the user, not a traceback.
+        # A typed error is a message for the user, not a traceback: a bad value
+        # (ConfigError) exits 2, as click's usage errors do; any other, 1. A usage
+        # error is one line too (no usage block: it pointed at --help anyway).
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            raise BadInput(exc.format_message() + where) from exc
+        except ConfigError as exc:
+            raise BadInput(str(exc)) from exc
         except DeepAfError as exc:
             raise click.ClickException(str(exc)) from exc
 

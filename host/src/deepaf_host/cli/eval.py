@@ -9,6 +9,8 @@ from typing import IO
 
 import click
 
+from . import BadInput
+
 
 def _open_out(out: Path) -> IO[str]:
     """A temporary file beside ``out``, opened before the evaluation so that a folder
@@ -17,12 +19,12 @@ def _open_out(out: Path) -> IO[str]:
     folder = out.parent
     if not folder.is_dir():
         why = "is not a folder" if folder.exists() else "does not exist"
-        raise click.ClickException(f"--out: cannot write {out}: {folder} {why}")
+        raise BadInput(f"--out: cannot write {out}: {folder} {why}")
     tmp = folder / f".{out.name}.{os.getpid()}.tmp"
     try:
         return tmp.open("w", encoding="utf-8")
     except OSError as exc:
-        raise click.ClickException(f"--out: cannot write {out}: {exc.strerror or exc}") from None
+        raise BadInput(f"--out: cannot write {out}: {exc.strerror or exc}") from None
 
 
 def _commit(tmp: IO[str], text: str, out: Path) -> None:

@@ -95,6 +95,11 @@ class Connection(LinePort):
         except BaseException:
             self.close()
             raise
+        info = self.info
+        log.info(
+            "%s: %s board, firmware %s, protocol %s (every line sent and received is logged at DEBUG)",
+            self.url, info.dialect, info.firmware_version or info.grbl_version, info.protocol_version or "-",
+        )
 
     def __enter__(self) -> Connection:
         return self
