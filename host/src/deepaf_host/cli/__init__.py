@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "train": "deepaf_host.cli.train:train",
     "scan": "deepaf_host.cli.scan:scan",
     "simulate": "deepaf_host.cli.simulate:simulate",
+    "stitch": "deepaf_host.cli.stitch:stitch",
 }
 
 
