@@ -17,6 +17,7 @@ APT_PACKAGES := gcc-avr avr-libc simavr libsimavr-dev libsimavrparts1 libelf-dev
 .PHONY: demo test test-fast bench firmware system-deps clean
 
 demo: $(VENV)/.runtime
+	rm -rf demo  # the demo's own scratch folder: each run starts afresh
 	$(BIN)/deepaf-host scan --port sim:// --camera sim:// --out demo/
 
 test: system-deps $(VENV)/.dev firmware

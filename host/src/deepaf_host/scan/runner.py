@@ -339,7 +339,7 @@ class ScanRunner:
             manifest.write_image(name, high, cfg.image_format, cfg.jpeg_quality)
             timings["write"] = time.perf_counter() - w
             record["image"] = name
-            log.info(
+            log.debug(
                 "tile %d (row %d, col %d): tissue %.0f%%, z %.2f um by %s, QC %s%s", tile.index, tile.row, tile.col,
                 100 * fraction, z, record["focus_source"], qc["verdict"], f" ({qc['reason']})" if qc["reason"] else "",
             )

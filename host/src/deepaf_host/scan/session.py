@@ -43,6 +43,7 @@ from ..autofocus import FocusLimits, make_strategy
 from ..camera.base import Camera
 from ..camera.open import open_camera
 from ..errors import FrameSizeError, ModelError, OptionError, StageLimitError
+from ..optics.presets import get_objective
 from ..tissue import DEFAULT_THRESHOLDS, calibrate
 from .manifest import MANIFEST, REPORT
 from .options import (
@@ -312,7 +313,7 @@ def prepare_scan(opts: ScanOptions, events: ScanEvents | Any | None = None) -> I
             autofocus=strategy, z_start_um=float(o.z_start_um if o.z_start_um is not None else VIRTUAL_Z_START_UM),
             limits=FocusLimits(float(o.max_correction_um if o.max_correction_um is not None else DEFAULTS["max_correction_um"])),
             thresholds=thresholds, settle_s=float(o.settle_s if o.settle_s is not None else DEFAULTS["settle_s"]),
-            image_format=str(o.image_format), home=o.home,
+            image_format=str(o.image_format), home=o.home, dof_um=get_objective(str(o.objective)).depth_of_field_um(),
         )
         low = None if o.low_size is None else parse_size(o.low_size, "--low-size")
         high = None if o.high_size is None else parse_size(o.high_size, "--high-size")
