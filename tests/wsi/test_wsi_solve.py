@@ -31,3 +31,16 @@ def test_a_false_match_is_dropped() -> None:
 def test_bad_prior_shape() -> None:
     with pytest.raises(ValueError):
         solve_positions(np.zeros((3, 3)), [])
+
+
+def test_camera_axes_from_pair_offsets() -> None:
+    from deepaf_host.wsi.solve import fit_camera_axes
+
+    theta = np.radians(0.8)
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]]) * 1.01
+    expected = np.array([[230.0, 0.0], [230.0, 1.0], [0.0, 170.0], [-1.0, 170.0], [230.0, -2.0]])
+    fit = fit_camera_axes(expected, expected @ rot.T)
+    assert fit is not None
+    assert fit["rotation_deg"] == pytest.approx(0.8, abs=1e-3)
+    assert fit["scale_x"] == pytest.approx(1.01, abs=1e-4) and fit["skew_deg"] == pytest.approx(0.0, abs=1e-3)
+    assert fit_camera_axes(expected[:2] * [1, 0], expected[:2] * [1, 0]) is None

@@ -66,6 +66,10 @@ def stitch(
         click.echo(f"{path}: {levels} px, {summary['pixel_size_um']:.4g} um/px, {summary['output_bytes'] / 1e6:.1f} MB")
         click.echo(f"  registration: {reg['accepted']}/{reg['pairs']} pairs accepted, {reg['dropped_outliers']} dropped as outliers, "
                    f"{summary['tiles']['placed_by_stage']} tiles placed by the stage alone")
+        axes = summary["registration"].get("camera_axes")
+        if axes:
+            click.echo(f"  camera on the stage: rotated {axes['rotation_deg']:+.3f} deg, scale x {axes['scale_x']:.4f} "
+                       f"y {axes['scale_y']:.4f}, skew {axes['skew_deg']:+.3f} deg")
         gt = summary.get("ground_truth")
         if gt:
             st, so = gt["seam_error_px"]["stitched_all_pairs"], gt["seam_error_px"]["stage_only_all_pairs"]

@@ -130,9 +130,8 @@ class Composer:
         self.scratch_dir = scratch_dir
         self.stats = ComposeStats()
         self.grid = (-(-self.height // self.t), -(-self.width // self.t))  # (rows, cols) of output tiles
-
-    def _blank(self) -> np.ndarray:
-        return np.broadcast_to(self.background, (self.t, self.t, 3)).copy()
+        self._template = np.empty((self.t, self.t, 3), dtype=np.uint8)
+        self._template[:] = self.background
 
     def tiles(self) -> Iterator[np.ndarray]:
         scratch = TileScratch((self.th, self.tw), self.scratch_dir)
@@ -179,35 +178,54 @@ class Composer:
                     scratch.free(int(self.keys[k]))
 
     def _compose(self, cands: np.ndarray, band: dict[int, np.ndarray], by0: int, by1: int, bx0: int, bx1: int) -> np.ndarray:
+        """One output tile: every covering source pasted, then the weighted mean
+        recomputed only on the rectangles where two or more sources overlap."""
         self.stats.output_tiles += 1
-        out = self._blank()
-        h, w = by1 - by0, bx1 - bx0
+        out = self._template.copy()
         if len(cands) == 0:
             self.stats.background += 1
             return out
-        if len(cands) == 1:
-            k = int(cands[0])
-            sx0, sx1 = max(bx0, int(self.x0[k])), min(bx1, int(self.x1[k]))
-            sy0, sy1 = max(by0, int(self.y0[k])), min(by1, int(self.y1[k]))
-            first_row = max(by0, int(self.y0[k]))  # band[k] starts at this mosaic row
-            out[sy0 - by0:sy1 - by0, sx0 - bx0:sx1 - bx0] = band[k][sy0 - first_row:sy1 - first_row, sx0 - int(self.x0[k]):sx1 - int(self.x0[k])]
-            self.stats.single_source += 1
-            return out
-        acc = np.zeros((h, w, 3), dtype=np.float32)
-        wsum = np.zeros((h, w), dtype=np.float32)
+        # Each source's rectangle in output-tile coordinates, and where its pixels start.
+        rects = []
         for k in cands:
             k = int(k)
             tx0, ty0 = int(self.x0[k]), int(self.y0[k])
-            sx0, sx1 = max(bx0, tx0), min(bx1, int(self.x1[k]))
-            sy0, sy1 = max(by0, ty0), min(by1, int(self.y1[k]))
-            weight = self.wy[sy0 - ty0:sy1 - ty0, None] * self.wx[None, sx0 - tx0:sx1 - tx0]
+            x0, x1 = max(bx0, tx0) - bx0, min(bx1, int(self.x1[k])) - bx0
+            y0, y1 = max(by0, ty0) - by0, min(by1, int(self.y1[k])) - by0
             first_row = max(by0, ty0)  # band[k] starts at this mosaic row
-            pix = band[k][sy0 - first_row:sy1 - first_row, sx0 - tx0:sx1 - tx0]
-            acc[sy0 - by0:sy1 - by0, sx0 - bx0:sx1 - bx0] += pix * weight[..., None]
-            wsum[sy0 - by0:sy1 - by0, sx0 - bx0:sx1 - bx0] += weight
-        covered = wsum > 0
-        mixed = acc[covered] / wsum[covered][:, None]
-        region = out[:h, :w]
-        region[covered] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
-        self.stats.blended += 1
+            rects.append((k, x0, y0, x1, y1, tx0, ty0, first_row))
+        for k, x0, y0, x1, y1, tx0, _, first_row in rects:
+            out[y0:y1, x0:x1] = band[k][by0 + y0 - first_row:by0 + y1 - first_row, bx0 + x0 - tx0:bx0 + x1 - tx0]
+        if len(rects) == 1:
+            self.stats.single_source += 1
+            return out
+        blended = False
+        for n, (_, ax0, ay0, ax1, ay1, *_rest) in enumerate(rects):
+            for _, cx0, cy0, cx1, cy1, *_rest2 in rects[n + 1:]:
+                ox0, oy0, ox1, oy1 = max(ax0, cx0), max(ay0, cy0), min(ax1, cx1), min(ay1, cy1)
+                if ox1 > ox0 and oy1 > oy0:
+                    self._blend(out, rects, band, ox0, oy0, ox1, oy1, by0, bx0)
+                    blended = True
+        if blended:
+            self.stats.blended += 1
+        else:
+            self.stats.single_source += 1
         return out
+
+    def _blend(self, out: np.ndarray, rects: list[tuple[int, ...]], band: dict[int, np.ndarray],
+               ox0: int, oy0: int, ox1: int, oy1: int, by0: int, bx0: int) -> None:
+        """Weighted mean of every source covering the rectangle (ox0, oy0)-(ox1, oy1)."""
+        acc = np.zeros((oy1 - oy0, ox1 - ox0, 3), dtype=np.float32)
+        wsum = np.zeros((oy1 - oy0, ox1 - ox0), dtype=np.float32)
+        for k, x0, y0, x1, y1, tx0, ty0, first_row in rects:
+            sx0, sy0, sx1, sy1 = max(x0, ox0), max(y0, oy0), min(x1, ox1), min(y1, oy1)
+            if sx1 <= sx0 or sy1 <= sy0:
+                continue
+            gx0, gy0 = bx0 + sx0, by0 + sy0  # mosaic coordinates
+            weight = self.wy[gy0 - ty0:gy0 - ty0 + sy1 - sy0, None] * self.wx[None, gx0 - tx0:gx0 - tx0 + sx1 - sx0]
+            pix = band[k][gy0 - first_row:gy0 - first_row + sy1 - sy0, gx0 - tx0:gx0 - tx0 + sx1 - sx0]
+            acc[sy0 - oy0:sy1 - oy0, sx0 - ox0:sx1 - ox0] += pix * weight[..., None]
+            wsum[sy0 - oy0:sy1 - oy0, sx0 - ox0:sx1 - ox0] += weight
+        acc /= wsum[..., None]
+        acc += 0.5
+        out[oy0:oy1, ox0:ox1] = np.clip(acc, 0, 255).astype(np.uint8)

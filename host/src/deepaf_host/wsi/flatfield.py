@@ -97,21 +97,23 @@ class FlatFieldEstimator:
         self.frames = 0
         self.tiles = 0
 
-    def add(self, rgb: np.ndarray, *, all_glass: bool = False) -> None:
-        """Add one tile (RGB uint8). ``all_glass``: a stored blank-glass frame."""
+    def measure(self, rgb: np.ndarray, *, all_glass: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """A tile reduced to the grid, and which cells show glass (pure: may run in a
+        worker thread; :meth:`accumulate` then adds the result)."""
         gh, gw = self.grid
         h, w = rgb.shape[:2]
         mid = cv2.resize(rgb, (max(gw, w // 4), max(gh, h // 4)), interpolation=cv2.INTER_AREA)
         small = cv2.resize(mid, (gw, gh), interpolation=cv2.INTER_AREA)
-        self.tiles += 1
-        every = np.arange(gh * gw * 3)
-        self._hist_all[every, small.ravel()] += 1
         if all_glass:
-            glass = np.ones((gh, gw), dtype=bool)
-        else:
-            hsv = cv2.cvtColor(mid, cv2.COLOR_RGB2HSV)
-            bg = ((hsv[..., 1] < self.saturation_max * 255) & (hsv[..., 2] > self.value_min * 255)).astype(np.float32)
-            glass = cv2.resize(bg, (gw, gh), interpolation=cv2.INTER_AREA) > 0.98
+            return small, np.ones((gh, gw), dtype=bool)
+        hsv = cv2.cvtColor(mid, cv2.COLOR_RGB2HSV)
+        bg = ((hsv[..., 1] < self.saturation_max * 255) & (hsv[..., 2] > self.value_min * 255)).astype(np.float32)
+        return small, cv2.resize(bg, (gw, gh), interpolation=cv2.INTER_AREA) > 0.98
+
+    def accumulate(self, small: np.ndarray, glass: np.ndarray) -> None:
+        gh, gw = self.grid
+        self.tiles += 1
+        self._hist_all[np.arange(gh * gw * 3), small.ravel()] += 1
         if not glass.any():
             return
         self.frames += 1
@@ -119,6 +121,10 @@ class FlatFieldEstimator:
         idx = (cells[:, None] * 3 + np.arange(3)[None, :]).ravel()
         vals = small.reshape(-1, 3)[cells].ravel()
         np.add.at(self._hist, (idx, vals), 1)
+
+    def add(self, rgb: np.ndarray, *, all_glass: bool = False) -> None:
+        """Add one tile (RGB uint8). ``all_glass``: a stored blank-glass frame."""
+        self.accumulate(*self.measure(rgb, all_glass=all_glass))
 
     def glass_rgb(self) -> tuple[int, int, int] | None:
         """Median colour of all the glass seen (the slide's background), None if none."""

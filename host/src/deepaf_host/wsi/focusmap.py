@@ -17,8 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..scan.manifest import write_atomic
-from .folder import ScanFolder, TileInfo
+from .folder import ScanFolder, TileInfo, write_atomic
 
 FOCUS_MAP_PNG = "focus_map.png"
 FOCUS_MAP_CSV = "focus_map.csv"

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import scipy.fft
-from scipy.signal.windows import tukey
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), in a tile's pixels
 
@@ -68,6 +67,17 @@ def _highpass(strip: np.ndarray, sigma: float) -> np.ndarray:
     return f - cv2.GaussianBlur(f, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
 
 
+def _tukey(n: int, alpha: float = 0.5) -> np.ndarray:
+    """A Tukey window: flat in the middle, cosine tapers over ``alpha / 2`` at each end."""
+    x = np.arange(n, dtype=np.float64) / max(n - 1, 1)
+    w = np.ones(n)
+    edge = alpha / 2
+    lo, hi = x < edge, x > 1 - edge
+    w[lo] = 0.5 * (1 + np.cos(np.pi * (x[lo] / edge - 1)))
+    w[hi] = 0.5 * (1 + np.cos(np.pi * ((x[hi] - 1) / edge + 1)))
+    return w
+
+
 def _peak_offset(line: np.ndarray, p: int) -> float:
     """Sub-pixel peak position along ``line`` near index ``p``: a Gaussian through the
     peak and its two neighbours (exact for a Gaussian peak, ~0.02 px on tissue)."""
@@ -84,7 +94,7 @@ def phase_correlate(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     half a strip are measured without the circular wrap-around of a plain FFT.
     """
     h, w = a.shape
-    win = np.outer(tukey(h, 0.5), tukey(w, 0.5)).astype(np.float32)
+    win = np.outer(_tukey(h), _tukey(w)).astype(np.float32)
     size = (scipy.fft.next_fast_len(h + h // 2, real=True), scipy.fft.next_fast_len(w + w // 2, real=True))
     fa = scipy.fft.rfft2(a * win, size)
     fb = scipy.fft.rfft2(b * win, size)

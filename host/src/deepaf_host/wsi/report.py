@@ -10,9 +10,8 @@ import json
 from html import escape
 from typing import Any
 
-from ..scan.manifest import write_atomic
 from .focusmap import FOCUS_MAP_PNG
-from .folder import ScanFolder
+from .folder import ScanFolder, write_atomic
 
 REPORT_HTML = "report.html"
 

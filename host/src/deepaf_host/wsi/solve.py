@@ -16,6 +16,7 @@ the others round a loop (a false match): the worst are dropped and the solve rep
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,3 +96,25 @@ def solve_positions(
         bad = set(np.flatnonzero(res >= max(outlier_px, 0.5 * worst))[: limit - len(dropped)].tolist())
         dropped += [e for k, e in enumerate(kept) if k in bad]
         kept = [e for k, e in enumerate(kept) if k not in bad]
+
+
+def fit_camera_axes(expected: np.ndarray, measured: np.ndarray) -> dict[str, float] | None:
+    """The linear map A with measured ~= A @ expected (pair offsets, pixels, (n, 2)):
+    how the camera's axes sit on the stage's. Returns its rotation (degrees, image
+    counter-clockwise from the stage axes), the scale along each stage axis (1 = the
+    pixel size is right) and the skew (degrees off 90 between the axes); None when the
+    pairs do not span both axes."""
+    e = np.asarray(expected, dtype=np.float64).reshape(-1, 2)
+    m = np.asarray(measured, dtype=np.float64).reshape(-1, 2)
+    if len(e) < 2 or np.linalg.matrix_rank(e) < 2:
+        return None
+    at, *_ = np.linalg.lstsq(e, m, rcond=None)
+    a = at.T  # measured = a @ expected
+    col_x, col_y = a[:, 0], a[:, 1]
+    angle_x = math.degrees(math.atan2(col_x[1], col_x[0]))
+    angle_y = math.degrees(math.atan2(-col_y[0], col_y[1]))
+    return {
+        "rotation_deg": round((angle_x + angle_y) / 2, 4),
+        "scale_x": round(float(np.hypot(*col_x)), 5), "scale_y": round(float(np.hypot(*col_y)), 5),
+        "skew_deg": round(angle_y - angle_x, 4),
+    }

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import math
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,14 +37,13 @@ import cv2
 import numpy as np
 
 from .. import __version__
-from ..scan.manifest import write_atomic
 from .compose import Composer
 from .flatfield import FlatField, FlatFieldEstimator, apply_gain
-from .folder import MANIFEST, ScanFolder, StitchError
+from .folder import MANIFEST, ScanFolder, StitchError, write_atomic
 from .ometiff import SlideMetadata, write_pyramid
 from .pyramid import PyramidBuilder
 from .register import PairResult, grey, overlap_boxes, register_strips
-from .solve import Edge, solve_positions
+from .solve import Edge, fit_camera_axes, solve_positions
 
 log = logging.getLogger(__name__)
 
@@ -182,27 +183,45 @@ def analyse(folder: ScanFolder, opts: StitchOptions, progress: Progress | None =
     waiting: dict[int, np.ndarray] = {}  # pair -> strip of its first tile
     estimator = FlatFieldEstimator() if opts.flat_field != "off" else None
     imaged = sorted((k for k, t in enumerate(folder.tiles) if t.image), key=lambda k: (corners[k, 1], corners[k, 0]))
-    out = Analysis()
-    for done, k in enumerate(imaged):
+
+    def prepare(k: int) -> tuple[tuple[np.ndarray, np.ndarray] | None, dict[int, np.ndarray]]:
+        """Decode a tile and cut what pass 1 needs of it (a worker thread: OpenCV and
+        the FFT release the GIL, so decoding overlaps registration)."""
         tile = folder.tiles[k]
         rgb = folder.read(tile)
-        if estimator is not None:
-            estimator.add(rgb, all_glass=tile.empty)
+        stats = estimator.measure(rgb, all_glass=tile.empty) if estimator is not None else None
+        strips: dict[int, np.ndarray] = {}
         if by_tile.get(k):
             g = grey(rgb)
             for n in by_tile[k]:
-                i, j, box_i, box_j = pairs[n]
+                i, _, box_i, box_j = pairs[n]
+                x0, y0, x1, y1 = box_i if k == i else box_j
+                strips[n] = g[y0:y1, x0:x1].copy()
+        return stats, strips
+
+    out = Analysis()
+    with ThreadPoolExecutor(max(1, opts.workers)) as pool:
+        ahead: deque[Future[tuple[tuple[np.ndarray, np.ndarray] | None, dict[int, np.ndarray]]]] = deque()
+        todo = iter(imaged)
+        for k in itertools.islice(todo, 2 * max(1, opts.workers)):
+            ahead.append(pool.submit(prepare, k))
+        for done, k in enumerate(imaged):
+            stats, strips = ahead.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                ahead.append(pool.submit(prepare, nxt))
+            if estimator is not None and stats is not None:
+                estimator.accumulate(*stats)
+            for n, strip in strips.items():
+                i, j, _, _ = pairs[n]
                 if k == i:
-                    x0, y0, x1, y1 = box_i
-                    waiting[n] = g[y0:y1, x0:x1].copy()
+                    waiting[n] = strip
                 else:
-                    x0, y0, x1, y1 = box_j
-                    res = register_strips(waiting.pop(n), g[y0:y1, x0:x1], max_shift_px=max_shift_px, min_ncc=opts.min_ncc)
+                    res = register_strips(waiting.pop(n), strip, max_shift_px=max_shift_px, min_ncc=opts.min_ncc)
                     d = (float(corners[j, 0] - corners[i, 0]), float(corners[j, 1] - corners[i, 1]))
                     out.pairs.append(Pair(i, j, d, res))
-        del rgb
-        if progress is not None:
-            progress("analyse", done + 1, len(imaged))
+            if progress is not None:
+                progress("analyse", done + 1, len(imaged))
     if estimator is not None:
         out.flat_field, out.flat_field_note = estimator.estimate()
         out.glass_rgb = out.flat_field.glass_rgb if out.flat_field is not None else estimator.glass_rgb()
@@ -359,6 +378,11 @@ def stitch(directory: str | Path, options: StitchOptions | None = None, progress
                 "residual_px": _stats(solution.residuals),
                 "shift_from_stage_px": _stats(shift),
             },
+            # How the camera sits on the stage, from the accepted pairs: a rotation of more
+            # than a few tenths of a degree shows at every seam and is worth fixing on the
+            # microscope; a scale off 1 means the pixel size is off.
+            "camera_axes": fit_camera_axes(np.array([p.expected for p in analysis.pairs if p.result.ok]),
+                                           np.array([p.measured for p in analysis.pairs if p.result.ok])),
             "max_shift_um": opts.max_shift_um, "min_ncc": opts.min_ncc,
         },
         "flat_field": {"applied": ff is not None, "note": analysis.flat_field_note, **(ff.to_dict() if ff else {})},

@@ -30,7 +30,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from ..scan.manifest import encode_image, tile_image_name, write_atomic
+from ..scan.manifest import encode_image, tile_image_name
+from .folder import write_atomic
 from ..scan.plan import Area, plan_tiles
 
 #: Stain optical densities per unit of stain (RGB), Ruifrok & Johnston's H and E vectors.
