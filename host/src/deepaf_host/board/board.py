@@ -14,14 +14,26 @@ so polling advances the clock as it would on a real line.
 
 Ground truth (what the protocol cannot tell): ``motor_steps()``, ``set_switch()``,
 ``seconds()``, ``true_position_um()``.
+
+Stage errors (all off by default, so that the stage lands exactly where it is sent):
+``play_um`` (backlash: lost motion when an axis reverses), ``repeat_um`` (repeatability:
+every move of an axis leaves it off by a fresh Gaussian error of this standard
+deviation) and ``skew_deg`` (the Y axis is not square to X). They act only on
+``true_position_um()`` -- what the camera sees -- never on what the board reports.
+``STAGE_ERRORS["leadscrew"]`` holds values typical of a GRBL stage with lead screws
+(``sim://?errors=leadscrew``); host/docs/calibrate/README.md says where they come from.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 import weakref
+from typing import Any
+
+import numpy as np
 
 from .machine import Machine
 
@@ -32,6 +44,16 @@ REFERENCE_STEPS_PER_MM = (800.0, 800.0, 16000.0)
 #: Default limit switches (motor steps from power-up, towards +): homing from power-up
 #: finds them after 10 mm (X, Y) and 2 mm (Z).
 DEFAULT_SWITCHES = ((8000, "+"), (8000, "+"), (32000, "+"))
+
+#: Named sets of stage errors (``VirtualBoard`` keywords), ``sim://?errors=NAME``.
+#: "leadscrew": a manual microscope stage driven through couplers by GRBL steppers on
+#: lead screws with anti-backlash nuts, the fine-focus knob through a belt: 20 um of
+#: play in X and Y, 4 um in Z; 2 um (X, Y) and 0.2 um (Z) repeatability (one standard
+#: deviation, one direction of approach); Y 0.3 degrees off square to X.
+STAGE_ERRORS: dict[str, dict[str, Any]] = {
+    "none": {"play_um": (0.0, 0.0, 0.0), "repeat_um": (0.0, 0.0, 0.0), "skew_deg": 0.0},
+    "leadscrew": {"play_um": (20.0, 20.0, 4.0), "repeat_um": (2.0, 2.0, 0.2), "skew_deg": 0.3},
+}
 
 _registry: weakref.WeakValueDictionary[str, VirtualBoard] = weakref.WeakValueDictionary()
 _names = itertools.count(1)
@@ -58,6 +80,12 @@ class VirtualBoard:
             micrometres; only ``true_position_um()`` sees it.
         steps_per_mm: the physical steps per mm of the mechanics (the board's $100-$102
             are what the firmware believes).
+        repeat_um: repeatability per axis (x, y, z), micrometres: the standard deviation of
+            the error each move of an axis leaves (a new draw per move, from
+            ``error_seed``); only ``true_position_um()`` sees it.
+        skew_deg: the Y axis is this many degrees off square to X (towards -X): a move
+            of +d in Y carries the stage by (-d sin, d cos); only ``true_position_um()``.
+        error_seed: seed of the repeatability errors.
         name: registers the board as ``sim://NAME``; a name is made up when omitted.
     """
 
@@ -71,12 +99,20 @@ class VirtualBoard:
         switches: tuple[tuple[int, str], ...] = DEFAULT_SWITCHES,
         play_um: tuple[float, float, float] = (0.0, 0.0, 0.0),
         steps_per_mm: tuple[float, float, float] = REFERENCE_STEPS_PER_MM,
+        repeat_um: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        skew_deg: float = 0.0,
+        error_seed: int = 0,
         name: str | None = None,
     ) -> None:
         if speed != "max" and (isinstance(speed, str) or not speed > 0):
             raise ValueError(f"speed must be a positive number or 'max', not {speed!r}")
         if boot_s < 0:
             raise ValueError(f"boot_s must be >= 0, not {boot_s!r}")
+        for label, values in (("play_um", play_um), ("repeat_um", repeat_um)):
+            if len(values) != 3 or not all(math.isfinite(v) and v >= 0 for v in values):
+                raise ValueError(f"{label} must be three values >= 0 (x, y, z), not {values!r}")
+        if not (math.isfinite(skew_deg) and abs(skew_deg) < 45):
+            raise ValueError(f"skew_deg must be within +-45 degrees, not {skew_deg!r}")
         self.name = name or f"board-{next(_names)}"
         if self.name in _registry:
             raise ValueError(f"a virtual board called {self.name!r} exists already")
@@ -90,6 +126,11 @@ class VirtualBoard:
         self._offset = 0.0
         self._t0 = time.monotonic()
         self._machine = Machine(dialect, boot_s, play, list(switches))  # type: ignore[arg-type]
+        self.play_um = tuple(float(p) for p in play_um)
+        self.repeat_um = tuple(float(r) for r in repeat_um)
+        self.skew_deg = float(skew_deg)
+        self.error_seed = int(error_seed)
+        self._errors: dict[tuple[int, int], float] = {}
         _registry[self.name] = self
 
     @property
@@ -240,8 +281,24 @@ class VirtualBoard:
                 mm = (stage[i] - step) / self.steps_per_mm[i]
                 if int(machine.settings[23]) >> i & 1:
                     mm -= machine.settings[130 + i]
-                out.append(round(mm * 1000.0, 6))
-            return (out[0], out[1], out[2])
+                out.append(mm * 1000.0)
+            if self.skew_deg:
+                s = math.radians(self.skew_deg)
+                out[0], out[1] = out[0] - out[1] * math.sin(s), out[1] * math.cos(s)
+            for i in range(3):
+                if self.repeat_um[i]:
+                    out[i] += self.repeat_um[i] * self._unit_error(i, machine.motors.moves[i])
+            return (round(out[0], 6), round(out[1], 6), round(out[2], 6))
+
+    def _unit_error(self, axis: int, move: int) -> float:
+        """The standard normal repeatability draw of ``axis`` after its ``move``-th move."""
+        key = (axis, move)
+        e = self._errors.get(key)
+        if e is None:
+            if len(self._errors) > 4096:
+                self._errors.clear()
+            e = self._errors[key] = float(np.random.default_rng([self.error_seed, axis, move]).standard_normal())
+        return e
 
     def state(self) -> str:
         """The state a status report would show now (Idle, Run, Alarm, ...)."""

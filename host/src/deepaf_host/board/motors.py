@@ -66,6 +66,9 @@ class Motors:
         #: Last direction queued per axis (-1, +1, 0 unknown): decides backlash take-up.
         self.planned_dir: list[int] = [0, 0, 0]
         self.last_event: Event | None = None
+        #: Moves completed per axis (blocks that stepped it): the virtual board draws a
+        #: new repeatability error for an axis each time this count changes.
+        self.moves: list[int] = [0, 0, 0]
 
     # --- where things are --------------------------------------------------------
 
@@ -292,6 +295,8 @@ class Motors:
             direction = _sign(ex.block.steps[i])
             self.stage[i] = self._drag(ex.start_stage[i], self.motor[i], direction, self.play[i])
             self.offset[i] = ex.start_offset[i] + (0 if ex.block.reported else steps[i])
+            if steps[i]:
+                self.moves[i] += 1
         self.exec = None
         self.paused = False
 

@@ -20,16 +20,22 @@ URL (``--camera sim://...``)::
     white_dn           digital number of clear glass (the lab's exposure; above 255 the
                        camera clips: an over-exposed lab), default the protocol's
     noise_seed         seed of the camera noise sequence (default: the slide seed)
+    rotation_deg       the camera turned on its mount by this angle (default 0): machine +X
+                       appears in the image at this angle from the +column axis, towards
+                       +row; a camera put on by hand sits 1-2 degrees off
+                       (``TYPICAL_ROTATION_DEG``)
 
 For example ``sim://20x?protocol=diff&seed=3`` or ``sim://4x?specimen=ihc``.
 
-Image orientation: column index grows with machine +X, row index with machine +Y; the
-frame centre images the slide point at the stage (x, y). ``true_focus_z_um(x, y)``
+Image orientation: column index grows with machine +X, row index with machine +Y (turned
+by ``rotation_deg`` when given); the frame centre images the slide point at the stage
+(x, y). ``true_focus_z_um(x, y)``
 (tests and benchmarks only) is the stage z at which (x, y) is in focus.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -50,7 +56,14 @@ from ..optics.slide import VirtualSlide
 from ..optics.specimen import load_specimen
 from .base import Camera, FrameMode, PoseSource
 
-_URL_KEYS = {"protocol", "seed", "specimen", "specimen_pixel_um", "relay", "low", "high", "noise", "noise_seed", "white_dn"}
+_URL_KEYS = {
+    "protocol", "seed", "specimen", "specimen_pixel_um", "relay", "low", "high", "noise", "noise_seed", "white_dn",
+    "rotation_deg",
+}
+
+#: How far a camera put on a trinocular port by hand typically sits turned (degrees):
+#: the value to give ``rotation_deg`` for a realistic set-up.
+TYPICAL_ROTATION_DEG = 1.5
 
 
 def _mode_with_size(name: str, size: tuple[int, int] | None) -> CameraMode:
@@ -80,6 +93,7 @@ class VirtualCamera(Camera):
         noise: bool = True,
         noise_seed: int | None = None,
         white_dn: float | None = None,
+        rotation_deg: float = 0.0,
         slide: VirtualSlide | None = None,
         name: str | None = None,
     ) -> None:
@@ -95,6 +109,10 @@ class VirtualCamera(Camera):
             self.slide = slide if slide is not None else VirtualSlide(seed, load_specimen(specimen, seed, specimen_pixel_um))
         except ConfigError as exc:
             raise CameraError(self.name, str(exc)) from exc
+        if not (math.isfinite(rotation_deg) and abs(rotation_deg) <= 45.0):
+            raise CameraError(self.name, f"rotation_deg must be within +-45 degrees, got {rotation_deg!r}")
+        self.rotation_deg = float(rotation_deg)
+        self._rotated: dict[str, Renderer] = {}
         self._pose = pose_source
         self._modes = {"low": _mode_with_size("low", low_size), "high": _mode_with_size("high", high_size)}
         self._relay = float(relay)
@@ -121,6 +139,8 @@ class VirtualCamera(Camera):
                     kwargs[key] = value
                 elif key in ("seed", "noise_seed"):
                     kwargs[key] = int(value)
+                elif key == "rotation_deg":
+                    kwargs[key] = float(value)
                 elif key in ("specimen_pixel_um", "relay", "white_dn"):
                     kwargs[key] = float(value)
                     if not kwargs[key] > 0:
@@ -157,7 +177,36 @@ class VirtualCamera(Camera):
         x, y, z = self._pose.true_position_um()
         rng = np.random.default_rng([self._noise_seed, self._frames])
         self._frames += 1
-        return renderer.render(self.slide, x, y, z, rng)
+        if not self.rotation_deg:
+            return renderer.render(self.slide, x, y, z, rng)
+        return renderer.camera(self._rotated_optics(mode, x, y, z), rng)[0]
+
+    def _rotated_optics(self, mode: str, x: float, y: float, z: float) -> np.ndarray:
+        """The blurred transmission (1, 3, H, W) of a camera turned by ``rotation_deg``:
+        a larger axis-aligned field rendered, turned and cut to the frame."""
+        import cv2
+
+        h, w = self._modes[mode].shape
+        a = math.radians(self.rotation_deg)
+        c, s = math.cos(a), math.sin(a)
+        big = self._rotated.get(mode)
+        if big is None:
+            bh = int(math.ceil(h * abs(c) + w * abs(s))) + 4
+            bw = int(math.ceil(w * abs(c) + h * abs(s))) + 4
+            big = Renderer(self.objective, self._modes[mode], self.protocol, relay=self._relay, shape=(bh, bw),
+                           cache_mb=256.0 if mode == "low" else 320.0)
+            self._rotated[mode] = big
+        optical = big.optical_stack(self.slide, x, y, [z])
+        bh, bw = big.shape
+        # Frame pixel (u, v) from the centre shows the slide at p * R(-a) (u, v): machine
+        # +X runs along (cos a, sin a) in (column, row).
+        cx, cy, bx, by = (w - 1) / 2.0, (h - 1) / 2.0, (bw - 1) / 2.0, (bh - 1) / 2.0
+        m = np.array([[c, s, bx - c * cx - s * cy], [-s, c, by + s * cx - c * cy]], dtype=np.float64)
+        out = np.empty((1, 3, h, w), dtype=np.float32)
+        for ch in range(3):
+            cv2.warpAffine(optical[0, ch], m, (w, h), dst=out[0, ch], flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_REFLECT)
+        return out
 
     def frame_shape(self, mode: FrameMode = "low") -> tuple[int, int]:
         if mode not in ("low", "high"):
@@ -169,7 +218,7 @@ class VirtualCamera(Camera):
 
     def close(self) -> None:
         self._closed = True
-        for r in self._renderers.values():
+        for r in (*self._renderers.values(), *self._rotated.values()):
             r.clear_cache()
 
     # --- ground truth (tests and benchmarks only) -------------------------------------

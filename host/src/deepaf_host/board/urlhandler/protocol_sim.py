@@ -7,9 +7,15 @@ URL: ``sim://[NAME][?option=value&...]``
   that is not live creates a board of that name; no name creates a fresh board.
 - Board options (only when the board is created): ``speed`` (a number, 1 = real time,
   or ``max``), ``jump`` (1: jump to the next event when a reader waits), ``dialect``
-  (``deepaf`` or ``grbl``), ``boot_s``, ``play_um`` (one value or three, comma
-  separated: mechanical backlash), ``switch_x``/``switch_y``/
-  ``switch_z`` (``STEP`` or ``STEP:SIDE``).
+  (``deepaf`` or ``grbl``), ``boot_s``, ``switch_x``/``switch_y``/``switch_z``
+  (``STEP`` or ``STEP:SIDE``).
+- Stage errors (only ``true_position_um()``, what the virtual camera sees, feels them;
+  all off unless given): ``play_um`` (one value or three, comma separated: mechanical
+  backlash), ``repeat_um`` (one or three: repeatability, the standard deviation of the
+  error each move leaves), ``skew_deg`` (Y off square to X), ``error_seed`` (seed of the
+  repeatability draws, default 0), and ``errors=leadscrew`` for values typical of a GRBL
+  stage on lead screws (``STAGE_ERRORS``: play 20,20,4 um, repeat 2,2,0.2 um, skew 0.3
+  degrees); a value given beside ``errors`` replaces the set's.
 - Connection option: ``disconnect_after_lines=N``: after N lines have been written,
   the connection breaks and every later read or write raises ``SerialException`` (as
   an unplugged cable).
@@ -26,9 +32,21 @@ from typing import Any
 
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException, to_bytes
 
-from ..board import DEFAULT_SWITCHES, VirtualBoard, find_board
+from ..board import DEFAULT_SWITCHES, STAGE_ERRORS, VirtualBoard, find_board
 
-_BOARD_OPTIONS = ("speed", "jump", "dialect", "boot_s", "play_um", "switch_x", "switch_y", "switch_z")
+_BOARD_OPTIONS = (
+    "speed", "jump", "dialect", "boot_s", "play_um", "switch_x", "switch_y", "switch_z", "repeat_um", "skew_deg",
+    "error_seed", "errors",
+)
+
+
+def _three(options: dict[str, str], key: str) -> tuple[float, float, float]:
+    values = [float(v) for v in options[key].split(",")]
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3:
+        raise ValueError(f"{key} takes one value or three (x,y,z)")
+    return (values[0], values[1], values[2])
 
 
 def _board_kwargs(options: dict[str, str]) -> dict[str, Any]:
@@ -43,13 +61,18 @@ def _board_kwargs(options: dict[str, str]) -> dict[str, Any]:
         kwargs["dialect"] = options["dialect"]
     if "boot_s" in options:
         kwargs["boot_s"] = float(options["boot_s"])
-    if "play_um" in options:
-        values = [float(v) for v in options["play_um"].split(",")]
-        if len(values) == 1:
-            values *= 3
-        if len(values) != 3:
-            raise ValueError("play_um takes one value or three (x,y,z)")
-        kwargs["play_um"] = tuple(values)
+    if "errors" in options:
+        preset = STAGE_ERRORS.get(options["errors"])
+        if preset is None:
+            raise ValueError(f"errors is one of {', '.join(STAGE_ERRORS)}, not {options['errors']!r}")
+        kwargs.update(preset)
+    for key in ("play_um", "repeat_um"):
+        if key in options:
+            kwargs[key] = _three(options, key)
+    if "skew_deg" in options:
+        kwargs["skew_deg"] = float(options["skew_deg"])
+    if "error_seed" in options:
+        kwargs["error_seed"] = int(options["error_seed"])
     switches = list(DEFAULT_SWITCHES)
     for i, axis in enumerate("xyz"):
         spec = options.get(f"switch_{axis}")
