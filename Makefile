@@ -12,7 +12,11 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 PINS   := -c host/constraints.txt
 
 # System packages the firmware build and the firmware-in-the-loop tests need (Debian 12).
-APT_PACKAGES := gcc-avr avr-libc simavr libsimavr-dev libsimavrparts1 libelf-dev pkg-config make
+# avrdude flashes the board (deepaf-host flash); arduino-core-avr holds the source of
+# the Uno's bootloader (Optiboot), which the flashing tests run in simavr.
+APT_PACKAGES := gcc-avr avr-libc simavr libsimavr-dev libsimavrparts1 libelf-dev pkg-config make \
+                avrdude arduino-core-avr
+OPTIBOOT_SRC := /usr/share/arduino/hardware/arduino/avr/bootloaders/optiboot/optiboot.c
 
 .PHONY: demo test test-fast bench firmware system-deps clean
 
@@ -33,11 +37,12 @@ bench: $(VENV)/.dev firmware
 	$(BIN)/python -m deepaf_host.scan.bench
 
 firmware: system-deps
-	$(MAKE) -C firmware all sim
+	$(MAKE) -C firmware all sim optiboot
 
 # Installs the firmware toolchain and simavr when they are missing (needs root or sudo).
 system-deps:
-	@if ! command -v avr-gcc >/dev/null || ! pkg-config --exists simavr 2>/dev/null; then \
+	@if ! command -v avr-gcc >/dev/null || ! pkg-config --exists simavr 2>/dev/null || \
+	    ! command -v avrdude >/dev/null || [ ! -f $(OPTIBOOT_SRC) ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  echo "installing $(APT_PACKAGES)"; \
 	  $$SUDO apt-get update -qq && \

@@ -7,8 +7,12 @@
 #ifndef CONFIG_H
 #define CONFIG_H
 
-/* Versions, as printed by the banner and $I (protocol.md section 1). */
+/* Versions, as printed by the banner and $I (protocol.md section 1). The firmware
+ * and settings-format versions may be given on the compiler's command line
+ * (make FW_DEFS=...): the tests build an "older" firmware that way to flash over it. */
+#ifndef DEEPAF_FIRMWARE_VERSION
 #define DEEPAF_FIRMWARE_VERSION "0.1.0"
+#endif
 #define DEEPAF_PROTOCOL_VERSION 1
 #define DEEPAF_PROTOCOL_VERSION_STR "1"
 #define GRBL_DIALECT "1.1h"
@@ -89,7 +93,9 @@
 
 /* EEPROM format version: bump when settings_t changes layout, so an old layout is
  * detected and replaced by the defaults instead of being misread. */
+#ifndef SETTINGS_FORMAT_VERSION
 #define SETTINGS_FORMAT_VERSION 1
+#endif
 #define SETTINGS_EEPROM_ADDR 0
 
 #endif

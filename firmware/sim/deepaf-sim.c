@@ -3,15 +3,27 @@
  * CNC Shield: three STEP/DIR drivers, their enable pin, three limit switches, and
  * UART0 bridged to a pseudo-terminal.
  *
- *   deepaf-sim [--limit AXIS=STEP[:+|-] ...] [--speed realtime|fast] FIRMWARE.elf
+ *   deepaf-sim [--limit AXIS=STEP[:+|-] ...] [--speed realtime|fast]
+ *              [--bootloader BOOT.hex] [FIRMWARE.elf|FIRMWARE.hex]
  *
  * The first stdout line is "PTY <path>". Opening that pty resets the AVR, as the
- * Uno's DTR auto-reset does. Commands on stdin, one reply line each:
+ * Uno's DTR auto-reset does (an external reset: MCUSR.EXTRF). With --bootloader the
+ * image is loaded into the 512-byte boot section (0x7E00-0x7FFF, the Uno's fuses:
+ * BOOTSZ=256 words) and every reset starts there (BOOTRST programmed), so a
+ * bootloader such as Optiboot runs first and can rewrite the application section with
+ * SPM; the FIRMWARE is then optional (without it the application section is blank,
+ * 0xFF, as on a chip that holds only a bootloader). Commands on stdin, one reply line each:
  *   pos                      -> POS <x> <y> <z> <cycle>   true motor steps, AVR cycle
  *   limit <axis> <step> [+|-]-> OK    switch closed while steps >= step (+) / <= step (-)
  *   limit <axis> off         -> OK    no switch
  *   drivers                  -> DRIVERS <enabled> <ignored x> <ignored y> <ignored z>
- *   reset                    -> OK    power-on reset (EEPROM kept)
+ *   reset                    -> OK    power-on reset (EEPROM and flash kept; MCUSR.PORF)
+ *   resets                   -> RESETS <power-on> <external> <watchdog>   resets so far
+ *   pc                       -> PC <byte address> running|halted   where the AVR executes
+ *                               (with --bootloader a crash halts it until the next reset)
+ *   spm                      -> SPM <page erases> <page writes> <buffer words>   SPM
+ *                               instructions the AVR executed (self-programming)
+ *   flash save <path>        -> OK    the whole 32 KB flash, as raw bytes, to <path>
  *   pty                      -> PTYSTATE open|closed   whether a host has the pty open
  *   timing [reset]           -> TIMING <min pulse> <min dir setup>   in CPU cycles, since
  *                               the last reset: shortest STEP high time, shortest time
@@ -46,10 +58,13 @@
 
 #include "avr_eeprom.h"
 #include "avr_extint.h"
+#include "avr_flash.h"
 #include "avr_ioport.h"
 #include "avr_uart.h"
 #include "sim_avr.h"
 #include "sim_elf.h"
+#include "sim_io.h"
+#include "sim_cycle_timers.h"
 
 #define F_CPU 16000000UL
 /* ATmega328P data-space addresses (I/O address + 0x20). */
@@ -58,6 +73,18 @@
 #define ADDR_PORTB 0x25
 #define ADDR_PORTD 0x2B
 #define ADDR_UCSR0B 0xC1
+#define ADDR_MCUSR 0x54
+#define ADDR_SPMCSR 0x57
+#define PORF_BIT 0
+#define EXTRF_BIT 1
+#define SELFPRGEN_BIT 0
+#define PGERS_BIT 1
+#define PGWRT_BIT 2
+#define BLBSET_BIT 3
+#define RWWSRE_BIT 4
+/* ATmega328P flash: 32 KB; the Uno's fuses give a 512-byte boot section. */
+#define FLASH_SIZE 0x8000u
+#define BOOT_START 0x7E00u
 #define RXEN0_BIT 4
 #define STEP_PIN0 2 /* PD2..PD4 */
 #define DIR_PIN0 5  /* PD5..PD7 */
@@ -105,6 +132,14 @@ static uint32_t ram_end_of_static; /* the ELF's _end: first byte after .data/.bs
 static int master_fd = -1;
 static int slave_open;
 static char slave_path[256];
+
+/* Resets and self-programming. */
+enum { RESET_POWER_ON, RESET_EXTERNAL, RESET_WATCHDOG };
+static int bootloader;                 /* a boot section image is loaded: BOOTRST */
+static int harness_reset = -1;         /* cause of the reset the harness is making */
+static int halted;                     /* crashed, with a bootloader: waits for a reset */
+static uint64_t resets[3];
+static uint64_t spm_erases, spm_writes, spm_fills;
 
 static void die(const char *fmt, ...)
 {
@@ -266,21 +301,146 @@ static void feed_uart(void)
 
 /* --- board ----------------------------------------------------------------------- */
 
-static void board_reset(void)
+/* Level-triggered INT0/INT1 polling on PD2/PD3 (the X/Y STEP pins) slows the
+ * simulation about six times and is not used: off. The extint module turns it back on
+ * in its own reset, after the core's reset hook: hence one cycle later. */
+static avr_cycle_count_t extint_lvl_off(avr_t *a, avr_cycle_count_t when, void *param)
 {
+	(void)when;
+	(void)param;
+	avr_extint_set_strict_lvl_trig(a, 0, 0);
+	avr_extint_set_strict_lvl_trig(a, 1, 0);
+	return 0;
+}
+
+/* Runs inside every avr_reset: the ones the harness makes and the ones the AVR makes
+ * itself (a watchdog timeout, as Optiboot uses to start the application). The reset
+ * cleared every I/O register, PINB included: the switches are driven again. */
+static void (*core_reset)(avr_t *);
+static void on_reset(avr_t *a)
+{
+	if (core_reset)
+		core_reset(a);
+	resets[harness_reset >= 0 ? harness_reset : RESET_WATCHDOG]++;
+	for (int i = 0; i < 3; i++)
+		model.sw_closed[i] = switch_closed(i);
+	apply_switches(1);
+	uart_xoff = 0; /* the UART's receive FIFO is emptied without an XON */
+	avr_cycle_timer_register(a, 1, extint_lvl_off, NULL);
+}
+
+/* A reset from outside the AVR: power-on or the RESET pin (the Uno's DTR circuit).
+ * The cause is left in MCUSR, which a bootloader reads to decide whether to wait
+ * for an upload (external reset) or start the application at once. */
+static void board_reset(int cause)
+{
+	harness_reset = cause;
 	avr_reset(avr);
-	/* Level-triggered INT0/INT1 polling on PD2/PD3 (the X/Y STEP pins) slows the
-	 * simulation about six times and is not used: off. */
+	harness_reset = -1;
+	halted = 0;
+	avr->data[ADDR_MCUSR] = (uint8_t)(1u << (cause == RESET_POWER_ON ? PORF_BIT : EXTRF_BIT));
 	avr_extint_set_strict_lvl_trig(avr, 0, 0);
 	avr_extint_set_strict_lvl_trig(avr, 1, 0);
 	uint32_t flags = 0; /* no stdio echo, no usleep in UART polling */
 	avr_ioctl(avr, AVR_IOCTL_UART_SET_FLAGS('0'), &flags);
-	for (int a = 0; a < 3; a++)
-		model.sw_closed[a] = switch_closed(a);
-	apply_switches(1);
-	uart_xoff = 0;
 	in_head = in_tail = 0;
 	out_head = out_tail = 0;
+}
+
+/* Counts the SPM instructions the AVR executes, by the operation SPMCSR selects.
+ * It sits first in simavr's list of I/O modules and passes every request on (-1),
+ * so simavr's own flash module still does the programming. */
+static int spm_count_ioctl(struct avr_io_t *io, uint32_t ctl, void *param)
+{
+	(void)param;
+	if (ctl != AVR_IOCTL_FLASH_SPM)
+		return -1;
+	uint8_t spmcsr = io->avr->data[ADDR_SPMCSR];
+	if (!(spmcsr & (1u << SELFPRGEN_BIT)))
+		return -1;
+	if (spmcsr & (1u << PGERS_BIT))
+		spm_erases++;
+	else if (spmcsr & (1u << PGWRT_BIT))
+		spm_writes++;
+	else if (!(spmcsr & ((1u << BLBSET_BIT) | (1u << RWWSRE_BIT))))
+		spm_fills++;
+	return -1;
+}
+static avr_io_t spm_counter = {.kind = "spm-count", .ioctl = spm_count_ioctl};
+
+/* --- Intel HEX images -------------------------------------------------------------- */
+
+static int hex_digit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Loads an Intel HEX file into flash. Every record's checksum is checked, and every
+ * data byte must fall in [lo, hi): an image that does not fit where it is meant to
+ * go is refused, as a real chip has no flash there. */
+static void load_hex(const char *path, uint32_t lo, uint32_t hi)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		die("cannot read %s: %s", path, strerror(errno));
+	char line[600];
+	uint32_t base = 0, bytes = 0;
+	int lineno = 0, eof = 0;
+	while (!eof && fgets(line, sizeof(line), f)) {
+		lineno++;
+		size_t len = strcspn(line, "\r\n");
+		if (len == 0)
+			continue;
+		uint8_t rec[260];
+		size_t n = 0;
+		if (line[0] != ':' || len % 2 != 1 || len > 1 + 2 * sizeof(rec))
+			die("%s:%d: not an Intel HEX record", path, lineno);
+		uint8_t sum = 0;
+		for (size_t i = 1; i < len; i += 2) {
+			int h = hex_digit(line[i]), l = hex_digit(line[i + 1]);
+			if (h < 0 || l < 0)
+				die("%s:%d: not an Intel HEX record", path, lineno);
+			rec[n] = (uint8_t)(h << 4 | l);
+			sum += rec[n++];
+		}
+		if (n < 5 || n != (size_t)rec[0] + 5u)
+			die("%s:%d: record length does not match its byte count", path, lineno);
+		if (sum != 0)
+			die("%s:%d: bad record checksum", path, lineno);
+		uint32_t addr = (uint32_t)rec[1] << 8 | rec[2];
+		switch (rec[3]) {
+		case 0x00:
+			for (uint32_t i = 0; i < rec[0]; i++) {
+				uint32_t at = base + addr + i;
+				if (at < lo || at >= hi)
+					die("%s:%d: byte at 0x%04x is outside 0x%04x-0x%04x", path, lineno, at, lo, hi - 1);
+				avr->flash[at] = rec[4 + i];
+			}
+			bytes += rec[0];
+			break;
+		case 0x01: eof = 1; break;
+		case 0x02: base = ((uint32_t)rec[4] << 8 | rec[5]) << 4; break;
+		case 0x04: base = ((uint32_t)rec[4] << 8 | rec[5]) << 16; break;
+		case 0x03: case 0x05: break; /* start address: the reset vector decides */
+		default: die("%s:%d: unknown record type %02x", path, lineno, rec[3]);
+		}
+	}
+	fclose(f);
+	if (!eof)
+		die("%s: no end-of-file record", path);
+	fprintf(stderr, "deepaf-sim: %s: %u bytes loaded in 0x%04x-0x%04x\n", path, bytes, lo, hi - 1);
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+	return a >= b && !strcmp(s + a - b, suffix);
 }
 
 static uint8_t *eeprom_bytes(void)
@@ -425,7 +585,21 @@ static void command(char *line)
 	} else if (!strcmp(argv[0], "pty")) {
 		reply("PTYSTATE %s", slave_open ? "open" : "closed");
 	} else if (!strcmp(argv[0], "reset")) {
-		board_reset();
+		board_reset(RESET_POWER_ON);
+		reply("OK");
+	} else if (!strcmp(argv[0], "resets")) {
+		reply("RESETS %" PRIu64 " %" PRIu64 " %" PRIu64, resets[RESET_POWER_ON], resets[RESET_EXTERNAL],
+		      resets[RESET_WATCHDOG]);
+	} else if (!strcmp(argv[0], "pc")) {
+		reply("PC 0x%04x %s", (unsigned)avr->pc, halted ? "halted" : "running");
+	} else if (!strcmp(argv[0], "spm")) {
+		reply("SPM %" PRIu64 " %" PRIu64 " %" PRIu64, spm_erases, spm_writes, spm_fills);
+	} else if (!strcmp(argv[0], "flash") && argv[1] && !strcmp(argv[1], "save") && argv[2]) {
+		FILE *f = fopen(argv[2], "wb");
+		if (!f || fwrite(avr->flash, 1, FLASH_SIZE, f) != FLASH_SIZE || fclose(f) != 0) {
+			reply("ERR cannot write %s: %s", argv[2], strerror(errno));
+			return;
+		}
 		reply("OK");
 	} else if (!strcmp(argv[0], "eeprom") && argv[1]) {
 		uint8_t *ee = eeprom_bytes();
@@ -485,7 +659,8 @@ static void read_stdin(void)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: deepaf-sim [--limit AXIS=STEP[:+|-] ...] [--speed realtime|fast] FIRMWARE.elf\n");
+	fprintf(stderr, "usage: deepaf-sim [--limit AXIS=STEP[:+|-] ...] [--speed realtime|fast]\n"
+			"                  [--bootloader BOOT.hex] [FIRMWARE.elf|FIRMWARE.hex]\n");
 	exit(2);
 }
 
@@ -497,7 +672,7 @@ static void quiet_logger(avr_t *a, const int level, const char *fmt, va_list ap)
 
 int main(int argc, char **argv)
 {
-	const char *elf = NULL;
+	const char *elf = NULL, *boot = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
 			char *spec = argv[++i];
@@ -519,13 +694,15 @@ int main(int argc, char **argv)
 				fast = 0;
 			else
 				usage();
+		} else if (!strcmp(argv[i], "--bootloader") && i + 1 < argc) {
+			boot = argv[++i];
 		} else if (argv[i][0] == '-' || elf) {
 			usage();
 		} else {
 			elf = argv[i];
 		}
 	}
-	if (!elf)
+	if (!elf && !boot)
 		usage();
 
 	/* Our protocol owns stdout; anything else that prints goes to stderr. */
@@ -535,21 +712,36 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	avr_global_logger_set(quiet_logger);
 
-	elf_firmware_t fw;
-	memset(&fw, 0, sizeof(fw));
-	if (elf_read_firmware(elf, &fw) != 0)
-		die("cannot read %s", elf);
-	/* The ELF carries no AVR_MCU() section: the board is fixed. */
-	strcpy(fw.mmcu, "atmega328p");
-	fw.frequency = F_CPU;
-	avr = avr_make_mcu_by_name(fw.mmcu);
+	avr = avr_make_mcu_by_name("atmega328p");
 	if (!avr)
 		die("simavr has no atmega328p");
-	avr_init(avr);
-	avr_load_firmware(avr, &fw);
-	for (uint32_t i = 0; i < fw.symbolcount; i++)
-		if (!strcmp(fw.symbol[i]->symbol, "_end"))
-			ram_end_of_static = fw.symbol[i]->addr & 0xFFFF;
+	avr_init(avr); /* flash all 0xFF, as a new chip */
+	/* With a bootloader the application must leave the boot section alone. */
+	uint32_t app_end = boot ? BOOT_START : FLASH_SIZE;
+	if (elf && ends_with(elf, ".hex")) {
+		load_hex(elf, 0, app_end);
+	} else if (elf) {
+		elf_firmware_t fw;
+		memset(&fw, 0, sizeof(fw));
+		if (elf_read_firmware(elf, &fw) != 0)
+			die("cannot read %s", elf);
+		if (fw.flashbase + fw.flashsize > app_end)
+			die("%s: %u bytes of flash do not fit below 0x%04x", elf, fw.flashbase + fw.flashsize, app_end);
+		/* The ELF carries no AVR_MCU() section: the board is fixed. */
+		strcpy(fw.mmcu, "atmega328p");
+		fw.frequency = F_CPU;
+		avr_load_firmware(avr, &fw);
+		for (uint32_t i = 0; i < fw.symbolcount; i++)
+			if (!strcmp(fw.symbol[i]->symbol, "_end"))
+				ram_end_of_static = fw.symbol[i]->addr & 0xFFFF;
+	}
+	if (boot) {
+		load_hex(boot, BOOT_START, FLASH_SIZE);
+		bootloader = 1;
+		avr->reset_pc = BOOT_START; /* BOOTRST programmed: reset jumps to the boot section */
+	}
+	avr->codeend = avr->flashend; /* the whole flash may hold code (SPM writes it) */
+	avr_register_io(avr, &spm_counter);
 	avr->frequency = F_CPU;
 	avr->sleep = fast_sleep;
 	avr->log = LOG_ERROR;
@@ -566,30 +758,41 @@ int main(int argc, char **argv)
 	avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUTPUT), uart_out_hook, NULL);
 	avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUT_XON), uart_xon_hook, NULL);
 	avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUT_XOFF), uart_xoff_hook, NULL);
+	core_reset = avr->reset;
+	avr->reset = on_reset;
 
 	open_pty();
 	fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
 	fprintf(out, "PTY %s\n", slave_path);
 	fflush(out);
 
-	board_reset();
+	board_reset(RESET_POWER_ON);
 	uint64_t wall0 = wall_us();
 	avr_cycle_count_t cycle0 = avr->cycle;
 	uint64_t last_hup_check = 0;
 
 	for (;;) {
 		avr_cycle_count_t until = avr->cycle + CHUNK_CYCLES;
-		while (avr->cycle < until) {
+		while (!halted && avr->cycle < until) {
 			int state = avr_run(avr);
-			if (state == cpu_Done || state == cpu_Crashed)
+			if (state != cpu_Done && state != cpu_Crashed)
+				continue;
+			/* Without a bootloader a crash is a firmware bug: exit, loudly. With
+			 * one, the application section may be blank or half written, and a
+			 * real chip would run on into garbage until reset: the AVR is halted
+			 * until the next reset (pty open or "reset"). */
+			if (!bootloader)
 				die("the AVR %s at cycle %" PRIu64 ", pc 0x%04x", state == cpu_Done ? "stopped" : "crashed",
 				    (uint64_t)avr->cycle, avr->pc);
+			fprintf(stderr, "deepaf-sim: the AVR %s at cycle %" PRIu64 ", pc 0x%04x: halted until the next reset\n",
+				state == cpu_Done ? "stopped" : "crashed", (uint64_t)avr->cycle, avr->pc);
+			halted = 1;
 		}
 		feed_uart();
 
 		/* Wait for the wall clock in realtime mode; just look around in fast mode. */
-		int timeout = 0;
-		if (!fast) {
+		int timeout = halted ? 10 : 0;
+		if (!fast && !halted) {
 			uint64_t sim_us = (avr->cycle - cycle0) / (F_CPU / 1000000u);
 			uint64_t now = wall_us() - wall0;
 			if (sim_us > now + 1000)
@@ -618,7 +821,7 @@ int main(int argc, char **argv)
 			} else if (!slave_open && !hup) {
 				/* Somebody opened the pty: DTR pulse, reset, bootloader wait. */
 				slave_open = 1;
-				board_reset();
+				board_reset(RESET_EXTERNAL);
 				tcflush(master_fd, TCIOFLUSH);
 				usleep(BOOT_HOLD_MS * 1000);
 				if (!fast) {
