@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "emulate": "deepaf_host.cli.emulate:emulate",
     "eval": "deepaf_host.cli.eval:eval_command",
     "export": "deepaf_host.cli.export:export",
+    "flash": "deepaf_host.cli.flash:flash_command",
     "train": "deepaf_host.cli.train:train",
     "scan": "deepaf_host.cli.scan:scan",
     "simulate": "deepaf_host.cli.simulate:simulate",

@@ -9,7 +9,9 @@ firmware in simavr), any pyserial URL -- and speaks protocol.md to it:
   the board is taken in stride, and ``$I`` is sent again after it). A
   ``[DEEPAF:FW=..,PROTO=..,AXES=..]`` line means the DeepAf firmware (another protocol
   version is a ``HandshakeError``); no such line but a GRBL 1.1 ``[VER:...]`` means a
-  stock GRBL board, which works too (``info.dialect == "grbl"``).
+  stock GRBL board, which works too (``info.dialect == "grbl"``). A DeepAf firmware
+  older than the image this host ships is logged as a warning that names
+  ``deepaf-host flash`` (``firmware/image.py``).
 - **One reply per line**: ``command()`` sends one line and returns its ``ok`` with the
   bracketed/``$N=V`` lines that came before it, or raises ``FirmwareError(code, line)``
   for ``error:N``. ``stream()`` sends many lines with character counting (protocol.md
@@ -76,6 +78,8 @@ class Connection(LinePort):
         url: a serial port or pyserial URL.
         timeout_s: default time allowed for the reply to one line.
         handshake_timeout_s: time allowed for the board to boot and answer ``$I``.
+        warn_outdated: log a warning when the board's DeepAf firmware is older than the
+            image this host ships (``deepaf-host flash`` updates it).
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class Connection(LinePort):
         timeout_s: float = 5.0,
         handshake_timeout_s: float = 10.0,
         baudrate: int = 115200,
+        warn_outdated: bool = True,
     ) -> None:
         from . import register_url_handlers
 
@@ -100,6 +105,12 @@ class Connection(LinePort):
             "%s: %s board, firmware %s, protocol %s (every line sent and received is logged at DEBUG)",
             self.url, info.dialect, info.firmware_version or info.grbl_version, info.protocol_version or "-",
         )
+        if warn_outdated:
+            from ..firmware.image import outdated_hint
+
+            hint = outdated_hint(self.url, info)
+            if hint is not None:
+                log.warning("%s", hint)
 
     def __enter__(self) -> Connection:
         return self
