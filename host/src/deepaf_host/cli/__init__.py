@@ -16,10 +16,13 @@ from ..errors import ConfigError, DeepAfError
 
 COMMANDS: dict[str, str] = {
     # name: "deepaf_host.cli.<module>:<click command>"
+    "calibrate": "deepaf_host.cli.calibrate:calibrate",
+    "collect": "deepaf_host.cli.collect:collect",
     "emulate": "deepaf_host.cli.emulate:emulate",
     "eval": "deepaf_host.cli.eval:eval_command",
     "export": "deepaf_host.cli.export:export",
     "flash": "deepaf_host.cli.flash:flash_command",
+    "profile": "deepaf_host.cli.profile:profile",
     "train": "deepaf_host.cli.train:train",
     "scan": "deepaf_host.cli.scan:scan",
     "simulate": "deepaf_host.cli.simulate:simulate",

@@ -304,7 +304,8 @@ Exit status:
 
 
 @click.command("scan", epilog=EPILOG)
-@click.option("--port", required=True, help="Serial port of the stage board, or sim:// for the virtual board.")
+@click.option("--port", default=None, help="Serial port of the stage board, or sim:// for the virtual board [default: the profile's].")
+@click.option("--profile", "profile_path", default=None, type=click.Path(dir_okay=False, path_type=Path), help="Microscope profile (TOML) whose values fill the options not given [default: the user's profile when it exists and names this --port].")
 @click.option("--camera", "camera_spec", default=None, help="Camera: index (0), device path, video file, or sim://... [default: sim:// with a sim:// port, else 0]")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder (tiles, manifest.jsonl, report.json, scan_options.json).")
 @click.option("--area", default=None, help="Scan area X0,Y0,X1,Y1 in mm (machine coordinates). Required on a real port; on sim:// the virtual slide's demo area.")
@@ -328,7 +329,7 @@ Exit status:
 @click.option("-v", "--verbose", count=True, help="-v: one log line per tile; -vv: also every line sent to and received from the board.")
 @click.pass_context
 def scan(
-    ctx: click.Context, port: str, camera_spec: str | None, out_dir: Path, area: str | None, objective: str, strategy: str,
+    ctx: click.Context, port: str | None, profile_path: Path | None, camera_spec: str | None, out_dir: Path, area: str | None, objective: str, strategy: str,
     model: str | None, measure: str | None, overlap: float, resume: bool, z_min_um: float | None, z_start_um: float | None,
     max_correction_um: float, settle_s: float, image_format: str, blank_image: Path | None, pixel_size_um: float | None,
     low_size: str | None, high_size: str | None, no_home: bool, log_file: Path | None, verbose: int,
@@ -347,11 +348,18 @@ def scan(
           --area -32,-22,-28,-18 --z-start -4100 --z-min -7500
     """
     from ..scan.listeners import Listeners, TileLogger
+    from ..profile import find as find_profile
     from ..scan.session import ScanOptions, prepare_scan
 
     console = Console(stderr=True)
+    try:
+        profile = find_profile(profile_path, port)
+    except DeepAfError as exc:
+        raise BadInput(refusal_message(exc)) from None
+    if not port and (profile is None or not profile.port):
+        raise click.UsageError("Missing option '--port' (or [microscope] port in a --profile).", ctx)
     options = ScanOptions(
-        port=port, camera=camera_spec, out_dir=out_dir, area_mm=area, objective=_given(ctx, "objective", objective),
+        port=port or "", profile=profile, camera=camera_spec, out_dir=out_dir, area_mm=area, objective=_given(ctx, "objective", objective),
         autofocus=_given(ctx, "strategy", strategy), model=model, measure=measure, overlap=_given(ctx, "overlap", overlap),
         resume=resume, z_min_um=z_min_um, z_start_um=z_start_um,
         max_correction_um=_given(ctx, "max_correction_um", max_correction_um), settle_s=_given(ctx, "settle_s", settle_s),

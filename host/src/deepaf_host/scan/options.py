@@ -3,7 +3,9 @@ defaults, and the check of every value (in the user's units, naming the flag).
 
 ``ScanOptions`` holds None for "not given". :func:`resolve_options` fills it: the
 value given; on ``--resume`` the folder's ``scan_options.json`` (or, for a folder
-written before it existed, its ``report.json``); then the defaults. The virtual
+written before it existed, its ``report.json``); then the microscope profile
+(``deepaf_host.profile``: port, camera, sizes, area, z, and the objective's pixel size,
+blank image and model); then the defaults. The virtual
 slide's defaults (``--area``, ``--z-start``) hold on a ``sim://`` port only: on a real
 port ``--area``, ``--z-start`` and ``--z-min`` must be given.
 """
@@ -92,6 +94,9 @@ class ScanOptions:
     home: bool = True
     #: Simulated scans only: the camera time model (None: frames take no simulated time).
     camera_timing: CameraTiming | None = PI_HQ_TIMING
+    #: The microscope profile (``deepaf_host.profile.Profile``) whose values fill what is
+    #: not given; None: no profile.
+    profile: Any = None
 
 
 def is_virtual_port(port: str) -> bool:
@@ -197,10 +202,13 @@ def resolve_options(opts: ScanOptions) -> ScanOptions:
     the virtual slide's must never drive real hardware. Raises ``OptionError``.
     """
     out = Path(opts.out_dir)
-    o = replace(opts, out_dir=out, port=opts.port.strip())
+    o = replace(opts, out_dir=out, port=(opts.port or "").strip())
+    if not o.port and o.profile is not None and o.profile.port:
+        o = replace(o, port=o.profile.port)
     if not o.port:
-        raise OptionError("--port", "empty port (a serial port like /dev/ttyACM0, or sim:// for the virtual board)")
+        raise OptionError("--port", "empty port (a serial port like /dev/ttyACM0, or sim:// for the virtual board; or the profile's [microscope] port)")
     virtual = is_virtual_port(o.port)
+    from_folder: set[str] = set()
     if o.resume:
         if not (out / MANIFEST).exists() and not (out / OPTIONS_FILE).exists():
             raise OptionError("--resume", f"{out} holds no scan to resume (no {MANIFEST}); leave --resume out to start one")
@@ -214,12 +222,15 @@ def resolve_options(opts: ScanOptions) -> ScanOptions:
                 if name == "blank_image" and value is not None:
                     value = Path(value)
                 o = replace(o, **{name: value})
+                from_folder.add(name)
             elif name in PLAN_FIELDS and not _same(name, given, saved[name]):
                 flag = FLAGS[name]
                 raise OptionError(
                     flag, f"{given} differs from the scan being resumed in {out} ({_shown(name, saved[name])}); "
                     f"leave {flag} out to resume it as it was planned, or scan into another folder",
                 )
+    if o.profile is not None:
+        o = _from_profile(o, o.profile, from_folder)
     if o.objective is None and o.camera is not None and o.camera.startswith("sim://"):
         preset = urlsplit(o.camera).netloc + urlsplit(o.camera).path.strip("/")
         if preset:
@@ -242,6 +253,32 @@ def resolve_options(opts: ScanOptions) -> ScanOptions:
             if getattr(o, name) is None:
                 raise OptionError(flag, f"required on a real port ({o.port}): {what}; the virtual slide's default never drives real hardware")
     _check_values(o)
+    return o
+
+
+def _from_profile(o: ScanOptions, profile: Any, keep: set[str]) -> ScanOptions:
+    """``o`` with what is still None (and not the resumed folder's, ``keep``) taken from
+    the microscope profile; the objective's own values follow the objective in use."""
+    values: dict[str, Any] = {
+        "camera": profile.camera, "low_size": profile.low_size, "high_size": profile.high_size,
+        "area_mm": profile.area_text, "z_start_um": profile.z_start_um, "z_min_um": profile.z_min_um,
+        **profile.scan,
+    }
+    camera = o.camera if o.camera is not None else values["camera"]
+    sim_camera = (camera or "").startswith("sim://") or (camera is None and is_virtual_port(o.port))
+    preset = (urlsplit(camera).netloc + urlsplit(camera).path.strip("/")) if camera and camera.startswith("sim://") else ""
+    if not preset:  # a virtual camera's preset decides the objective (a contradiction is refused below)
+        values["objective"] = profile.objective
+    table = profile.for_objective(o.objective or values.get("objective") or preset or DEFAULTS["objective"])
+    if table is not None:
+        values["blank_image"] = table.blank_image
+        if not sim_camera:
+            values["pixel_size_um"] = table.pixel_size_um
+        if (o.autofocus or values.get("autofocus") or DEFAULTS["autofocus"]) == "single-shot":
+            values["model"] = table.model
+    for name, value in values.items():
+        if value is not None and getattr(o, name) is None and name not in keep:
+            o = replace(o, **{name: value})
     return o
 
 
