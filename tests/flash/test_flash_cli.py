@@ -152,7 +152,13 @@ def test_a_port_another_program_holds_is_refused_as_busy(fake_avrdude: tuple[Pat
 @pytest.mark.parametrize(
     ("output", "code", "message"),
     [
-        ("avrdude: stk500_getsync() attempt 10 of 10: not in sync: resp=0x00\n", 2, "no Uno bootloader answered"),
+        (
+            "avrdude: stk500_getsync() attempt 10 of 10: not in sync: resp=0x00\n"
+            "avrdude error: unable to open programmer arduino on port /dev/pts/9\n",
+            2,
+            "no Uno bootloader answered (STK500v1 at 115200 baud after the DTR reset): is it an Arduino Uno, with "
+            "Optiboot? (avrdude: avrdude: stk500_getsync() attempt 10 of 10: not in sync: resp=0x00)",
+        ),
         (
             "avrdude: device signature = 0x1e9587\navrdude error: expected signature for ATmega328P is 1E 95 0F\n",
             2,

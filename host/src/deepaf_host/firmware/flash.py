@@ -133,7 +133,9 @@ def check_port(port: str) -> None:
     holders = port_holders(port)
     if holders:
         pid, cmdline = holders[0]
-        raise PortRefused(port, f"busy: process {pid} ({cmdline[:80]}) has it open -- a scan or a serial monitor? Stop it first")
+        raise PortRefused(
+            port, f"busy: process {pid} ({cmdline[:80]}) has it open -- a scan or a serial monitor? Stop it first"
+        )
 
 
 def _parse_settings(lines: tuple[str, ...]) -> dict[int, str]:
@@ -206,9 +208,12 @@ def settings_report(before: BoardState | None, after: BoardState | None, setting
     return lines
 
 
-def _tail(output: str, count: int = 4) -> str:
+def _tail(output: str, count: int = 4, about: tuple[str, ...] = ()) -> str:
+    """avrdude's last ``count`` lines (those that mention ``about``, when any do),
+    without the modem-line complaints a pseudo-terminal causes."""
     useful = [line.strip() for line in output.splitlines() if line.strip() and "TIOCM" not in line]
-    return " | ".join(useful[-count:])
+    relevant = [line for line in useful if any(key in line.lower() for key in about)]
+    return " | ".join((relevant or useful)[-count:])
 
 
 def _avrdude_failure(port: str, output: str) -> DeepAfError:
@@ -216,12 +221,13 @@ def _avrdude_failure(port: str, output: str) -> DeepAfError:
     low = output.lower()
     if "writing" not in low:
         if "signature" in low and "expected" in low:
-            return PortRefused(port, f"the chip is not an ATmega328P (avrdude: {_tail(output, 2)})")
-        if "not in sync" in low or "not responding" in low or "protocol expects" in low:
+            return PortRefused(port, f"the chip is not an ATmega328P (avrdude: {_tail(output, 2, ('signature',))})")
+        sync = ("not in sync", "not responding", "protocol expects")
+        if any(key in low for key in sync):
             return PortRefused(
                 port,
                 "no Uno bootloader answered (STK500v1 at 115200 baud after the DTR reset): is it an Arduino Uno, "
-                f"with Optiboot? (avrdude: {_tail(output, 2)})",
+                f"with Optiboot? (avrdude: {_tail(output, 1, sync)})",
             )
         return PortRefused(port, f"avrdude stopped before writing: {_tail(output)}")
     return FlashFailed(
@@ -259,7 +265,7 @@ def flash(port: str, image: FirmwareImage, echo: Echo = print) -> FlashResult:
         echo(f"{port}: no DeepAf or GRBL firmware answered ({why}); a new board runs none")
     command = avrdude_command(port, image.path)
     what = f"DeepAf {image.firmware_version}" if image.firmware_version else "an image without a DeepAf version"
-    echo(f"writing {image.path.name} ({what}, {image.hex.data_bytes} bytes, sha256 {image.sha256[:16]}...) with:")
+    echo(f"flashing {image.path.name} ({what}, {image.hex.data_bytes} bytes, sha256 {image.sha256[:16]}...) with:")
     echo("  " + shlex.join(command))
     output = run_avrdude(command, port)
     verified = next((line.strip() for line in output.splitlines() if "verified" in line), "")
@@ -269,10 +275,13 @@ def flash(port: str, image: FirmwareImage, echo: Echo = print) -> FlashResult:
     if image.firmware_version is not None:
         if after is None:
             raise FlashFailed(
-                port, f"avrdude wrote and verified the image, but no DeepAf {image.firmware_version} answered $I ({why})"
+                port,
+                f"avrdude wrote and verified the image, but no DeepAf {image.firmware_version} answered $I ({why})",
             )
         if after.info.firmware_version != image.firmware_version:
-            raise FlashFailed(port, f"the board reports {after.describe()}, not the {image.firmware_version} just written")
+            raise FlashFailed(
+                port, f"the board reports {after.describe()}, not the {image.firmware_version} just written"
+            )
         echo(f"the board answers $I: {after.describe()}, the version just written")
         shipped = shipped_version()
         if shipped is not None and is_older(image.firmware_version, shipped):
