@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from deepaf_host import profile as profiles
 from deepaf_host.cli import main
+from deepaf_host.errors import OptionError
 from deepaf_host.profile import ProfileError
 from deepaf_host.scan.options import OPTIONS_FILE, OPTIONS_FORMAT, ScanOptions, resolve_options
 
@@ -184,3 +185,20 @@ def test_scan_reads_the_profile_given_and_a_bad_one_is_refused_before_anything(t
     bad = write(tmp_path, '[stage]\nz_start_um = "low"\n', "bad.toml")
     result = CliRunner().invoke(main, ["scan", "--port", "sim://", "--profile", str(bad), "--out", str(out)])
     assert result.exit_code == 2 and "[stage] z_start_um: must be a number" in result.output
+
+
+def test_calibrate_and_collect_take_their_microscope_from_flags_then_the_profile(tmp_path: Path) -> None:
+    (tmp_path / "m.tflite").write_bytes(b"x")
+    p = profiles.load(write(tmp_path, GOOD))
+    s = profiles.resolve_setup(p, need=("z_start_um", "z_min_um", "area_mm"))
+    assert (s.port, s.camera, s.objective, s.pixel_size_um, s.area_mm) == ("/dev/ttyACM0", "1", "40x", 0.0903, "-32,-22,-28,-18")
+    s = profiles.resolve_setup(p, objective="20x", z_start_um=-4000.0, low_size="640x360")
+    assert (s.objective, s.pixel_size_um, s.z_start_um, s.low_size) == ("20x", 0.1806, -4000.0, (640, 360))
+    with pytest.raises(OptionError, match="--area: required on a real port"):
+        profiles.resolve_setup(None, port="/dev/ttyACM0", z_start_um=-4000.0, z_min_um=-7000.0, need=("area_mm",))
+    with pytest.raises(OptionError, match="--port: required"):
+        profiles.resolve_setup(None)
+    with pytest.raises(OptionError, match="--camera: the virtual camera"):
+        profiles.resolve_setup(p, camera="sim://40x")
+    s = profiles.resolve_setup(None, port="sim://", camera="sim://10x?low=320x180")
+    assert (s.objective, s.z_start_um, s.pixel_size_um) == ("10x", -4000.0, None)  # the virtual slide's defaults
