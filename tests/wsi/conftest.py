@@ -5,11 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from deepaf_host.wsi.synthetic import SyntheticSpec, write_synthetic_scan
-
-#: 3 x 3 tiles of 256 x 192 px with stage errors of several pixels (jitter 1.5 um = 3 px
-#: sigma at 0.5 um/px, and 2.5 um = 5 px of backlash on every other row).
-GRID = SyntheticSpec(rows=3, cols=3, tile_shape=(192, 256), pixel_size_um=0.5, jitter_um=1.5, backlash_um=2.5, seed=3)
+from deepaf_host.wsi.synthetic import write_synthetic_scan
+from wsi_cases import GRID
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import tifffile
 from deepaf_host.wsi import ScanFolder, StitchError, StitchOptions, stitch
 from deepaf_host.wsi.synthetic import SyntheticSpec, write_synthetic_scan
 
-from conftest import GRID
+from wsi_cases import GRID
 
 
 def _level0(path: Path) -> np.ndarray:

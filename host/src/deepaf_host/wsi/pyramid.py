@@ -4,7 +4,7 @@ A TIFF writer takes one level at a time, level 0 first; the lower levels are the
 made on the fly from level 0's tiles and kept, uncompressed, in temporary spool files
 (a quarter, a sixteenth... of level 0) until their turn. :class:`Halver` turns the
 row-major tiles of one level into the row-major tiles of the next (2 x 2 area mean),
-holding one row of half-size tiles; halvers chain, so every level is made in the same
+holding half a row of output tiles; halvers chain, so every level is made in the same
 single pass over level 0.
 """
 
@@ -61,7 +61,13 @@ class TileSpool:
 
 class Halver:
     """Consumes level-k tiles (row-major, ``tile_px`` square, padded at the edges) and
-    emits level-(k+1) tiles the same way through ``emit``."""
+    emits level-(k+1) tiles the same way through ``emit``.
+
+    A level-(k+1) tile is the 2 x 2 area mean of four level-k tiles: the upper half
+    comes from row 2i, the lower from row 2i+1. Only the upper halves of the current
+    output row wait (half a tile row of level k+1); each output tile is emitted as
+    soon as its lower-right source arrives.
+    """
 
     def __init__(
         self, shape: tuple[int, int], tile_px: int, emit: Callable[[np.ndarray], None], background: tuple[int, int, int]
@@ -72,32 +78,56 @@ class Halver:
         self.rows_out, self.cols_out = tile_grid(self.shape_out, tile_px)
         self.emit = emit
         self.background = np.array(background, dtype=np.uint8)
-        self._buf = self._new_buf()
+        half = tile_px // 2
+        self._upper = np.empty((half, self.cols_out * tile_px, 3), dtype=np.uint8)
+        self._current = self._blank()
         self._row = 0
         self._col = 0
         self.emitted = 0
 
-    def _new_buf(self) -> np.ndarray:
-        return np.broadcast_to(self.background, (self.t, self.cols_out * self.t, 3)).copy()
+    def _blank(self) -> np.ndarray:
+        tile = np.empty((self.t, self.t, 3), dtype=np.uint8)
+        tile[:] = self.background
+        return tile
 
     def push(self, tile: np.ndarray) -> None:
         half = self.t // 2
         small = cv2.resize(tile, (half, half), interpolation=cv2.INTER_AREA)
-        r = (self._row % 2) * half
         c = self._col * half
-        self._buf[r:r + half, c:c + half] = small
+        if self._row % 2 == 0:
+            self._upper[:, c:c + half] = small
+            if self._row == self.rows_in - 1:  # no lower row: emit with background below
+                self._emit_column(lower=None)
+        else:
+            self._emit_column(lower=small)
         self._col += 1
         if self._col == self.cols_in:
             self._col = 0
             self._row += 1
             if self._row % 2 == 0 or self._row == self.rows_in:
-                self._flush()
+                self._flush_row_end()
 
-    def _flush(self) -> None:
-        for j in range(self.cols_out):
-            self.emit(self._buf[:, j * self.t:(j + 1) * self.t].copy())
+    def _emit_column(self, lower: np.ndarray | None) -> None:
+        """Place the half-tile of input column ``_col``; emit the output tile it completes."""
+        half = self.t // 2
+        c = self._col * half
+        j, left = divmod(c, self.t)
+        out = self._current
+        out[:half, left:left + half] = self._upper[:, c:c + half]
+        if lower is not None:
+            out[half:, left:left + half] = lower
+        if left + half == self.t or self._col == self.cols_in - 1:
+            self.emit(out)
             self.emitted += 1
-        self._buf = self._new_buf()
+            self._current = self._blank()
+
+    def _flush_row_end(self) -> None:
+        """Output tiles of this row to the right of the last input column: background."""
+        done_cols = -(-self.cols_in * (self.t // 2) // self.t)
+        for _ in range(done_cols, self.cols_out):
+            self.emit(self._blank())
+            self.emitted += 1
+        self._upper[:] = self.background
 
     def done(self) -> bool:
         return self.emitted == self.rows_out * self.cols_out

@@ -37,7 +37,10 @@ def _img(folder: ScanFolder, name: str, alt: str) -> str:
 def _dl(items: dict[str, Any]) -> str:
     rows = []
     for k, v in items.items():
-        text = v if isinstance(v, str) else json.dumps(v)
+        if isinstance(v, dict):
+            text = ", ".join(f"{a}: {b if isinstance(b, str) else json.dumps(b)}" for a, b in v.items()) or "none"
+        else:
+            text = v if isinstance(v, str) else json.dumps(v)
         rows.append(f"<dt>{escape(str(k))}</dt><dd>{escape(text)}</dd>")
     return "<dl>" + "".join(rows) + "</dl>"
 
@@ -60,8 +63,11 @@ def report_html(folder: ScanFolder, summary: dict[str, Any]) -> str:
         "flat field": "applied" if summary["flat_field"]["applied"] else f"not applied: {summary['flat_field']['note']}",
         "time (s)": summary.get("timings_s"), "throughput": f"{summary.get('megapixels_per_s')} megapixels/s",
     }
+    if summary["registration"].get("camera_axes"):
+        stitch_items["camera axes on the stage"] = summary["registration"]["camera_axes"]
     if gt:
-        stitch_items["seam error vs truth (px)"] = gt["seam_error_px"]
+        for name, stats in gt["seam_error_px"].items():
+            stitch_items[f"seam error vs truth, {name.replace('_', ' ')} (px)"] = stats
     scan_items = {k: rep[k] for k in ("status", "started", "finished", "objective", "camera", "port", "autofocus",
                                       "model", "plan", "tiles", "focus_error_um", "autofocus_options",
                                       "tissue_thresholds", "version") if k in rep}
