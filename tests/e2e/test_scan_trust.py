@@ -189,3 +189,23 @@ def test_image_sharpness_falls_with_defocus() -> None:
         values.append(image_sharpness(camera.grab("high"), 0.7))
     assert values[1].detail < 0.5 * values[0].detail
     assert values[2].contrast < 0.1 * values[0].contrast
+
+
+def test_a_finished_scan_is_stitched_into_one_slide_unless_asked_not_to(board: VirtualBoard, tmp_path: Path) -> None:
+    import tifffile
+    from click.testing import CliRunner
+    from deepaf_host.cli import main
+
+    out = tmp_path / "s"
+    result = CliRunner().invoke(main, ["scan", "--port", board.url, "--camera", CAMERA, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "slide.ome.tif" in result.output and "seam error vs truth" in result.output
+    with tifffile.TiffFile(out / "slide.ome.tif") as tif:
+        assert tif.is_ome and len(tif.series[0].levels) >= 2
+    report = json.loads((out / "report.json").read_text())
+    assert all("true_x_um" in r for r in lines(out) if not r["empty"]) and report["status"] == "complete"
+
+    again = tmp_path / "t"
+    result = CliRunner().invoke(main, ["scan", "--port", board.url, "--camera", CAMERA, "--out", str(again), "--no-stitch"])
+    assert result.exit_code == 0, result.output
+    assert not (again / "slide.ome.tif").exists()

@@ -227,6 +227,12 @@ class VirtualCamera(Camera):
         """Stage z at which the slide at stage (x, y) is in focus. Not for autofocus."""
         return float(self.slide.focus_z_um(x_um, y_um))
 
+    def true_xy_um(self) -> tuple[float, float]:
+        """Where the stage truly is in X/Y (with the board's simulated errors), which is
+        where the frame was taken: the truth the stitcher's registration is scored on."""
+        x, y, _ = self._pose.true_position_um()
+        return float(x), float(y)
+
     def true_defocus_um(self) -> float:
         """Signed defocus z - focus at the current pose (positive: objective too far)."""
         x, y, z = self._pose.true_position_um()

@@ -325,6 +325,7 @@ Exit status:
 @click.option("--low-size", default=None, metavar="WxH", help="Low-res frame size (tissue detection, autofocus); the camera must deliver it [default: 1280x720; sim:// cameras take it into their URL].")
 @click.option("--high-size", default=None, metavar="WxH", help="High-res tile size; the camera must deliver it [default: 4056x3040; sim:// cameras: into their URL].")
 @click.option("--no-home", is_flag=True, help="Do not home first (the board must already be homed).")
+@click.option("--no-stitch", is_flag=True, help="Do not stitch the tiles into --out/slide.ome.tif at the end (run `deepaf-host stitch` later).")
 @click.option("--log-file", default=None, type=click.Path(dir_okay=False, path_type=Path), help="Also write the log here (INFO: one line per tile; DEBUG with -vv).")
 @click.option("-v", "--verbose", count=True, help="-v: one log line per tile; -vv: also every line sent to and received from the board.")
 @click.pass_context
@@ -332,7 +333,7 @@ def scan(
     ctx: click.Context, port: str | None, profile_path: Path | None, camera_spec: str | None, out_dir: Path, area: str | None, objective: str, strategy: str,
     model: str | None, measure: str | None, overlap: float, resume: bool, z_min_um: float | None, z_start_um: float | None,
     max_correction_um: float, settle_s: float, image_format: str, blank_image: Path | None, pixel_size_um: float | None,
-    low_size: str | None, high_size: str | None, no_home: bool, log_file: Path | None, verbose: int,
+    low_size: str | None, high_size: str | None, no_home: bool, no_stitch: bool, log_file: Path | None, verbose: int,
 ) -> None:
     """Scan the --area of a slide into --out: one image per tissue tile, a manifest and a report.
 
@@ -399,5 +400,34 @@ def scan(
                 console.print(f"       {state}; continue with --resume (report in {escape(str(out_dir / 'report.json'))})", soft_wrap=True)
                 raise SystemExit(EXIT_FAILED) from None
         code = summarize(console, report, out_dir)
+        if code in (EXIT_COMPLETE, EXIT_DEFECTS) and not no_stitch:
+            code = stitch_scan(console, out_dir) or code
     if code:
         raise SystemExit(code)
+
+
+def stitch_scan(console: Console, out_dir: Path) -> int:
+    """Stitch a finished scan into ``out_dir/slide.ome.tif``; 0, or EXIT_FAILED when it
+    could not be made (the tiles are safe; ``deepaf-host stitch`` tries again)."""
+    from ..wsi import stitch
+    from .stitch import summary_lines
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(f"stitch: {phase}", total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        try:
+            summary = stitch(out_dir, progress=progress)
+        except (DeepAfError, OSError, ValueError) as exc:
+            bar.stop()
+            console.print(f"[red]Error[/]: stitching failed: {escape(str(exc))}; the tiles are safe: "
+                          f"deepaf-host stitch {escape(str(out_dir))}", soft_wrap=True)
+            return EXIT_FAILED
+    for line in summary_lines(out_dir, summary):
+        console.print(escape(line), soft_wrap=True)
+    return 0

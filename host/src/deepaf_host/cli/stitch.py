@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -57,26 +59,35 @@ def stitch(
                 bar.update(tasks[phase], completed=done, total=total)
 
             summary = run_stitch(directory, opts, progress)
-        path = f"{directory.rstrip('/')}/{summary['slide']}"
-        if summary.get("up_to_date"):
-            click.echo(f"{path} is up to date (--force to stitch again)")
-            continue
-        reg = summary["registration"]["summary"]
-        levels = " / ".join(f"{w}x{h}" for h, w in summary["levels"])
-        click.echo(f"{path}: {levels} px, {summary['pixel_size_um']:.4g} um/px, {summary['output_bytes'] / 1e6:.1f} MB")
-        click.echo(f"  registration: {reg['accepted']}/{reg['pairs']} pairs accepted, {reg['dropped_outliers']} dropped as outliers, "
-                   f"{summary['tiles']['placed_by_stage']} tiles placed by the stage alone")
-        axes = summary["registration"].get("camera_axes")
-        if axes:
-            click.echo(f"  camera on the stage: rotated {axes['rotation_deg']:+.3f} deg, scale x {axes['scale_x']:.4f} "
-                       f"y {axes['scale_y']:.4f}, skew {axes['skew_deg']:+.3f} deg")
-        gt = summary.get("ground_truth")
-        if gt:
-            st, so = gt["seam_error_px"]["stitched_all_pairs"], gt["seam_error_px"]["stage_only_all_pairs"]
-            click.echo(f"  seam error vs truth: median {st['median']:.2f} px, max {st['max']:.2f} px "
-                       f"(stage only: median {so['median']:.2f}, max {so['max']:.2f})")
-        ff = summary["flat_field"]
-        click.echo(f"  flat field: {'applied (' + ff['method'] + ')' if ff['applied'] else 'not applied'}"
-                   + (f" - {ff['note']}" if ff["note"] else ""))
-        click.echo(f"  {summary['mosaic_megapixels']:.1f} megapixels in {summary['timings_s']['total']:.1f} s "
-                   f"({summary['megapixels_per_s']} MP/s); report: {directory.rstrip('/')}/report.html")
+        for line in summary_lines(directory, summary):
+            click.echo(line)
+
+
+def summary_lines(directory: str | Path, summary: dict[str, Any]) -> list[str]:
+    """What a stitch made, in a few lines (``stitch`` and the end of ``scan`` print them)."""
+    directory = str(directory).rstrip("/")
+    path = f"{directory}/{summary['slide']}"
+    if summary.get("up_to_date"):
+        return [f"{path} is up to date (--force to stitch again)"]
+    reg = summary["registration"]["summary"]
+    levels = " / ".join(f"{w}x{h}" for h, w in summary["levels"])
+    lines = [
+        f"{path}: {levels} px, {summary['pixel_size_um']:.4g} um/px, {summary['output_bytes'] / 1e6:.1f} MB",
+        f"  registration: {reg['accepted']}/{reg['pairs']} pairs accepted, {reg['dropped_outliers']} dropped as outliers, "
+        f"{summary['tiles']['placed_by_stage']} tiles placed by the stage alone",
+    ]
+    axes = summary["registration"].get("camera_axes")
+    if axes:
+        lines.append(f"  camera on the stage: rotated {axes['rotation_deg']:+.3f} deg, scale x {axes['scale_x']:.4f} "
+                     f"y {axes['scale_y']:.4f}, skew {axes['skew_deg']:+.3f} deg")
+    gt = summary.get("ground_truth")
+    if gt:
+        st, so = gt["seam_error_px"]["stitched_all_pairs"], gt["seam_error_px"]["stage_only_all_pairs"]
+        lines.append(f"  seam error vs truth: median {st['median']:.2f} px, max {st['max']:.2f} px "
+                     f"(stage only: median {so['median']:.2f}, max {so['max']:.2f})")
+    ff = summary["flat_field"]
+    lines.append(f"  flat field: {'applied (' + ff['method'] + ')' if ff['applied'] else 'not applied'}"
+                 + (f" - {ff['note']}" if ff["note"] else ""))
+    lines.append(f"  {summary['mosaic_megapixels']:.1f} megapixels in {summary['timings_s']['total']:.1f} s "
+                 f"({summary['megapixels_per_s']} MP/s); report: {directory}/report.html")
+    return lines

@@ -363,6 +363,9 @@ class ScanRunner:
         t = self.clock()
         high = self.camera.grab("high")
         timings["high_capture"] = timings.get("high_capture", 0.0) + self.clock() - t
+        true_xy = getattr(self.camera, "true_xy_um", None)
+        if true_xy is not None:  # simulated camera: where the tile truly is (stitching's truth)
+            record["true_x_um"], record["true_y_um"] = (round(v, 3) for v in true_xy())
         w = time.perf_counter()
         sharp = image_sharpness(high, record["tissue_fraction"])
         qc = judge(autofocus, sharp, self._neighbour_sharpness(tile, manifest), self.config.qc_rules, record["tissue_fraction"])
