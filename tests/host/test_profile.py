@@ -202,3 +202,15 @@ def test_calibrate_and_collect_take_their_microscope_from_flags_then_the_profile
         profiles.resolve_setup(p, camera="sim://40x")
     s = profiles.resolve_setup(None, port="sim://", camera="sim://10x?low=320x180")
     assert (s.objective, s.z_start_um, s.pixel_size_um) == ("10x", -4000.0, None)  # the virtual slide's defaults
+
+
+def test_the_profiles_backlash_reaches_the_scans_stage(tmp_path: Path) -> None:
+    from deepaf_host.board import VirtualBoard
+    from deepaf_host.scan.session import prepare_scan
+
+    board = VirtualBoard(speed="max", name="profile-backlash")
+    path = write(tmp_path, '[microscope]\nport = "%s"\ncamera = "sim://20x?low=320x180&high=320x240"\n'
+                           '[stage]\nbacklash_um = [1.0, 2.0, 3.5]\n' % board.url)
+    with prepare_scan(ScanOptions(port="", profile=profiles.load(path), out_dir=tmp_path / "scan")) as prepared:
+        assert prepared.runner.stage.backlash_um == (1.0, 2.0, 3.5)
+    assert not (tmp_path / "scan" / "manifest.jsonl").exists()

@@ -155,6 +155,7 @@ def open_microscope(
     port: str, camera_spec: str | None, *, z_min_um: float | None = None, objective: str = "20x",
     pixel_size_um: float | None = None, camera_timing: CameraTiming | None = PI_HQ_TIMING,
     low_size: tuple[int, int] | None = None, high_size: tuple[int, int] | None = None,
+    backlash_um: tuple[float, float, float] | None = None,
 ) -> Iterator[tuple[Any, Camera, Callable[[], float], Callable[[float], None], bool]]:
     """Connect the stage and open the camera: yields ``(stage, camera, clock, sleep, simulated)``.
 
@@ -189,7 +190,7 @@ def open_microscope(
             camera = stack.enter_context(open_camera(spec, **options))
         conn = Connection(port)
         stack.callback(conn.close)
-        stage = Stage(conn, z_min_um=z_min_um)
+        stage = Stage(conn, z_min_um=z_min_um, backlash_um=backlash_um or (0.0, 0.0, 0.0))
         board = conn.pose_source
         clock: Callable[[], float] = time.monotonic
         sleep: Callable[[float], None] = time.sleep
@@ -320,6 +321,7 @@ def prepare_scan(opts: ScanOptions, events: ScanEvents | Any | None = None) -> I
         with open_microscope(
             o.port, o.camera, z_min_um=o.z_min_um, objective=str(o.objective), pixel_size_um=o.pixel_size_um,
             camera_timing=o.camera_timing, low_size=low, high_size=high,
+            backlash_um=getattr(o.profile, "backlash_um", None),  # measured by `deepaf-host calibrate`
         ) as (stage, camera, clock, sleep, simulated):
             plan = _check_devices(o, strategy, stage, camera)
             log.info(
