@@ -44,17 +44,21 @@ typedef struct {
 	uint8_t distance;  /* 0xFF: none, 1 absolute, 0 incremental */
 	uint8_t nonmodal;  /* NM_* */
 	uint8_t mcode;     /* 0, 17, 18 */
-	int32_t xyz[N_AXIS];
+	int32_t xyz[N_AXIS];   /* axis words in 1e-4 mm (G92, range checks) */
+	float xyz_mm[N_AXIS];  /* the same, unrounded: a move's steps come from these */
 	float f;
 	float p;
 } block_t;
 
 void gc_sync_position(void)
 {
-	int32_t pos[N_AXIS];
-	system_get_position(pos);
-	for (uint8_t a = 0; a < N_AXIS; a++)
-		gc.position[a] = round_to_int((float)pos[a] * 10000.0f / settings.steps_per_mm[a]);
+	system_get_position(gc.position);
+}
+
+/* A step position as the status report prints it, in 1e-4 mm. */
+static int32_t steps_to_e4(int32_t steps, uint8_t axis)
+{
+	return round_to_int((float)steps / settings.steps_per_mm[axis] * 10000.0f);
 }
 
 void gc_init(void)
@@ -143,6 +147,7 @@ static uint8_t parse(const char *line, block_t *blk, uint8_t jog)
 			status = decnum_to_e4(&v, &blk->xyz[a]);
 			if (status != CODE_OK)
 				return status;
+			blk->xyz_mm[a] = decnum_to_float(&v);
 			break;
 		}
 		case 'F':
@@ -151,7 +156,8 @@ static uint8_t parse(const char *line, block_t *blk, uint8_t jog)
 				return STATUS_REPEATED_WORD;
 			if (v.mant < 0)
 				return STATUS_NEGATIVE_VALUE;
-			blk->f = decnum_to_float(&v);
+			/* A feed that reads 0 at 4 decimals is 0: rejected below (error:62). */
+			blk->f = decnum_rounds_to_zero(&v) ? 0.0f : decnum_to_float(&v);
 			break;
 		case 'P':
 			if (jog)
@@ -181,32 +187,35 @@ static uint8_t parse(const char *line, block_t *blk, uint8_t jog)
 	return CODE_OK;
 }
 
-/* Machine target (1e-4 mm) and steps of a move; checks ranges and soft limits. */
-static uint8_t compute_target(const block_t *blk, uint8_t absolute, int32_t target[N_AXIS],
-			      int32_t steps[N_AXIS], uint8_t soft_limit_status)
+/* Steps of a move; checks ranges and soft limits. A relative move adds its own
+ * rounded steps to the last target, so whole-step moves never drift. */
+static uint8_t compute_target(const block_t *blk, uint8_t absolute, int32_t steps[N_AXIS],
+			      uint8_t soft_limit_status)
 {
 	for (uint8_t a = 0; a < N_AXIS; a++) {
+		float spm = settings.steps_per_mm[a];
+		float s = (float)gc.position[a];
 		int32_t t = gc.position[a];
 		if (blk->words & (1 << a)) {
-			if (blk->nonmodal == NM_G53)
-				t = blk->xyz[a];
-			else if (absolute)
-				t = blk->xyz[a] + gc.offset[a];
-			else
-				t = gc.position[a] + blk->xyz[a];
+			float v = blk->xyz_mm[a] * spm;
+			if (blk->nonmodal == NM_G53 || absolute) {
+				if (blk->nonmodal != NM_G53)
+					v += (float)gc.offset[a] * spm / 10000.0f;
+				s = v;
+				t = round_to_int(v);
+			} else {
+				s += v;
+				t = gc.position[a] + round_to_int(v);
+			}
 		}
-		if (t > MAX_AXIS_VALUE_MM * 10000L || t < -MAX_AXIS_VALUE_MM * 10000L)
+		if (fabsf(s) > 2.0e9f || fabsf(s / spm) > (float)MAX_AXIS_VALUE_MM)
 			return STATUS_VALUE_OUT_OF_RANGE;
-		float s = (float)t * settings.steps_per_mm[a] / 10000.0f;
-		if (fabsf(s) > 2.0e9f)
-			return STATUS_VALUE_OUT_OF_RANGE;
-		target[a] = t;
-		steps[a] = round_to_int(s);
+		steps[a] = t;
 	}
 	if (settings.soft_limits) {
 		for (uint8_t a = 0; a < N_AXIS; a++) {
-			int32_t travel = round_to_int(settings.max_travel[a] * 10000.0f);
-			if (target[a] > 0 || target[a] < -travel)
+			int32_t travel = round_to_int(settings.max_travel[a] * settings.steps_per_mm[a]);
+			if (steps[a] > 0 || steps[a] < -travel)
 				return soft_limit_status;
 		}
 	}
@@ -226,10 +235,10 @@ static uint8_t wait_for_planner(void)
 	return CODE_OK;
 }
 
-static void queue_move(const int32_t target[N_AXIS], const int32_t steps[N_AXIS], float feed, uint8_t flags)
+static void queue_move(const int32_t steps[N_AXIS], float feed, uint8_t flags)
 {
 	plan_buffer_line(steps, feed, flags);
-	memcpy(gc.position, target, sizeof(gc.position));
+	memcpy(gc.position, steps, sizeof(gc.position));
 	if (sys_state == STATE_IDLE)
 		sys_state = (flags & BLOCK_JOG) ? STATE_JOG : STATE_RUN;
 	st_prep_buffer();
@@ -238,7 +247,7 @@ static void queue_move(const int32_t target[N_AXIS], const int32_t steps[N_AXIS]
 uint8_t gc_execute_line(const char *line)
 {
 	block_t blk;
-	int32_t target[N_AXIS], steps[N_AXIS];
+	int32_t steps[N_AXIS];
 	uint8_t status;
 
 	if (sys_state == STATE_ALARM || sys_state == STATE_JOG)
@@ -280,7 +289,7 @@ uint8_t gc_execute_line(const char *line)
 	if (moving) {
 		if (motion == 1 && feed <= 0.0f)
 			return STATUS_UNDEFINED_FEED_RATE;
-		status = compute_target(&blk, absolute, target, steps, STATUS_SOFT_LIMIT);
+		status = compute_target(&blk, absolute, steps, STATUS_SOFT_LIMIT);
 		if (status != CODE_OK)
 			return status;
 	}
@@ -289,7 +298,7 @@ uint8_t gc_execute_line(const char *line)
 		for (uint8_t a = 0; a < N_AXIS; a++) {
 			if (!(axes & (1 << a)))
 				continue;
-			int32_t o = gc.position[a] - blk.xyz[a];
+			int32_t o = steps_to_e4(gc.position[a], a) - blk.xyz[a];
 			if (o > MAX_AXIS_VALUE_MM * 10000L || o < -MAX_AXIS_VALUE_MM * 10000L)
 				return STATUS_VALUE_OUT_OF_RANGE;
 			offset[a] = o;
@@ -319,7 +328,7 @@ uint8_t gc_execute_line(const char *line)
 	gc.absolute = absolute;
 	memcpy(gc.offset, offset, sizeof(offset));
 	if (moving)
-		queue_move(target, steps, motion == 0 ? 0.0f : feed, 0);
+		queue_move(steps, motion == 0 ? 0.0f : feed, 0);
 	if (blk.mcode == 18) {
 		if (protocol_wait_motion_done())
 			return STATUS_SYSTEM_LOCKED;
@@ -331,7 +340,7 @@ uint8_t gc_execute_line(const char *line)
 uint8_t gc_execute_jog(const char *words)
 {
 	block_t blk;
-	int32_t target[N_AXIS], steps[N_AXIS];
+	int32_t steps[N_AXIS];
 	uint8_t status = parse(words, &blk, 1);
 	if (status != CODE_OK)
 		return status;
@@ -342,7 +351,7 @@ uint8_t gc_execute_jog(const char *words)
 	if (blk.f <= 0.0f)
 		return STATUS_VALUE_OUT_OF_RANGE;
 	uint8_t absolute = blk.distance != 0xFF ? blk.distance : gc.absolute;
-	status = compute_target(&blk, absolute, target, steps, STATUS_JOG_TRAVEL_EXCEEDED);
+	status = compute_target(&blk, absolute, steps, STATUS_JOG_TRAVEL_EXCEEDED);
 	if (status != CODE_OK)
 		return status;
 	status = wait_for_planner();
@@ -350,6 +359,6 @@ uint8_t gc_execute_jog(const char *words)
 		return CODE_OK; /* a jog cancel discards the jog that waited for room */
 	if (status != CODE_OK)
 		return status;
-	queue_move(target, steps, blk.f, BLOCK_JOG);
+	queue_move(steps, blk.f, BLOCK_JOG);
 	return CODE_OK;
 }

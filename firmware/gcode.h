@@ -13,7 +13,9 @@ typedef struct {
 	uint8_t motion;             /* 0: G0, 1: G1 */
 	uint8_t absolute;           /* 1: G90, 0: G91 */
 	float feed;                 /* mm/min; 0: none given since reset */
-	int32_t position[N_AXIS];   /* machine target of the last move, 1e-4 mm */
+	/* Machine target of the last move, in steps: whole-step moves stay exact however
+	 * fine a step is (Z: 0.0625 um, finer than the 1e-4 mm of the reports). */
+	int32_t position[N_AXIS];
 	int32_t offset[N_AXIS];     /* G92 offset, 1e-4 mm */
 } gc_state_t;
 

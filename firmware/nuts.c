@@ -93,6 +93,14 @@ uint8_t decnum_to_e4(const decnum_t *n, int32_t *out)
 	return CODE_OK;
 }
 
+uint8_t decnum_rounds_to_zero(const decnum_t *n)
+{
+	if (n->dec <= 4)
+		return n->mant == 0;
+	uint32_t m = n->mant < 0 ? (uint32_t)(-n->mant) : (uint32_t)n->mant;
+	return m < pow10u(n->dec - 4) / 2; /* as decnum_to_e4 rounds: half away from 0 */
+}
+
 int32_t round_to_int(float x)
 {
 	return (int32_t)lroundf(x);

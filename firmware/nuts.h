@@ -24,6 +24,10 @@ int32_t decnum_to_int(const decnum_t *n);
 /* Converts mm to 1e-4 mm units, rounding further decimals; returns
  * STATUS_VALUE_OUT_OF_RANGE when |value| > MAX_AXIS_VALUE_MM. */
 uint8_t decnum_to_e4(const decnum_t *n, int32_t *out);
+/* Non-zero when the number reads 0 at 4 decimals (1e-4 units, rounded as
+ * decnum_to_e4): such a value is 0 for every "> 0" check, since the board prints and
+ * positions in 1e-4 units and a smaller feed or setting would stall or divide by 0. */
+uint8_t decnum_rounds_to_zero(const decnum_t *n);
 /* Rounds to the nearest integer, halves away from zero. */
 int32_t round_to_int(float x);
 

@@ -201,7 +201,11 @@ uint8_t settings_set(uint16_t num, const decnum_t *value)
 	} else {
 		float v = decnum_to_float(value);
 		float hi = kind == K_FLOAT_1 ? 1.0f : (kind == K_FLOAT_10 ? 10.0f : 1e9f);
-		if ((kind == K_FLOAT_POS && value->mant == 0) || v > hi)
+		/* Values are kept and printed at 4 decimals: one that reads 0 there is 0 for
+		 * a "> 0" setting and unrepresentable for the others (error:62 either way). */
+		if ((kind == K_FLOAT_POS || value->mant != 0) && decnum_rounds_to_zero(value))
+			return STATUS_VALUE_OUT_OF_RANGE;
+		if (v > hi)
 			return STATUS_VALUE_OUT_OF_RANGE;
 		*(float *)field = v;
 	}

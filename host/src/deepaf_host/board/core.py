@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Generator
 
 from .. import codes
-from .fixed import format_e4, lround, report_e4, steps_to_e4
+from .fixed import format_e4, lround, report_e4
 from .lines import (
     CYCLE_START,
     FEED_HOLD,
@@ -227,11 +227,10 @@ class MachineCore:
     def _reset_gcode(self) -> None:
         self.motion, self.absolute, self.feed = 0, True, 0.0
         self.g92 = [0, 0, 0]  # 1e-4 mm
-        self.gc_pos = [0, 0, 0]  # 1e-4 mm
+        self.gc_pos = [0, 0, 0]  # steps: the target of the last move
 
     def _sync_gcode_position(self) -> None:
-        spm = self.settings.axis(100)
-        self.gc_pos = [steps_to_e4(self.motors.planned[i], spm[i]) for i in range(3)]
+        self.gc_pos = list(self.motors.planned)
 
     def _apply_settings(self) -> None:
         self.motors.invert_mask = int(self.settings[5])

@@ -1,4 +1,5 @@
-"""Numbers as the AVR firmware computes them: 32-bit floats, positions in 1e-4 mm.
+"""Numbers as the AVR firmware computes them: 32-bit floats, positions in steps,
+reports in 1e-4 mm.
 
 The virtual board rounds like the firmware so that both print the same positions and
 reach the same steps for the same lines.
@@ -17,16 +18,6 @@ def f32(value: float) -> float:
 def lround(x: float) -> int:
     """Round half away from zero (C's lroundf)."""
     return int(x + 0.5) if x >= 0 else -int(-x + 0.5)
-
-
-def e4_to_steps(e4: int, steps_per_mm: float) -> int:
-    """A target in 1e-4 mm as motor steps."""
-    return lround(f32(f32(f32(float(e4)) * steps_per_mm) / 10000.0))
-
-
-def steps_to_e4(steps: int, steps_per_mm: float) -> int:
-    """A step count as 1e-4 mm, as the G-code parser syncs its position."""
-    return lround(f32(f32(f32(float(steps)) * 10000.0) / steps_per_mm))
 
 
 def report_e4(steps: int, steps_per_mm: float) -> int:

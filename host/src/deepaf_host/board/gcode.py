@@ -59,6 +59,13 @@ class Num:
         """The value of an integer number (``is_integer()``)."""
         return self.mant // 10**self.dec
 
+    def rounds_to_zero(self) -> bool:
+        """Reads 0 at 4 decimals (rounded as ``e4``): 0 for every "> 0" check, as in
+        the firmware's ``decnum_rounds_to_zero``."""
+        if self.dec <= 4:
+            return self.mant == 0
+        return abs(self.mant) < 10 ** (self.dec - 4) // 2
+
     def e4(self) -> int | None:
         """In 1e-4 units (rounding further decimals); None beyond 100000."""
         m = abs(self.mant)
@@ -147,7 +154,8 @@ class GBlock:
     nonmodal: str | None = None  # "G4" | "G53" | "G92" | "G92.1"
     absolute: bool | None = None  # G90 True, G91 False, None: not on the line
     m: int | None = None  # 17 / 18
-    axes: dict[int, int] = field(default_factory=dict)
+    axes: dict[int, int] = field(default_factory=dict)  # 1e-4 mm (G92, range)
+    axes_mm: dict[int, float] = field(default_factory=dict)  # unrounded: a move's steps
     f: float | None = None
     p: float | None = None
 
@@ -201,6 +209,7 @@ def parse(text: str, jog: bool = False) -> GBlock | int:
             if e4 is None:
                 return E("VALUE_OUT_OF_RANGE")
             block.axes[AXIS_LETTERS.index(letter)] = e4
+            block.axes_mm[AXIS_LETTERS.index(letter)] = value.as_float()
         else:  # F, P, N
             if jog and letter != "F":
                 return bad_word
@@ -210,7 +219,8 @@ def parse(text: str, jog: bool = False) -> GBlock | int:
             if value.mant < 0:
                 return E("NEGATIVE_VALUE")
             if letter == "F":
-                block.f = value.as_float()
+                # A feed that reads 0 at 4 decimals is 0: rejected by validation (62).
+                block.f = 0.0 if value.rounds_to_zero() else value.as_float()
             elif letter == "P":
                 block.p = value.as_float()
             elif not value.is_integer():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .. import codes
 from .core import OK, MachineCore, Task
-from .fixed import e4_to_steps, f32, lround
+from .fixed import f32, lround, report_e4
 from .gcode import (
     MAX_AXIS_MM,
     GBlock,
@@ -53,37 +53,41 @@ class Machine(MachineCore):
                 blocks.append(block)
         return blocks
 
-    def _queue_move(self, target: list[int], steps: list[int], feed: float, kind: str) -> None:
+    def _queue_move(self, steps: list[int], feed: float, kind: str) -> None:
         for block in self._plan(steps, feed, kind):
             self.motors.queue_block(block, self.t)
-        self.gc_pos = list(target)
+        self.gc_pos = list(steps)
         if self.motors.busy:
             self.drivers = True
         self.motors.start_next(self.t)
 
-    def _target(self, block: GBlock, absolute: bool, soft_limit_error: int) -> tuple[list[int], list[int]] | int:
-        """Machine target (1e-4 mm) and steps of a move, or the error code."""
+    def _target(self, block: GBlock, absolute: bool, soft_limit_error: int) -> list[int] | int:
+        """Steps of a move, or the error code (the firmware's compute_target, float for
+        float). A relative move adds its own rounded steps to the last target, so
+        whole-step moves never drift."""
         spm = self.settings.axis(100)
-        target, steps = [0, 0, 0], [0, 0, 0]
+        steps = [0, 0, 0]
         for a in range(3):
+            s = f32(float(self.gc_pos[a]))
             t = self.gc_pos[a]
-            if a in block.axes:
-                value = block.axes[a]
-                if block.nonmodal == "G53":
-                    t = value
-                elif absolute:
-                    t = value + self.g92[a]
+            if a in block.axes_mm:
+                v = f32(block.axes_mm[a] * spm[a])
+                if block.nonmodal == "G53" or absolute:
+                    if block.nonmodal != "G53":
+                        v = f32(v + f32(f32(f32(float(self.g92[a])) * spm[a]) / 10000.0))
+                    s, t = v, lround(v)
                 else:
-                    t = self.gc_pos[a] + value
-            if abs(t) > MAX_AXIS_MM * 10000:
+                    s = f32(s + v)
+                    t = self.gc_pos[a] + lround(v)
+            if abs(s) > 2.0e9 or abs(f32(s / spm[a])) > MAX_AXIS_MM:
                 return E("VALUE_OUT_OF_RANGE")
-            target[a], steps[a] = t, e4_to_steps(t, spm[a])
+            steps[a] = t
         if self.settings.flag(20):
             travel = self.settings.axis(130)
             for a in range(3):
-                if target[a] > 0 or target[a] < -lround(f32(travel[a] * 10000.0)):
+                if steps[a] > 0 or steps[a] < -lround(f32(travel[a] * spm[a])):
                     return soft_limit_error
-        return target, steps
+        return steps
 
     # --- lines --------------------------------------------------------------------------
 
@@ -111,7 +115,6 @@ class Machine(MachineCore):
         feed = block.f if block.f is not None else self.feed
         moving = bool(block.axes) and block.nonmodal != "G92"
         offset = list(self.g92)
-        target: list[int] = []
         steps: list[int] = []
         if moving:
             if motion == 1 and feed <= 0:
@@ -122,10 +125,10 @@ class Machine(MachineCore):
                 return None
             if isinstance(result, int):
                 return result
-            target, steps = result
+            steps = result
         if block.nonmodal == "G92":
             for a, value in block.axes.items():
-                offset[a] = self.gc_pos[a] - value
+                offset[a] = report_e4(self.gc_pos[a], self.settings[100 + a]) - value
                 if abs(offset[a]) > MAX_AXIS_MM * 10000:
                     return E("VALUE_OUT_OF_RANGE")
         elif block.nonmodal == "G92.1":
@@ -146,7 +149,7 @@ class Machine(MachineCore):
                 return LOCKED
         self.feed, self.motion, self.absolute, self.g92 = feed, motion, absolute, offset
         if moving:
-            self._queue_move(target, steps, 0.0 if motion == 0 else feed, "line")
+            self._queue_move(steps, 0.0 if motion == 0 else feed, "line")
         if block.m == 18:
             yield ("idle",)
             if self._aborted():
@@ -168,7 +171,7 @@ class Machine(MachineCore):
         yield ("room",)
         if self._aborted():
             return LOCKED
-        self._queue_move(result[0], result[1], block.f or 0.0, "jog")
+        self._queue_move(result, block.f or 0.0, "jog")
         return OK
 
     def _system(self, cmd: str) -> Task:

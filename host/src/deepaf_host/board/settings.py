@@ -136,7 +136,11 @@ class Settings:
                 return E("VALUE_OUT_OF_RANGE")
         else:
             new = value.as_float()
-            if (not zero_ok and value.mant == 0) or new > high:
+            # Kept and printed at 4 decimals: a value that reads 0 there is 0 for a
+            # "> 0" setting and unrepresentable for the others (62 either way).
+            if (not zero_ok or value.mant != 0) and value.rounds_to_zero():
+                return E("VALUE_OUT_OF_RANGE")
+            if new > high:
                 return E("VALUE_OUT_OF_RANGE")
         old = self.values[number]
         self.values[number] = new
