@@ -127,6 +127,29 @@ def test_fine_tuning_starts_from_the_given_run(trained: tuple[Path, Path], stack
         train(tmp_path / "none", [str(stacks)], config, init=tmp_path)
 
 
+def test_an_exported_model_is_a_fine_tuning_start(trained: tuple[Path, Path], stacks: Path, tmp_path: Path) -> None:
+    import keras
+
+    run, model = trained
+    assert model.with_suffix(".keras").is_file()  # the float weights beside the .tflite
+    config = tiny_config()
+    config.epochs, config.learning_rate = 1, 0.0
+    tuned = tmp_path / "tuned"
+    train(tuned, [str(stacks)], config, init=model)
+    start = keras.saving.load_model(run / "best.keras").trainable_weights
+    after = keras.saving.load_model(tuned / "last.keras").trainable_weights
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(start, after, strict=True))
+    # Checked against the model's card: another architecture is refused before anything is written.
+    other = tiny_config()
+    other.arch = ArchConfig(name="spatiospectral", patch_size=PATCH, widths=(4, 4, 8, 16), stem_stride=2, fcfnn_units=(8,))
+    with pytest.raises(ConfigError, match="was trained as"):
+        train(tmp_path / "other", [str(stacks)], other, init=model)
+    bare = tmp_path / "old.tflite"  # a model exported before the weights were written beside it
+    shutil.copy(model, bare)
+    with pytest.raises(ConfigError, match="no float weights beside it"):
+        train(tmp_path / "none", [str(stacks)], config, init=bare)
+
+
 def test_export_is_full_int8_with_builtin_ops_and_a_card(trained: tuple[Path, Path]) -> None:
     _, model = trained
     checks = check_int8(model)

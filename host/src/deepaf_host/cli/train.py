@@ -45,7 +45,8 @@ def _import_training():  # type: ignore[no-untyped-def]
               help="Train on planes within +-this distance of focus.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--init", "init", default=None, type=click.Path(exists=True),
-              help="Start from this run folder's best weights (or a .keras file): fine-tuning.")
+              help="Fine-tune from: a run folder's best weights, a .keras file, or an exported model X.tflite "
+                   "(its float weights X.keras, written by export, beside it).")
 def train(
     data_dirs: tuple[str, ...], architecture: str, run: Path, epochs: int, steps_per_epoch: int | None,
     batch_size: int, learning_rate: float, weight_decay: float, patience: int, patch_size: int, widths: str,

@@ -180,6 +180,12 @@ def export(
     tmp.write_bytes(convert(fixed, calibration, quantize=True))
     checks = check_int8(tmp)
     os.replace(tmp, out)
+    # The float weights beside the model: what `train --init X.tflite` fine-tunes from.
+    weights = build(arch)
+    weights.set_weights(trained.get_weights())
+    weights_tmp = out.with_name(out.stem + ".tmp.keras")
+    weights.save(weights_tmp)
+    os.replace(weights_tmp, out.with_suffix(".keras"))
 
     dof_um = float(meta["dof_um"])
     card = ModelCard(
@@ -230,7 +236,7 @@ def export(
     if fe_int8 > fe_float * (1 + max_degradation) and not force:
         # Nothing refused stays where the scanner would pick it up; the float model and
         # its card stay for inspection.
-        for path in (out, out.with_suffix(".json"), out.with_suffix(".md")):
+        for path in (out, out.with_suffix(".json"), out.with_suffix(".md"), out.with_suffix(".keras")):
             path.unlink(missing_ok=True)
         raise ModelError(
             str(out),

@@ -150,27 +150,44 @@ def dof_for(objective: str) -> float:
 
 
 def init_weights_path(init: str | Path) -> Path:
-    """The weights a fine-tuning run starts from: a run folder's best.keras, or a .keras file."""
+    """The weights a fine-tuning run starts from: a run folder's best.keras, a .keras
+    file, or an exported model (``X.tflite``: its float weights ``X.keras`` beside it,
+    which ``deepaf-host export`` writes, so a shipped model is a fine-tuning start)."""
     path = Path(init)
     if path.is_dir():
         path = path / "best.keras"
+    elif path.suffix == ".tflite":
+        weights = path.with_suffix(".keras")
+        if not weights.is_file():
+            raise ConfigError(str(init), f"has no float weights beside it ({weights.name}; models exported before they were "
+                              "written lack them): fine-tune from a training run folder or a model exported with them")
+        path = weights
     if not path.is_file() or path.suffix != ".keras":
-        raise ConfigError(str(init), "--init needs a training run folder (with best.keras) or a .keras file")
+        raise ConfigError(str(init), "--init needs a training run folder (with best.keras), a .keras file or an exported .tflite model")
     return path.resolve()
 
 
 def _check_init(init: Path, config: TrainConfig, optics: dict[str, Any]) -> None:
     """A fine-tuning start must be the same network for the same optics."""
     meta_path = init.parent / "config.json"
-    if not meta_path.exists():  # a bare .keras file: its layers must fit this architecture
+    card_path = init.with_suffix(".json")
+    if meta_path.exists():  # a training run's best.keras
+        meta = json.loads(meta_path.read_text())
+        arch, objective, pixel = meta.get("train", {}).get("arch"), meta.get("objective"), meta.get("pixel_size_um")
+    elif card_path.exists():  # an exported model's weights, beside its card
+        from ..card import ModelCard
+
+        card = ModelCard.load(card_path)
+        arch, objective, pixel = json.loads(json.dumps(card.arch_config)), card.objective, card.pixel_size_um
+    else:  # a bare .keras file: its layers must fit this architecture
         _load_init(build(config.arch), init)
         return
-    meta = json.loads(meta_path.read_text())
-    if meta.get("train", {}).get("arch") != json.loads(json.dumps(config.arch.to_dict())):
-        raise ConfigError(str(init), f"was trained as {meta.get('train', {}).get('arch')}, not {config.arch.to_dict()}")
-    for key in ("objective", "pixel_size_um"):
-        if meta.get(key) != optics[key]:
-            raise ConfigError(str(init), f"was trained for {key} {meta.get(key)!r}; these stacks have {optics[key]!r}")
+    if arch != json.loads(json.dumps(config.arch.to_dict())):
+        raise ConfigError(str(init), f"was trained as {arch}, not {config.arch.to_dict()}")
+    if objective != optics["objective"]:
+        raise ConfigError(str(init), f"was trained for objective {objective!r}; these stacks have {optics['objective']!r}")
+    if pixel is None or abs(float(pixel) / float(optics["pixel_size_um"]) - 1) > 0.01:
+        raise ConfigError(str(init), f"was trained for pixel_size_um {pixel!r}; these stacks have {optics['pixel_size_um']!r}")
 
 
 def _load_init(model: keras.Model, init: Path) -> None:
