@@ -13,9 +13,10 @@ PINS   := -c host/constraints.txt
 
 # System packages the firmware build and the firmware-in-the-loop tests need (Debian 12).
 # avrdude flashes the board (deepaf-host flash); arduino-core-avr holds the source of
-# the Uno's bootloader (Optiboot), which the flashing tests run in simavr.
+# the Uno's bootloader (Optiboot), which the flashing tests run in simavr; chromium is the
+# headless browser of the live page's tests (tests/serve/, driven by Playwright).
 APT_PACKAGES := gcc-avr avr-libc simavr libsimavr-dev libsimavrparts1 libelf-dev pkg-config make \
-                avrdude arduino-core-avr
+                avrdude arduino-core-avr chromium
 OPTIBOOT_SRC := /usr/share/arduino/hardware/arduino/avr/bootloaders/optiboot/optiboot.c
 
 .PHONY: demo test test-fast bench firmware system-deps clean
@@ -42,7 +43,7 @@ firmware: system-deps
 # Installs the firmware toolchain and simavr when they are missing (needs root or sudo).
 system-deps:
 	@if ! command -v avr-gcc >/dev/null || ! pkg-config --exists simavr 2>/dev/null || \
-	    ! command -v avrdude >/dev/null || [ ! -f $(OPTIBOOT_SRC) ]; then \
+	    ! command -v avrdude >/dev/null || [ ! -f $(OPTIBOOT_SRC) ] || ! command -v chromium >/dev/null; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  echo "installing $(APT_PACKAGES)"; \
 	  $$SUDO apt-get update -qq && \
@@ -57,9 +58,10 @@ $(VENV)/.runtime: $(VENV)/bin/python host/pyproject.toml host/constraints.txt
 	$(PIP) install $(PINS) -e host
 	touch $@
 
-# Runtime + tests + training tools.
+# Runtime + tests + training tools + the live page's server (its tests drive Debian's
+# chromium with Playwright; no browser is downloaded).
 $(VENV)/.dev: $(VENV)/.runtime
-	$(PIP) install $(PINS) -e 'host[test,train]'
+	$(PIP) install $(PINS) -e 'host[test,train,serve]'
 	touch $@
 
 clean:

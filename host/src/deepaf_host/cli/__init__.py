@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "profile": "deepaf_host.cli.profile:profile",
     "train": "deepaf_host.cli.train:train",
     "scan": "deepaf_host.cli.scan:scan",
+    "serve": "deepaf_host.cli.serve:serve",
     "simulate": "deepaf_host.cli.simulate:simulate",
     "stitch": "deepaf_host.cli.stitch:stitch",
 }

@@ -1,0 +1,304 @@
+"""The microscope behind the page: one stage and one camera, ONE lock around both.
+
+Every request that talks to the board or the camera takes :attr:`Microscope.lock`
+(an autofocus or a jog from the page, the preview, the readout). A scan runs on its
+own connection (``prepare_scan`` opens the port): :meth:`Microscope.close` hands the
+port over and :meth:`Microscope.open` takes it back afterwards.
+
+Jogs and moves are validated against the travel and the Z safety limit here, before
+a line is sent; the stage validates them again (``Stage.move_to``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import numpy as np
+
+from ..camera.base import Camera, FrameMode
+from ..errors import ConnectionLost, DeepAfError, PortUnavailable, ProtocolTimeout, StageLimitError
+
+log = logging.getLogger(__name__)
+
+#: Frame size of the live view on the virtual camera (it renders every frame: a smaller
+#: frame keeps the preview well above 10 fps; a real camera streams its low-res mode).
+PREVIEW_SIZE = (480, 270)
+
+#: Largest single jog per axis, micrometres (a typo of "50000" should not cross the slide).
+MAX_JOG_UM = {"x": 20000.0, "y": 20000.0, "z": 2000.0}
+
+#: Errors that mean the board is gone (unplugged, reset, silent): the page shows it.
+LOST = (ConnectionLost, PortUnavailable, ProtocolTimeout)
+
+
+class BusyError(DeepAfError):
+    """The microscope is in use (a scan owns it, or it is not connected)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Frame:
+    """The latest camera frame: RGB uint8, a sequence number, when it was taken."""
+
+    seq: int
+    rgb: np.ndarray
+    t: float
+
+
+class FrameTee(Camera):
+    """Wraps a camera: every low-res frame anyone grabs (an autofocus, a scan) becomes
+    the live view's latest frame, and :meth:`stop` makes the next grab raise
+    ``KeyboardInterrupt`` (how the page stops a scan: the runner's Ctrl-C path)."""
+
+    def __init__(self, inner: Camera, sink: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._sink = sink
+        self.stop_requested = False
+        # The runner asks the camera for the simulator's ground truth when it has one.
+        if hasattr(inner, "true_focus_z_um"):
+            self.true_focus_z_um = inner.true_focus_z_um
+
+    def grab(self, mode: FrameMode = "low") -> np.ndarray:
+        if self.stop_requested:
+            raise KeyboardInterrupt("stopped from the page")
+        frame = self.inner.grab(mode)
+        if mode == "low":
+            self._sink(frame)
+        return frame
+
+    def frame_shape(self, mode: FrameMode = "low") -> tuple[int, int]:
+        return self.inner.frame_shape(mode)
+
+    def pixel_size_um(self, mode: FrameMode = "low") -> float:
+        return self.inner.pixel_size_um(mode)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:  # camera extras (e.g. the virtual slide)
+        return getattr(self.__dict__["inner"], name)
+
+
+def live_camera_spec(spec: str | None, port: str, size: tuple[int, int] = PREVIEW_SIZE) -> str | None:
+    """The camera the live view opens: a virtual camera renders at ``size`` unless its
+    URL names a low-res size; any other camera as given."""
+    virtual = (spec or "").startswith("sim://") or (spec is None and port.startswith("sim://"))
+    if not virtual:
+        return spec
+    parts = urlsplit(spec or "sim://")
+    keys = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if "low" in keys:
+        return spec
+    query = "&".join(q for q in (parts.query, f"low={size[0]}x{size[1]}") if q)
+    return f"sim://{parts.netloc}{parts.path}?{query}"
+
+
+class Microscope:
+    """The stage and camera the page drives (see the module docstring).
+
+    Args:
+        port: the board's port (``--port``), reopened as is after a scan.
+        camera: the camera spec (``--camera``); None: the port's default.
+        z_min_um: the Z safety limit (None: the bottom of the travel).
+        objective: objective preset of a virtual camera.
+        backlash_um: host-side backlash (the profile's).
+    """
+
+    def __init__(
+        self, port: str, camera: str | None, *, z_min_um: float | None = None, objective: str = "20x",
+        backlash_um: tuple[float, float, float] | None = None,
+    ) -> None:
+        self.port = port
+        self.camera_spec = camera
+        self.z_min_um = z_min_um
+        self.objective = objective
+        self.backlash_um = backlash_um
+        self.lock = threading.RLock()
+        self.stage: Any = None
+        self.camera: FrameTee | None = None
+        self.error: str | None = None
+        self.owner: str | None = None  # "scan" while a scan holds the port
+        self._stack: contextlib.ExitStack | None = None
+        self._frame_lock = threading.Lock()
+        self._frame: Frame | None = None
+        self._seq = 0
+        self.homed = False
+
+    # --- connection --------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect the board and open the camera (nothing moves). On failure the error
+        is kept for the page (:attr:`error`) and raised."""
+        from ..scan.session import open_microscope
+
+        with self.lock:
+            self.close()
+            stack = contextlib.ExitStack()
+            try:
+                stage, camera, _clock, _sleep, _sim = stack.enter_context(open_microscope(
+                    self.port, live_camera_spec(self.camera_spec, self.port), z_min_um=self.z_min_um,
+                    objective=self.objective, camera_timing=None, backlash_um=self.backlash_um,
+                ))
+            except BaseException as exc:
+                stack.close()
+                self.error = f"{type(exc).__name__}: {exc}"
+                raise
+            self._stack, self.stage, self.camera = stack, stage, FrameTee(camera, self._keep)
+            self.error = None
+            self.homed = False
+
+    def close(self) -> None:
+        """Release the port and the camera (a scan is about to open them)."""
+        with self.lock:
+            stack, self._stack, self.stage, self.camera = self._stack, None, None, None
+            if stack is not None:
+                with contextlib.suppress(Exception):
+                    stack.close()
+
+    @property
+    def connected(self) -> bool:
+        return self.stage is not None
+
+    def _lost(self, exc: BaseException) -> None:
+        log.warning("board lost: %s", exc)
+        self.close()
+        self.error = f"{type(exc).__name__}: {exc}"
+
+    @contextlib.contextmanager
+    def using(self) -> Any:
+        """Hold the device for one operation: raises ``BusyError`` when a scan owns it or
+        it is not connected; a lost board is closed and shown as such."""
+        with self.lock:
+            if self.owner is not None:
+                raise BusyError(f"the {self.owner} is using the microscope")
+            if self.stage is None:
+                raise BusyError(f"the board is not connected ({self.error or 'closed'})")
+            try:
+                yield self.stage
+            except LOST as exc:
+                self._lost(exc)
+                raise BusyError(f"the board was lost: {exc}") from exc
+
+    # --- frames ------------------------------------------------------------------------
+
+    def _keep(self, rgb: np.ndarray) -> None:
+        with self._frame_lock:
+            self._seq += 1
+            self._frame = Frame(self._seq, rgb, time.monotonic())
+
+    def latest(self) -> Frame | None:
+        with self._frame_lock:
+            return self._frame
+
+    def grab_live(self) -> Frame | None:
+        """Grab a fresh low-res frame if the device is free now; else the latest frame
+        someone else grabbed (an autofocus or a scan in progress)."""
+        if self.owner is None and self.lock.acquire(timeout=0.05):
+            try:
+                if self.camera is not None and self.owner is None:
+                    try:
+                        self.camera.grab("low")
+                    except DeepAfError as exc:
+                        log.warning("preview frame failed: %s", exc)
+            finally:
+                self.lock.release()
+        return self.latest()
+
+    # --- readout and motion --------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Position, board state and limits for the readout (does not wait for a busy
+        device: it says so)."""
+        out: dict[str, Any] = {"connected": self.connected, "error": self.error, "owner": self.owner}
+        if self.owner is not None or not self.lock.acquire(timeout=0.2):
+            out["busy"] = True
+            return out
+        try:
+            if self.stage is None:
+                return out
+            try:
+                report = self.stage.status()
+            except LOST as exc:
+                self._lost(exc)
+                out.update(connected=False, error=self.error)
+                return out
+            self.homed = self.homed and report.base_state != "Alarm"
+            out.update(
+                busy=False, state=report.state, locked=report.base_state == "Alarm", homed=self.homed,
+                position_um=None if report.mpos_mm is None else {a: round(v * 1000.0, 1) for a, v in zip("xyz", report.mpos_mm)},
+                limits_um={a: list(v) for a, v in self.stage.limits_um.items()}, z_min_um=self.stage.z_min_um,
+            )
+            return out
+        finally:
+            self.lock.release()
+
+    def check_target(self, target: dict[str, float]) -> None:
+        """Raise ``StageLimitError`` when a target leaves the travel or goes below the Z
+        safety limit (before anything moves)."""
+        limits = self.stage.limits_um
+        for axis, value in target.items():
+            low, high = limits[axis]
+            if not math.isfinite(value):
+                raise ValueError(f"{axis}_um must be a finite number")
+            if value < low:
+                raise StageLimitError(axis, value, low)
+            if value > high:
+                raise StageLimitError(axis, value, high)
+            if axis == "z" and self.stage.z_min_um is not None and value < self.stage.z_min_um:
+                raise StageLimitError("z", value, self.stage.z_min_um, reason="z safety")
+
+    def jog(self, delta_um: dict[str, float]) -> dict[str, float]:
+        """Move by ``delta_um`` (axes x, y, z) from where the board says it is; returns
+        the target. Refused before any motion when it leaves the travel."""
+        for axis, d in delta_um.items():
+            if abs(d) > MAX_JOG_UM[axis]:
+                raise StageLimitError(axis, d, math.copysign(MAX_JOG_UM[axis], d), reason="largest jog")
+        with self.using() as stage:
+            stage.wait_idle()
+            start = stage.position()
+            here = {"x": start.x_um, "y": start.y_um, "z": start.z_um}
+            target = {a: round(here[a] + d, 1) for a, d in delta_um.items() if d != 0}
+            self.check_target(target)
+            stage.move_to(**{f"{a}_um": v for a, v in target.items()}, wait=False)
+            return target
+
+    def move_to(self, target_um: dict[str, float]) -> None:
+        with self.using() as stage:
+            self.check_target(target_um)
+            stage.move_to(**{f"{a}_um": v for a, v in target_um.items()}, wait=False)
+
+    def home(self) -> None:
+        with self.using() as stage:
+            stage.home()
+            self.homed = True
+
+    def unlock(self) -> None:
+        with self.using() as stage:
+            stage.connection.command("$X")
+
+    def stop(self) -> None:
+        with self.using() as stage:
+            stage.stop()
+
+    def autofocus(self, strategy_name: str, max_correction_um: float | None = None) -> dict[str, Any]:
+        """Run one autofocus strategy from the current Z; returns its result record."""
+        from ..autofocus import FocusContext, FocusLimits, make_strategy
+
+        strategy = make_strategy(strategy_name)
+        limits = FocusLimits() if max_correction_um is None else FocusLimits(max_correction_um)
+        with self.using() as stage:
+            stage.wait_idle()
+            z = stage.position().z_um
+            result = strategy.run(stage, self.camera, z, FocusContext(limits=limits))
+            return result.to_dict()

@@ -1,0 +1,274 @@
+// DeepAf live page: preview (MJPEG read with fetch), readout, jog, autofocus, scan, viewer.
+"use strict";
+
+const params = new URLSearchParams(location.search);
+const token = params.get("token");
+const client = sessionStorage.getItem("deepaf-client") || (() => {
+  const id = Array.from(crypto.getRandomValues(new Uint8Array(12)), b => b.toString(16).padStart(2, "0")).join("");
+  sessionStorage.setItem("deepaf-client", id);
+  return id;
+})();
+const $ = id => document.getElementById(id);
+const withToken = url => token ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : url;
+const headers = () => {
+  const h = {"X-DeepAf-Client": client};
+  if (token) h["X-DeepAf-Token"] = token;
+  return h;
+};
+// What the browser tests read.
+window.deepaf = {frames: 0, state: null, client};
+
+function say(text) { $("message").textContent = text || ""; }
+
+async function post(path, body) {
+  const r = await fetch(path, {method: "POST", headers: {...headers(), "Content-Type": "application/json"},
+                                body: JSON.stringify(body || {})});
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) { say(data.error || r.statusText); throw new Error(data.error || r.statusText); }
+  say("");
+  return data;
+}
+
+// --- live view: multipart/x-mixed-replace parsed from a fetch stream ------------------------
+const preview = $("preview");
+const shown = [];
+preview.addEventListener("load", () => {
+  window.deepaf.frames += 1;
+  const now = performance.now();
+  shown.push(now);
+  while (shown.length && now - shown[0] > 2000) shown.shift();
+  $("fps").textContent = (shown.length / 2).toFixed(1) + " fps";
+});
+
+function indexOf(buf, len, pattern, from) {
+  outer: for (let i = from; i + pattern.length <= len; i++) {
+    for (let j = 0; j < pattern.length; j++) if (buf[i + j] !== pattern[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+async function stream() {
+  const crlf2 = new TextEncoder().encode("\r\n\r\n");
+  for (;;) {
+    try {
+      const r = await fetch(withToken("/stream.mjpg"), {headers: headers()});
+      if (!r.ok) throw new Error("stream " + r.status);
+      const reader = r.body.getReader();
+      let buf = new Uint8Array(1 << 20), len = 0;
+      for (;;) {
+        const {value, done} = await reader.read();
+        if (done) break;
+        if (len + value.length > buf.length) {
+          const bigger = new Uint8Array(Math.max(buf.length * 2, len + value.length));
+          bigger.set(buf.subarray(0, len)); buf = bigger;
+        }
+        buf.set(value, len); len += value.length;
+        for (;;) {
+          const end = indexOf(buf, len, crlf2, 0);
+          if (end < 0) break;
+          const head = new TextDecoder().decode(buf.subarray(0, end));
+          const m = /Content-Length:\s*(\d+)/i.exec(head);
+          if (!m) { buf.copyWithin(0, end + 4, len); len -= end + 4; continue; }
+          const n = +m[1], start = end + 4;
+          if (len < start + n + 2) break;
+          const blob = new Blob([buf.slice(start, start + n)], {type: "image/jpeg"});
+          const old = preview.src;
+          preview.src = URL.createObjectURL(blob);
+          if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+          buf.copyWithin(0, start + n + 2, len); len -= start + n + 2;
+        }
+      }
+    } catch (e) { /* the server went away: try again */ }
+    await new Promise(res => setTimeout(res, 1000));
+  }
+}
+
+// --- state ------------------------------------------------------------------------------------
+const fmt = v => v == null ? "–" : v.toFixed(1);
+
+function drawMap(scan) {
+  const c = $("scan-map"), g = c.getContext("2d");
+  g.clearRect(0, 0, c.width, c.height);
+  if (!scan || !scan.plan) return;
+  const {cols, rows} = scan.plan;
+  const s = Math.min(c.width / cols, c.height / rows);
+  const zs = scan.tiles.filter(t => !t.empty && t.z_um != null).map(t => t.z_um);
+  const lo = Math.min(...zs), hi = Math.max(...zs);
+  for (const t of scan.tiles) {
+    if (t.empty || t.z_um == null) g.fillStyle = "#ccc";
+    else {
+      const f = hi > lo ? (t.z_um - lo) / (hi - lo) : 0.5;
+      g.fillStyle = `rgb(${Math.round(255 * f)},80,${Math.round(255 * (1 - f))})`;
+    }
+    g.fillRect(t.col * s, t.row * s, s - 1, s - 1);
+    if (t.qc && t.qc !== "ok") { g.strokeStyle = "#f00"; g.strokeRect(t.col * s + 1, t.row * s + 1, s - 3, s - 3); }
+  }
+  if (scan.current != null) {
+    const cur = scan.current;  // serpentine order is the runner's; show where the scan is by index only
+    g.fillStyle = "#000"; g.fillText("tile " + cur, 2, c.height - 4);
+  }
+}
+
+let strategiesShown = false, lastScanStatus = null;
+async function poll() {
+  try {
+    const r = await fetch(withToken("/api/state"), {headers: headers()});
+    if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error || r.statusText);
+    const s = await r.json();
+    window.deepaf.state = s;
+    const m = s.microscope;
+    $("conn").textContent = m.connected ? (m.owner ? "scanning" : "connected") : (m.owner ? "scanning" : "disconnected");
+    $("conn").className = "badge " + (m.connected || m.owner ? "ok" : "bad");
+    if (m.position_um) {
+      $("pos-x").textContent = fmt(m.position_um.x); $("pos-y").textContent = fmt(m.position_um.y);
+      $("pos-z").textContent = fmt(m.position_um.z);
+    }
+    $("board-state").textContent = m.connected ? (m.busy ? "busy" : `${m.state}${m.locked ? " (locked: home or unlock)" : ""}`)
+                                               : (m.owner ? "the scan holds the board" : "board lost: " + (m.error || ""));
+    const you = s.control.you;
+    document.body.classList.toggle("readonly", !you);
+    $("role").textContent = you ? "you control" : (s.control.held ? "read-only (another browser controls)" : "read-only");
+    $("claim").hidden = you;
+    if (!s.control.held && !you) post("/api/control", {action: "claim"}).catch(() => {});
+    if (!strategiesShown) {
+      for (const name of s.strategies) $("af-strategy").add(new Option(name, name, name === "search", name === "search"));
+      strategiesShown = true;
+    }
+    if (s.autofocus) {
+      const a = s.autofocus;
+      $("af-result").textContent = `${a.strategy}: ${a.ok ? "ok" : "failed (" + a.reason + ")"}, z ${fmt(a.z_um)} µm ` +
+        `(moved ${fmt(a.correction_um)} µm), ${a.frames} frames`;
+    }
+    $("af").disabled = s.busy === "autofocus";
+    const scan = s.scan;
+    if (scan) {
+      const total = scan.plan ? scan.plan.tiles : 0;
+      $("scan-status").textContent = `${scan.name}: ${scan.status}, ${scan.done} / ${total || "?"} tiles` +
+        (scan.error ? ` — ${scan.error}` : "");
+      $("scan-progress").max = total || 1; $("scan-progress").value = scan.done;
+      drawMap(scan);
+      if (lastScanStatus !== scan.status && !scan.active) loadSlides();
+      lastScanStatus = scan.status;
+    }
+  } catch (e) {
+    $("conn").textContent = "server unreachable"; $("conn").className = "badge bad";
+  }
+}
+
+// --- controls ------------------------------------------------------------------------------------
+function jogBy(code) {
+  const xy = +$("xy-step").value, fine = +$("z-fine").value, coarse = +$("z-coarse").value;
+  const d = {"x+": {dx_um: xy}, "x-": {dx_um: -xy}, "y+": {dy_um: xy}, "y-": {dy_um: -xy},
+             "z+f": {dz_um: fine}, "z-f": {dz_um: -fine}, "z+c": {dz_um: coarse}, "z-c": {dz_um: -coarse}}[code];
+  return post("/api/jog", d).catch(() => {});
+}
+document.querySelectorAll("[data-jog]").forEach(b => b.addEventListener("click", () => jogBy(b.dataset.jog)));
+const KEYS = {ArrowUp: "y+", ArrowDown: "y-", ArrowLeft: "x-", ArrowRight: "x+", "+": "z+f", "=": "z+f", "-": "z-f",
+              PageUp: "z+c", PageDown: "z-c"};
+document.addEventListener("keydown", e => {
+  if (e.target.tagName === "INPUT" || e.target.tagName === "SELECT") return;
+  const code = KEYS[e.key];
+  if (code && window.deepaf.state && window.deepaf.state.control.you) { e.preventDefault(); jogBy(code); }
+});
+$("home").onclick = () => { say("homing…"); post("/api/home").catch(() => {}); };
+$("unlock").onclick = () => post("/api/unlock").catch(() => {});
+$("halt").onclick = () => post("/api/stop").catch(() => {});
+$("reconnect").onclick = () => post("/api/reconnect").catch(() => {});
+$("claim").onclick = () => post("/api/control", {action: "claim"}).catch(() => {});
+$("af").onclick = () => {
+  $("af-result").textContent = "focusing…";
+  post("/api/autofocus", {strategy: $("af-strategy").value}).catch(e => { $("af-result").textContent = e.message; });
+};
+$("scan-start").onclick = () => {
+  const body = {name: $("scan-name").value.trim(), resume: $("scan-resume").checked};
+  const area = $("scan-area").value.trim();
+  if (area) body.area_mm = area;
+  post("/api/scan/start", body).catch(() => {});
+};
+$("scan-stop").onclick = () => post("/api/scan/stop").catch(() => {});
+
+// --- viewer: the slide's own pyramid tiles, panned and zoomed --------------------------------------
+async function loadSlides() {
+  const r = await fetch(withToken("/api/slides"), {headers: headers()});
+  if (!r.ok) return;
+  const {slides} = await r.json();
+  const ul = $("slides");
+  ul.replaceChildren(...slides.map(s => {
+    const li = document.createElement("li");
+    const a = document.createElement("a");
+    a.href = "#"; a.textContent = `${s.name} (${s.status || "?"}${s.slide ? "" : ", not stitched"})`;
+    a.onclick = e => { e.preventDefault(); openSlide(s); };
+    li.append(a);
+    return li;
+  }));
+}
+
+const view = {name: null, levels: [], level: 0, x: 0, y: 0};
+async function openSlide(s) {
+  $("slide-view").hidden = false;
+  $("slide-name").textContent = s.name;
+  $("slide-report").href = withToken(`/slides/${s.name}/report.html`);
+  $("slide-report").hidden = !s.files.includes("report.html");
+  $("slide-focusmap").hidden = !s.files.includes("focus_map.png");
+  if (s.files.includes("focus_map.png")) $("slide-focusmap").src = withToken(`/slides/${s.name}/focus_map.png`);
+  view.name = s.name; view.levels = [];
+  $("slide-canvas").replaceChildren();
+  if (!s.slide) return;
+  const r = await fetch(withToken(`/slides/${s.name}/levels`), {headers: headers()});
+  view.levels = (await r.json()).levels;
+  view.level = view.levels.length - 1; view.x = 0; view.y = 0;
+  renderSlide();
+}
+
+function renderSlide() {
+  const box = $("slide-canvas"), L = view.levels[view.level];
+  if (!L) return;
+  $("slide-level").textContent = `level ${view.level} (${L.width} x ${L.height} px)`;
+  const W = box.clientWidth, H = box.clientHeight;
+  const keep = new Set();
+  const c0 = Math.max(0, Math.floor(view.x / L.tile_width)), r0 = Math.max(0, Math.floor(view.y / L.tile_height));
+  const c1 = Math.min(Math.ceil(L.width / L.tile_width) - 1, Math.floor((view.x + W) / L.tile_width));
+  const r1 = Math.min(Math.ceil(L.height / L.tile_height) - 1, Math.floor((view.y + H) / L.tile_height));
+  for (let r = r0; r <= r1; r++) for (let c = c0; c <= c1; c++) {
+    const id = `t-${view.level}-${r}-${c}`;
+    keep.add(id);
+    let img = document.getElementById(id);
+    if (!img) {
+      img = document.createElement("img");
+      img.id = id; img.className = "slide-tile"; img.draggable = false;
+      img.src = withToken(`/slides/${view.name}/tile/${view.level}/${r}/${c}.jpg`);
+      box.append(img);
+    }
+    img.style.left = (c * L.tile_width - view.x) + "px";
+    img.style.top = (r * L.tile_height - view.y) + "px";
+  }
+  for (const img of [...box.children]) if (!keep.has(img.id)) img.remove();
+}
+
+function zoom(step) {
+  const next = view.level - step;
+  if (next < 0 || next >= view.levels.length) return;
+  const box = $("slide-canvas"), f = step > 0 ? 2 : 0.5;
+  const cx = view.x + box.clientWidth / 2, cy = view.y + box.clientHeight / 2;
+  view.level = next;
+  view.x = cx * f - box.clientWidth / 2; view.y = cy * f - box.clientHeight / 2;
+  renderSlide();
+}
+$("zoom-in").onclick = () => zoom(1);
+$("zoom-out").onclick = () => zoom(-1);
+let drag = null;
+$("slide-canvas").addEventListener("mousedown", e => { drag = {x: e.clientX, y: e.clientY}; });
+window.addEventListener("mouseup", () => { drag = null; });
+window.addEventListener("mousemove", e => {
+  if (!drag) return;
+  view.x -= e.clientX - drag.x; view.y -= e.clientY - drag.y;
+  drag = {x: e.clientX, y: e.clientY};
+  renderSlide();
+});
+$("slide-canvas").addEventListener("wheel", e => { e.preventDefault(); zoom(e.deltaY < 0 ? 1 : -1); }, {passive: false});
+
+stream();
+poll();
+setInterval(poll, 400);
+loadSlides();
