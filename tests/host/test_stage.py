@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from deepaf_host.board import VirtualBoard
-from deepaf_host.errors import ConfigError, NotHomedError, StageLimitError
+from deepaf_host.errors import ConfigError, FirmwareError, NotHomedError, StageLimitError
 from deepaf_host.stage import Connection, Position, Stage
 from deepaf_host.stage.approach import plan_legs
 
@@ -190,3 +190,69 @@ def test_plan_legs() -> None:
     assert plan_legs((0, 0, -100.0), (0, 0, 0.0), over, top) == [(0, 0, 0.0)]
     # Not settled (direction unknown) and a short way down: approach from above too.
     assert plan_legs((0, 0, -100.0), (0, 0, -104.0), over, top, (True, True, False)) == [(0, 0, -94.0), (0, 0, -104.0)]
+
+
+# --- stock GRBL 1.1 (the virtual board's ``grbl`` dialect): issue 18 -------------------
+
+
+@pytest.mark.parametrize("dialect", ["grbl", "deepaf"])
+def test_sub_micrometre_moves_add_up(dialect: str) -> None:
+    # Stock GRBL reports whole micrometres: relative moves must not start from the
+    # rounded report (ten -0.3 um moves used to move 0 um, ten +0.4 um +0.69 um).
+    board = VirtualBoard(speed="max", dialect=dialect)
+    with Connection(board.url) as conn:
+        stage = Stage(conn)
+        stage.home()
+        stage.move_to(z_um=-3000.0)
+        start = board.true_position_um()[2]
+        for _ in range(10):
+            stage.move_by(dz_um=-0.3)
+        assert board.true_position_um()[2] - start == pytest.approx(-3.0, abs=Z_STEP_UM)
+        assert stage.position().z_um == pytest.approx(-3003.0, abs=Z_STEP_UM)
+        for _ in range(10):
+            stage.move_by(dz_um=+0.4)
+        assert board.true_position_um()[2] - start == pytest.approx(+1.0, abs=Z_STEP_UM)
+        for _ in range(8):  # single steps, sent exactly (7 decimals of mm)
+            stage.move_by(dz_um=-Z_STEP_UM)
+        assert board.true_position_um()[2] - start == pytest.approx(1.0 - 8 * Z_STEP_UM, abs=1e-9)
+
+
+def test_a_board_left_in_inches_moves_in_millimetres() -> None:
+    board = VirtualBoard(speed="max", dialect="grbl")
+    with Connection(board.url) as conn:
+        stage = Stage(conn)
+        stage.home()
+        conn.command("G20")  # a sender, or a $N0=G20 startup block, left it in inches
+        stage.move_to(x_um=-2000.0, z_um=-100.0)
+        assert board.true_position_um()[0] == pytest.approx(-2000.0, abs=1.25)
+        assert board.true_position_um()[2] == pytest.approx(-100.0, abs=Z_STEP_UM)
+        stage.move_to(z_um=-50.0, speed_um_s=500.0)
+        assert board.true_position_um()[2] == pytest.approx(-50.0, abs=Z_STEP_UM)
+
+
+def test_release_on_stock_grbl_sends_no_m18(monkeypatch: pytest.MonkeyPatch) -> None:
+    board = VirtualBoard(speed="max", dialect="grbl")
+    with Connection(board.url) as conn:
+        stage = Stage(conn)
+        stage.home()
+        with pytest.raises(FirmwareError) as refused:
+            conn.command("M18")  # stock GRBL has no M18
+        assert refused.value.code == 20
+        stage.move_to(x_um=-1000.0, wait=False)
+        wire = Wire(conn, monkeypatch)
+        stage.release()  # no error:20
+        assert not any(b"M18" in data for data in wire.sent)
+        assert stage.status().state == "Idle", "release waits for the queued moves"
+
+
+def test_stock_grbl_motor_release_delay_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    board = VirtualBoard(speed="max", dialect="grbl")
+    with Connection(board.url) as conn:
+        with caplog.at_level("WARNING", logger="deepaf_host.stage.stage"):
+            Stage(conn)
+        assert "$1=255" in caplog.text
+        caplog.clear()
+        conn.set_setting(1, 255)
+        with caplog.at_level("WARNING", logger="deepaf_host.stage.stage"):
+            Stage(conn)
+        assert "$1" not in caplog.text

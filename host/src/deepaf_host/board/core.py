@@ -226,6 +226,7 @@ class MachineCore:
 
     def _reset_gcode(self) -> None:
         self.motion, self.absolute, self.feed = 0, True, 0.0
+        self.inches = False  # G20 (stock GRBL only; the DeepAf firmware has no G20)
         self.g92 = [0, 0, 0]  # 1e-4 mm
         self.gc_pos = [0, 0, 0]  # steps: the target of the last move
 

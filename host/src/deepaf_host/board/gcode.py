@@ -137,6 +137,7 @@ _G_GROUPS: dict[int, str] = {
     921: "nonmodal",
     900: "distance",
     910: "distance",
+    200: "units",
     210: "units",
     170: "plane",
     540: "coord",
@@ -154,15 +155,17 @@ class GBlock:
     nonmodal: str | None = None  # "G4" | "G53" | "G92" | "G92.1"
     absolute: bool | None = None  # G90 True, G91 False, None: not on the line
     m: int | None = None  # 17 / 18
+    inches: bool | None = None  # G20 True, G21 False (G20: stock GRBL only)
     axes: dict[int, int] = field(default_factory=dict)  # 1e-4 mm (G92, range)
     axes_mm: dict[int, float] = field(default_factory=dict)  # unrounded: a move's steps
     f: float | None = None
     p: float | None = None
 
 
-def parse(text: str, jog: bool = False) -> GBlock | int:
+def parse(text: str, jog: bool = False, grbl: bool = False) -> GBlock | int:
     """Tokenise a cleaned line into a block, or the error code of the first bad word.
-    ``jog``: the words after ``$J=`` (only G53/G90/G91/G21/X/Y/Z/F)."""
+    ``jog``: the words after ``$J=`` (only G53/G90/G91/G21/X/Y/Z/F). ``grbl``: stock
+    GRBL 1.1, which takes G20 (inches) and has no M17/M18."""
     bad_word = E("INVALID_JOG_COMMAND") if jog else E("UNSUPPORTED_COMMAND")
     block = GBlock()
     groups: set[str] = set()
@@ -185,7 +188,7 @@ def parse(text: str, jog: bool = False) -> GBlock | int:
             if jog and code not in _JOG_G:
                 return bad_word
             group = _G_GROUPS.get(code, "") if code is not None else ""
-            if not group:
+            if not group or (code == 200 and not grbl):
                 return E("UNSUPPORTED_COMMAND")
             if group == "motion":
                 block.motion = code // 10  # type: ignore[operator]
@@ -193,11 +196,13 @@ def parse(text: str, jog: bool = False) -> GBlock | int:
                 block.nonmodal = _NONMODAL[code]  # type: ignore[index]
             elif group == "distance":
                 block.absolute = code == 900
+            elif group == "units":
+                block.inches = code == 200
         elif letter == "M":
             if jog:
                 return bad_word
             code = _code_x10(value)
-            if code not in (170, 180):
+            if code not in (170, 180) or grbl:
                 return E("UNSUPPORTED_COMMAND")
             group = "M"
             block.m = code // 10  # type: ignore[operator]

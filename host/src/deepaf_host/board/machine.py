@@ -104,12 +104,15 @@ class Machine(MachineCore):
     def _gcode(self, text: str) -> Task:
         if self.locked or self.state() == "Jog":
             return LOCKED
-        block = parse(text)
+        block = parse(text, grbl=not self.deepaf)
         if isinstance(block, int):
             return block
         error = validate_gcode(block)
         if error is not None:
             return error
+        inches = block.inches if block.inches is not None else self.inches
+        if inches:  # stock GRBL in G20: every value of the line is in inches
+            _to_mm(block)
         motion = block.motion if block.motion is not None else self.motion
         absolute = block.absolute if block.absolute is not None else self.absolute
         feed = block.f if block.f is not None else self.feed
@@ -148,6 +151,7 @@ class Machine(MachineCore):
             if self._aborted():
                 return LOCKED
         self.feed, self.motion, self.absolute, self.g92 = feed, motion, absolute, offset
+        self.inches = inches
         if moving:
             self._queue_move(steps, 0.0 if motion == 0 else feed, "line")
         if block.m == 18:
@@ -158,9 +162,11 @@ class Machine(MachineCore):
         return OK
 
     def _jog(self, text: str) -> Task:
-        block = parse(text, jog=True)
+        block = parse(text, jog=True, grbl=not self.deepaf)
         if isinstance(block, int):
             return block
+        if block.inches if block.inches is not None else self.inches:
+            _to_mm(block)  # as stock GRBL: the jog takes the line's or the modal units
         error = validate_jog(block)
         if error is not None:
             return error
@@ -189,7 +195,7 @@ class Machine(MachineCore):
             return OK
         if cmd == "G":
             drivers = ("M17" if self.drivers else "M18") if self.deepaf else "M5 M9 T0"
-            self._emit(f"[GC:G{self.motion} G54 G17 G21 G{90 if self.absolute else 91} G94 {drivers} F{lround(self.feed)}]")
+            self._emit(f"[GC:G{self.motion} G54 G17 G{20 if self.inches else 21} G{90 if self.absolute else 91} G94 {drivers} F{lround(self.feed)}]")
             return OK
         if cmd == "#":
             self._emit("[G92:" + ",".join(self._pos(v) for v in self.g92) + "]")
@@ -258,3 +264,12 @@ class Machine(MachineCore):
         if all(self.homed):
             self.locked = False
         return OK
+
+
+def _to_mm(block: GBlock) -> None:
+    """A stock GRBL line in G20: its axis values and feed from inches to mm."""
+    for a in block.axes_mm:
+        block.axes_mm[a] = f32(block.axes_mm[a] * 25.4)
+        block.axes[a] = lround(block.axes[a] * 25.4)
+    if block.f is not None:
+        block.f = f32(block.f * 25.4)

@@ -10,7 +10,7 @@ This is what the scan loop uses::
     stage.move_to(z_um=-4000.0, speed_um_s=50.0, wait=False)   # a slow sweep...
     while stage.status().state == "Run": ...       # ...sampled while it runs
     stage.wait_idle()
-    stage.release()                                # motors off (M18)
+    stage.release()                                # motors off (M18; stock GRBL: its $1)
 
 **Coordinates** are GRBL machine coordinates in micrometres (protocol.md 6.3): after
 homing towards +, every axis lives in ``[-max_travel, 0]``; Z up is +. ``limits_um``
@@ -56,6 +56,7 @@ values), and from the connection ``FirmwareError``, ``FirmwareAlarm``,
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -71,8 +72,15 @@ from .approach import plan_legs
 from .connection import Connection
 from .replies import StatusReport
 
+log = logging.getLogger(__name__)
+
 AXES = "xyz"
 SYSTEM_LOCKED = 9
+#: Stock GRBL's $1 (step idle delay, ms): 255 keeps the motors energised.
+GRBL_STEP_IDLE_DELAY = 1
+GRBL_KEEP_ENERGISED = 255
+#: Most digits a protocol number may have (protocol.md 6.1).
+MAX_DIGITS = 9
 #: Time allowed for motion on top of the estimate from rates and accelerations.
 MOTION_MARGIN_S = 10.0
 WAIT_IDLE_DEFAULT_S = 300.0
@@ -127,6 +135,20 @@ class Stage:
         self.backlash_um = tuple(float(b) for b in backlash_um)
         self._homed = False
         self._settled = [False, False, False]
+        # Where the host last sent each axis (um), or None when unknown. The reports
+        # have 3 (stock GRBL) or 4 decimals; moves relative to this, not to the
+        # rounded report, keep sub-micrometre steps from being lost or doubled.
+        self._commanded: list[float | None] = [None, None, None]
+        idle_delay = self.settings.values.get(GRBL_STEP_IDLE_DELAY)
+        if self.dialect == "grbl" and idle_delay is not None and idle_delay != GRBL_KEEP_ENERGISED:
+            log.warning(
+                "%s: stock GRBL $1=%g de-energises the motors %g ms after every move, so the "
+                "focus (and the stage) may drift while the board is idle; send $1=255 to keep "
+                "them energised",
+                connection.url,
+                idle_delay,
+                idle_delay,
+            )
 
     # --- what the board says ---------------------------------------------------------
 
@@ -161,8 +183,14 @@ class Stage:
         return self._homed
 
     def position(self) -> Position:
-        """Where the board says the stage is now (its step counters, not a target)."""
-        return Position(*self._position_of(self.status()))
+        """Where the board says the stage is now (its step counters, not a target).
+        When the board is idle at the target the host last sent (within the report's
+        rounding and a step), the position is that target: within half a step of the
+        motors, finer than the 3 or 4 decimals of the report."""
+        report = self.status()
+        if report.base_state != "Idle":
+            return Position(*self._position_of(report))
+        return Position(*self._start_of(report))
 
     # --- motion ----------------------------------------------------------------------
 
@@ -171,6 +199,7 @@ class Stage:
         timeout = timeout_s or 1.5 * self.settings.homing_time_s() + MOTION_MARGIN_S
         self._homed = False
         self._settled = [False, False, False]
+        self._commanded = [None, None, None]
         self.connection.command("$H", timeout_s=timeout)
         self._homed = True
         # Homing towards + ends with a pull-off downwards: the approach is settled.
@@ -219,25 +248,29 @@ class Stage:
         if report.base_state == "Alarm":
             self._homed = False
             raise NotHomedError("move")
-        start = self._position_of(report)
+        start = self._start_of(report)
         target = tuple(start[i] if requested[a] is None else float(requested[a]) for i, a in enumerate(AXES))  # type: ignore[arg-type]
         legs = plan_legs(start, target, self._overshoot_um(), self._uppers_um(), tuple(self._settled))  # type: ignore[arg-type]
         lines: list[str] = []
         previous = start
         for leg in legs:
-            words = [f"{a.upper()}{leg[i] / 1000.0:.4f}" for i, a in enumerate(AXES) if leg[i] != previous[i]]
+            words = [f"{a.upper()}{_mm(leg[i] / 1000.0)}" for i, a in enumerate(AXES) if leg[i] != previous[i]]
             if words:
+                # G21 on every line: a board left in inches (G20, or a stock GRBL startup
+                # block) must not move 25.4 times too far.
                 if speed_um_s is None:
-                    lines.append("G53 G90 G0 " + " ".join(words))
+                    lines.append("G21 G53 G90 G0 " + " ".join(words))
                 else:
-                    lines.append("G53 G90 G1 " + " ".join(words) + f" F{_number(speed_um_s * 0.06)}")
+                    lines.append("G21 G53 G90 G1 " + " ".join(words) + f" F{_number(speed_um_s * 0.06)}")
             previous = leg
         if not lines:
             return
         estimate = self._motion_time_s(start, legs, speed_um_s)
         if wait:
             lines.append("G4 P0")
+        self._commanded = [None, None, None]  # unknown until the lines are taken
         self._run(lines, "move", timeout_s or estimate + MOTION_MARGIN_S)
+        self._commanded = list(target)
         for i in range(3):
             if target[i] != start[i]:
                 self._settled[i] = True
@@ -252,7 +285,10 @@ class Stage:
         wait: bool = True,
         timeout_s: float | None = None,
     ) -> None:
-        """Move relative to the current position (the board is asked where that is)."""
+        """Move relative to the current position: the board is asked where that is,
+        and where it agrees with the target last sent (within its report's rounding)
+        the move is relative to that target, so ten moves of -0.3 um move -3 um even
+        on a board that reports whole micrometres."""
         for name, value in (("dx_um", dx_um), ("dy_um", dy_um), ("dz_um", dz_um)):
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, not {value!r}")
@@ -260,9 +296,9 @@ class Stage:
         if report.base_state not in ("Idle", "Alarm"):
             self.wait_idle(timeout_s=timeout_s)
             report = self.status()
-        start = self._position_of(report)
+        start = self._start_of(report)
         deltas = (dx_um, dy_um, dz_um)
-        target = [None if deltas[i] == 0 else round(start[i] + deltas[i], 1) for i in range(3)]
+        target = [None if deltas[i] == 0 else round(start[i] + deltas[i], 4) for i in range(3)]
         self.move_to(*target, speed_um_s=speed_um_s, wait=wait, timeout_s=timeout_s)
 
     def wait_idle(self, *, timeout_s: float | None = None) -> None:
@@ -282,7 +318,13 @@ class Stage:
 
     def release(self) -> None:
         """Release the motors (``M18``, after the queued moves). A locked board cannot
-        take ``M18``; it releases them itself after ``$150`` seconds idle."""
+        take ``M18``; it releases them itself after ``$150`` seconds idle. Stock GRBL
+        has no ``M18`` (it answers ``error:20``): there the queued moves are waited for
+        and the motors follow its ``$1`` (released after each move unless ``$1=255``)."""
+        if self.dialect == "grbl":
+            self.wait_idle()
+            log.info("%s: stock GRBL has no M18; its $1 decides when the motors are released", self.connection.url)
+            return
         try:
             self.connection.command("M18", timeout_s=WAIT_IDLE_DEFAULT_S)
         except FirmwareError as exc:
@@ -299,6 +341,7 @@ class Stage:
         if self.connection.soft_reset() is not None:
             self._homed = False
         self._settled = [False, False, False]
+        self._commanded = [None, None, None]
         return self.position()
 
     # --- helpers -----------------------------------------------------------------------
@@ -313,11 +356,25 @@ class Stage:
         x, y, z = (self._limits[a][1] for a in AXES)
         return (x, y, z)
 
+    def _start_of(self, report: StatusReport) -> tuple[float, float, float]:
+        """Where a move starts: per axis, the target last sent when the report agrees
+        with it within the report's rounding and a step, else the reported position."""
+        reported = self._position_of(report)
+        half_digit_um = 0.5 if self.dialect == "grbl" else 0.05
+        out = []
+        for i in range(3):
+            step_um = 1000.0 / self.settings.steps_per_mm[i]
+            target = self._commanded[i]
+            agrees = target is not None and abs(target - reported[i]) <= half_digit_um + step_um + 1e-9
+            out.append(target if agrees else reported[i])  # type: ignore[arg-type]
+        x, y, z = out
+        return (x, y, z)
+
     @staticmethod
     def _position_of(report: StatusReport) -> tuple[float, float, float]:
         if report.mpos_mm is None:
             raise ValueError(f"the status report has no machine position: {report.text!r}")
-        x, y, z = (round(v * 1000.0, 1) for v in report.mpos_mm)
+        x, y, z = (round(v * 1000.0, 4) for v in report.mpos_mm)
         return (x, y, z)
 
     def _motion_time_s(self, start: tuple[float, ...], legs: list[tuple[float, float, float]], speed_um_s: float | None) -> float:
@@ -348,9 +405,19 @@ class Stage:
         except FirmwareAlarm:
             self._homed = False
             self._settled = [False, False, False]
+            self._commanded = [None, None, None]
             raise
 
 
 def _number(value: float) -> str:
     """``value`` with at most 4 decimals and no trailing zeros (a protocol number)."""
     return f"{value:.4f}".rstrip("0").rstrip(".")
+
+
+def _mm(value: float) -> str:
+    """A position in mm with as many decimals as the 9 digits of a protocol number
+    allow (at most 7: 0.1 nm), no trailing zeros; a step of 0.0625 um is sent exactly."""
+    whole = len(str(int(abs(value))))
+    decimals = max(0, min(7, MAX_DIGITS - whole))
+    text = f"{value:.{decimals}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
