@@ -142,7 +142,9 @@ def test_a_crash_leaves_no_slide_and_the_next_run_resumes(grid_scan: Path, tmp_p
     assert not (d / "slide.ome.tif").exists()
     assert sorted(p.name for p in d.iterdir() if p.name.startswith(".")) == [".stitch-cache.json"]
     monkeypatch.setattr(compose.Composer, "_compose", real)
+    (d / ".slide.ome.tif.partial-99999").write_bytes(b"II*")  # as a killed stitch leaves it
     summary = stitch(d, StitchOptions(smallest_level_px=128))
+    assert not (d / ".slide.ome.tif.partial-99999").exists()
     assert summary["resumed_from_cache"] is True
     assert (d / "slide.ome.tif").exists()
     again = stitch(d, StitchOptions(smallest_level_px=128))

@@ -340,6 +340,8 @@ def stitch(directory: str | Path, options: StitchOptions | None = None, progress
         except ValueError:
             pass
 
+    for stale in folder.path.glob(f".{opts.output}.partial-*"):  # left by a stitch that was killed
+        stale.unlink()
     analysis = _load_cache(folder, opts, digest)
     resumed = analysis is not None
     if analysis is None:
