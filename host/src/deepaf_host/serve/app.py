@@ -88,6 +88,11 @@ class Server:
         self.scan: ScanJob | None = None
         self.autofocus: dict[str, Any] | None = None
         self.busy: str | None = None  # "autofocus", "home" while one runs
+        self.closing = False  # the server stops: streams end
+
+
+#: The application's state (aiohttp's typed key).
+SERVER = web.AppKey("server", Server)
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
@@ -104,7 +109,7 @@ def _token(request: web.Request) -> str | None:
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    server: Server = request.app["server"]
+    server: Server = request.app[SERVER]
     path = request.path
     protected = path.startswith(("/api/", "/stream", "/slides/"))
     if protected and not server.access.token_ok(_token(request)):
@@ -168,7 +173,7 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
-    server: Server = request.app["server"]
+    server: Server = request.app[SERVER]
     response = web.StreamResponse(headers={
         "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}", "Cache-Control": "no-store",
     })
@@ -177,7 +182,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     preview.watch()
     seq = -1
     try:
-        while True:
+        while not server.closing:
             seq, jpeg = await preview.next(seq)
             if jpeg is None:
                 continue
@@ -195,7 +200,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 
 async def state(request: web.Request) -> web.Response:
-    server: Server = request.app["server"]
+    server: Server = request.app[SERVER]
     client = _client(request)
     controller = server.access.controller
     return web.json_response({
@@ -215,7 +220,7 @@ def _strategies() -> list[str]:
 
 
 async def control(request: web.Request) -> web.Response:
-    server: Server = request.app["server"]
+    server: Server = request.app[SERVER]
     body = await _body(request, {"action": str})
     client = _client(request) or ""  # the guard refused a POST without one
     action = body.get("action")
@@ -240,7 +245,7 @@ async def _run(server: Server, what: str, fn: Callable[[], Any]) -> Any:
 
 
 async def jog(request: web.Request) -> web.Response:
-    server: Server = request.app["server"]
+    server: Server = request.app[SERVER]
     body = await _body(request, {"dx_um": NUMBER, "dy_um": NUMBER, "dz_um": NUMBER})
     delta = {k[1]: float(v) for k, v in body.items()}
     if not delta:
@@ -250,7 +255,7 @@ async def jog(request: web.Request) -> web.Response:
 
 
 async def move(request: web.Request) -> web.Response:
-    server: Server = request.app["server"]
+    server: Server = request.app[SERVER]
     body = await _body(request, {"x_um": NUMBER, "y_um": NUMBER, "z_um": NUMBER})
     target = {k[0]: float(v) for k, v in body.items()}
     if not target:
@@ -261,7 +266,7 @@ async def move(request: web.Request) -> web.Response:
 
 def _simple(what: str) -> Handler:
     async def handler(request: web.Request) -> web.Response:
-        server: Server = request.app["server"]
+        server: Server = request.app[SERVER]
         await _body(request, {})
         m = server.microscope
         fn = {"home": m.home, "unlock": m.unlock, "stop": m.stop, "reconnect": _reconnect(m)}[what]
@@ -284,7 +289,7 @@ def _reconnect(m: Microscope) -> Callable[[], None]:
 
 
 async def autofocus(request: web.Request) -> web.Response:
-    server: Server = request.app["server"]
+    server: Server = request.app[SERVER]
     body = await _body(request, {"strategy": str, "max_correction_um": NUMBER})
     strategy = body.get("strategy", "search")
     if strategy not in _strategies():
@@ -300,7 +305,7 @@ async def autofocus(request: web.Request) -> web.Response:
 async def scan_start(request: web.Request) -> web.Response:
     from ..scan.session import ScanOptions
 
-    server: Server = request.app["server"]
+    server: Server = request.app[SERVER]
     body = await _body(request, {"name": str, "area_mm": str, "autofocus": str, "resume": bool})
     name = body.get("name", "")
     if not NAME_RE.match(name):
@@ -332,7 +337,7 @@ async def scan_start(request: web.Request) -> web.Response:
 
 
 async def scan_stop(request: web.Request) -> web.Response:
-    server: Server = request.app["server"]
+    server: Server = request.app[SERVER]
     await _body(request, {})
     if server.scan is None or not server.scan.active:
         return _error(409, "no scan is running")
@@ -344,23 +349,23 @@ async def scan_stop(request: web.Request) -> web.Response:
 
 
 async def slides_list(request: web.Request) -> web.Response:
-    server: Server = request.app["server"]
+    server: Server = request.app[SERVER]
     return web.json_response({"slides": await asyncio.to_thread(server.slides.list)})
 
 
 async def slide_file(request: web.Request) -> web.StreamResponse:
-    server: Server = request.app["server"]
+    server: Server = request.app[SERVER]
     path = server.slides.file(request.match_info["name"], request.match_info["file"])
     return web.FileResponse(path)
 
 
 async def slide_levels(request: web.Request) -> web.Response:
-    server: Server = request.app["server"]
+    server: Server = request.app[SERVER]
     return web.json_response(await asyncio.to_thread(server.slides.levels, request.match_info["name"]))
 
 
 async def slide_tile(request: web.Request) -> web.Response:
-    server: Server = request.app["server"]
+    server: Server = request.app[SERVER]
     try:
         level, row, col = (int(request.match_info[k]) for k in ("level", "row", "col"))
     except ValueError:
@@ -376,7 +381,7 @@ def make_app(config: ServeConfig, microscope: Microscope) -> web.Application:
     """The aiohttp application (``microscope`` opened or not: a closed one is shown as
     disconnected until ``/api/reconnect``)."""
     app = web.Application(middlewares=[guard], client_max_size=64 * 1024)
-    app["server"] = Server(config, microscope)
+    app[SERVER] = Server(config, microscope)
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
     app.router.add_get("/stream.mjpg", stream)
@@ -395,7 +400,8 @@ def make_app(config: ServeConfig, microscope: Microscope) -> web.Application:
     app.router.add_get("/slides/{name}/{file}", slide_file)
 
     async def shutdown(app: web.Application) -> None:
-        server: Server = app["server"]
+        server: Server = app[SERVER]
+        server.closing = True
         if server.scan is not None and server.scan.active:
             server.scan.stop()
             await asyncio.to_thread(server.scan.thread.join, 30)

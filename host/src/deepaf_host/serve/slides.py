@@ -51,7 +51,7 @@ class Slides:
 
     def file(self, name: str, file: str) -> Path:
         if file not in FILES:
-            raise SlideError(404, f"not served: {file!r} (only {', '.join(FILES)})")
+            raise SlideError(404, f"not served (only {', '.join(FILES)})")
         path = (self.folder(name) / file).resolve()
         if path.parent != self.root / name or not path.is_file():
             raise SlideError(404, f"{name} has no {file}")

@@ -75,7 +75,7 @@ class Preview:
                 await asyncio.sleep(0.5)
             await asyncio.sleep(max(0.0, period - (time.monotonic() - t0)))
 
-    async def next(self, after: int, timeout_s: float = 2.0) -> tuple[int, bytes | None]:
+    async def next(self, after: int, timeout_s: float = 1.0) -> tuple[int, bytes | None]:
         """The first frame newer than ``after`` (or the current one after a timeout)."""
         async with self._new:
             if self.seq <= after:

@@ -1,0 +1,177 @@
+"""The live page's API on the virtual microscope: who may change what, and that a
+refused request moves nothing (the virtual board's motor step counters are the judge)."""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import TISSUE_UM, Live
+from deepaf_host.serve.app import SERVER
+
+
+def _home(live: Live, client: str = "a", token: str | None = None) -> None:
+    assert live.call("POST", "/api/control", {"action": "claim"}, client=client, token=token)[0] == 200
+    status, body = live.call("POST", "/api/home", client=client, token=token)
+    assert status == 200, body
+
+
+def _settled(live: Live) -> tuple[int, int, int]:
+    live.microscope.stage.wait_idle()
+    return live.board.motor_steps()
+
+
+def test_jog_moves_by_the_step_and_the_readout_follows(live: Live) -> None:
+    _home(live)
+    before = live.state()["microscope"]["position_um"]
+    status, body = live.call("POST", "/api/jog", {"dx_um": -250, "dz_um": -12.5})
+    assert status == 200, body
+    live.microscope.stage.wait_idle()
+    after = live.state()["microscope"]["position_um"]
+    assert after == {"x": before["x"] - 250, "y": before["y"], "z": before["z"] - 12.5}
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"dx_um": 1500.0}, 422),  # homing pulls off 1 mm below the top of the travel: +1.5 mm leaves it
+    ({"dz_um": 1000.5}, 422),  # Z likewise
+    ({"dy_um": -50000.0}, 422),  # beyond the largest jog
+    ({"dx_um": "10"}, 400),  # a string
+    ({"dx_um": True}, 400),  # a boolean is not a number
+    ({"dx_um": 10, "speed": 5}, 400),  # an unknown field
+    ({}, 400),  # nothing to do
+])
+def test_refused_jog_moves_nothing(live: Live, body: dict, status: int) -> None:
+    _home(live)
+    steps = _settled(live)
+    code, reply = live.call("POST", "/api/jog", body)
+    assert code == status, reply
+    assert "error" in reply
+    assert _settled(live) == steps
+
+
+def test_malformed_posts_are_4xx_and_move_nothing(live: Live) -> None:
+    _home(live)
+    steps = _settled(live)
+    assert live.call("POST", "/api/jog", raw=b"{not json")[0] == 400
+    assert live.call("POST", "/api/jog", raw=b'{"dx_um": NaN}')[0] == 400
+    assert live.call("POST", "/api/jog", raw=b"[1, 2]")[0] == 400
+    assert live.call("POST", "/api/jog", {"dx_um": -10}, content_type="text/plain")[0] == 415  # a cross-site form
+    assert live.call("POST", "/api/jog", {"dx_um": -10}, extra={"Origin": "http://evil.example"})[0] == 403
+    assert live.call("POST", "/api/jog", {"dx_um": -10}, client=None)[0] == 400
+    assert live.call("POST", "/api/move", {"z_um": -9000})[0] == 422
+    assert live.call("POST", "/api/autofocus", {"strategy": "guess"})[0] == 400
+    assert live.call("POST", "/api/scan/start", {"name": "../up"})[0] == 400
+    assert live.call("POST", "/api/scan/start", {"name": "a", "area_mm": "1,2"})[0] == 400
+    assert _settled(live) == steps
+    assert not any((live.app[SERVER].config.out_root.parent / "up").exists() for _ in [0])
+
+
+def test_z_safety_limit_refuses_before_anything_moves(live_token: Live) -> None:
+    live = live_token
+    t = live.token
+    _home(live, token=t)
+    assert live.call("POST", "/api/move", {"z_um": -5990}, token=t)[0] == 200
+    steps = _settled(live)
+    status, body = live.call("POST", "/api/jog", {"dz_um": -20}, token=t)
+    assert status == 422 and body["reason"] == "z safety" and body["limit_um"] == -6000
+    assert _settled(live) == steps
+
+
+def test_token_required_on_every_call_and_the_stream(live_token: Live) -> None:
+    live = live_token
+    steps = _settled(live)
+    for token in (None, "wrong", live.token + "x"):
+        assert live.call("GET", "/api/state", token=token)[0] == 401
+        assert live.call("POST", "/api/control", {"action": "claim"}, token=token)[0] == 401
+        assert live.call("POST", "/api/home", token=token)[0] == 401
+        assert live.call("POST", "/api/jog", {"dx_um": -100}, token=token)[0] == 401
+        assert live.call("POST", "/api/unlock", token=token)[0] == 401
+        assert live.call("GET", "/stream.mjpg", token=token)[0] == 401
+        assert live.call("GET", "/api/slides", token=token)[0] == 401
+    assert _settled(live) == steps
+    assert live.state(token=live.token)["microscope"]["locked"]  # no unlock got through
+    assert live.app[SERVER].access.controller is None
+    # the token in the URL, as the printed link carries it
+    with urllib.request.urlopen(f"{live.url}/stream.mjpg?token={live.token}", timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+        assert b"Content-Type: image/jpeg" in r.read(4000)
+
+
+def test_one_controller_others_read_only(live: Live) -> None:
+    _home(live, client="a")
+    steps = _settled(live)
+    assert live.call("POST", "/api/control", {"action": "claim"}, client="b")[0] == 409
+    for path, body in (("/api/jog", {"dx_um": -100}), ("/api/home", {}), ("/api/unlock", {}),
+                       ("/api/autofocus", {}), ("/api/scan/start", {"name": "x"})):
+        status, reply = live.call("POST", path, body, client="b")
+        assert status == 409 and "read-only" in reply["error"]
+    assert _settled(live) == steps
+    viewer = live.state(client="b")
+    assert viewer["control"] == {"you": False, "held": True}
+    assert viewer["microscope"]["position_um"] == live.state(client="a")["microscope"]["position_um"]
+    assert live.state(client="a")["control"]["you"]
+    assert live.call("POST", "/api/control", {"action": "release"}, client="a")[0] == 200
+    assert live.call("POST", "/api/control", {"action": "claim"}, client="b")[0] == 200
+    assert live.call("POST", "/api/jog", {"dx_um": -100}, client="b")[0] == 200
+    assert live.call("POST", "/api/jog", {"dx_um": -100}, client="a")[0] == 409
+
+
+def test_slide_files_only_from_under_the_output_root(live: Live, tmp_path: Path) -> None:
+    root = live.app[SERVER].config.out_root
+    (root / "s1").mkdir()
+    (root / "s1" / "report.json").write_text('{"status": "complete"}')
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "report.json").write_text('{"secret": 1}')
+    os.symlink(secret, root / "link")
+    assert live.call("GET", "/slides/s1/report.json")[0] == 200
+    for path in ("/slides/..%2Fsecret/report.json", "/slides/%2e%2e/secret/report.json", "/slides/link/report.json",
+                 "/slides/s1/..%2F..%2Fsecret%2Freport.json", "/slides/s1/manifest.jsonl", "/slides/..%2F..%2F..%2Fetc/passwd",
+                 "/slides/s1/tile/0/0/0.jpg", "/slides/s1/tile/x/0/0.jpg", "/static/..%2F..%2Fapp.py"):
+        status, body = live.call("GET", path)
+        assert status in (400, 403, 404), (path, status)
+        assert b"secret" not in (body if isinstance(body, bytes) else str(body).encode())
+    names = [s["name"] for s in live.call("GET", "/api/slides")[1]["slides"]]
+    assert names == ["s1"]
+
+
+def test_lost_board_shown_and_recovered(live: Live) -> None:
+    _home(live)
+    live.microscope.stage.connection.serial.inject_disconnect()
+    state = live.state()["microscope"]
+    assert state["connected"] is False and "ConnectionLost" in state["error"]
+    assert live.call("POST", "/api/jog", {"dx_um": -100})[0] == 409
+    status, body = live.call("POST", "/api/reconnect")
+    assert status == 200, body
+    state = live.state()["microscope"]
+    assert state["connected"] and state["position_um"] is not None
+
+
+def test_autofocus_finds_focus_and_reports_it(live: Live) -> None:
+    _home(live)
+    assert live.call("POST", "/api/move", TISSUE_UM)[0] == 200
+    status, result = live.call("POST", "/api/autofocus", {"strategy": "search"})
+    assert status == 200, result
+    assert result["ok"] and result["strategy"] == "search" and result["frames"] > 2
+    true_z = live.microscope.camera.true_focus_z_um(TISSUE_UM["x_um"], TISSUE_UM["y_um"])
+    assert abs(result["z_um"] - true_z) < 3.0
+    assert live.state()["autofocus"]["z_um"] == result["z_um"]
+
+
+def test_scan_stops_from_the_page_and_hands_the_board_back(live: Live) -> None:
+    _home(live)
+    status, job = live.call("POST", "/api/scan/start", {"name": "stopme"})
+    assert status == 202, job
+    deadline = time.monotonic() + 30
+    while live.state()["scan"]["done"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert live.call("POST", "/api/scan/stop")[0] == 200
+    while live.state()["scan"]["active"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    scan = live.state()["scan"]
+    assert scan["status"] == "interrupted", scan
+    assert 1 <= scan["done"] < scan["plan"]["tiles"]
+    assert live.state()["microscope"]["connected"]
