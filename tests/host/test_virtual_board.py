@@ -141,10 +141,18 @@ def test_status_shows_intermediate_positions_while_moving() -> None:
 
 
 def test_real_time_clock_runs_at_its_speed() -> None:
+    # Bracket each reading of the board's clock between two wall-clock readings: the
+    # simulated interval is then 20 x a wall interval that lies between the inner and
+    # the outer bracket, however long the process waits for a CPU (no ratio to flake).
     board = VirtualBoard(speed=20.0)
-    t0, w0 = board.seconds(), time.monotonic()
+    outer0 = time.monotonic()
+    t0 = board.seconds()
+    inner0 = time.monotonic()
     time.sleep(0.1)
-    assert (board.seconds() - t0) / (time.monotonic() - w0) == pytest.approx(20.0, rel=0.2)
+    inner1 = time.monotonic()
+    t1 = board.seconds()
+    outer1 = time.monotonic()
+    assert 20.0 * (inner1 - inner0) - 1e-6 <= t1 - t0 <= 20.0 * (outer1 - outer0) + 1e-6
 
 
 def test_trapezoid_profile_reaches_the_length() -> None:
