@@ -2,6 +2,7 @@
 #
 #   make demo   scan a slide on the virtual microscope (pip only)
 #   make test   everything CI runs: system packages, firmware, simavr harness, all tests
+#   make lint   ruff over the host, the tests and the simulator scripts (CI runs it too)
 #
 # Everything Python goes into .venv, pinned by host/constraints.txt.
 
@@ -19,7 +20,7 @@ APT_PACKAGES := gcc-avr avr-libc simavr libsimavr-dev libsimavrparts1 libelf-dev
                 avrdude arduino-core-avr chromium
 OPTIBOOT_SRC := /usr/share/arduino/hardware/arduino/avr/bootloaders/optiboot/optiboot.c
 
-.PHONY: demo test test-fast bench firmware system-deps clean
+.PHONY: demo test test-fast lint bench firmware system-deps clean
 
 demo: $(VENV)/.runtime
 	rm -rf demo  # the demo's own scratch folder: each run starts afresh
@@ -31,6 +32,10 @@ test: system-deps $(VENV)/.dev firmware
 # The host tests only (no firmware toolchain needed).
 test-fast: $(VENV)/.dev
 	cd tests && ../$(BIN)/python -m pytest -m "not firmware"
+
+# Settings in host/pyproject.toml ([tool.ruff]).
+lint: $(VENV)/.dev
+	$(BIN)/ruff check --config host/pyproject.toml host/src tests firmware/sim
 
 bench: $(VENV)/.dev firmware
 	$(BIN)/python firmware/sim/bench.py

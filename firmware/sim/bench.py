@@ -111,7 +111,7 @@ def measured_rate(sim: Sim, rate: float, axes: str) -> float:
     axis_feed = rate * 60.0 / spm  # mm/min of each axis
     feed = axis_feed * len(axes) ** 0.5  # along the diagonal
     sim.send("\x18")
-    for a, n in zip("XYZ", ("0", "1", "2")):
+    for n in ("0", "1", "2"):
         sim.ok(f"$10{n}={spm}")
         sim.ok(f"$11{n}={axis_feed * 1.01:.4f}")
         sim.ok(f"$12{n}=100000")

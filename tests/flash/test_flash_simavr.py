@@ -79,7 +79,7 @@ def test_an_older_firmware_is_warned_about_then_upgraded_and_its_settings_report
     ), caplog.text
     code, out = flash_cli(sim.pty)
     assert code == 0, out
-    assert f"the board runs DeepAf firmware 0.0.9 (protocol 1)" in out
+    assert "the board runs DeepAf firmware 0.0.9 (protocol 1)" in out
     assert f"DeepAf firmware {version} (protocol 1), the version just written" in out
     assert "reset to the firmware's defaults" in out and "$100=1234" in out, out
     with Connection(sim.pty) as conn:
