@@ -24,7 +24,7 @@ from deepaf_host.serve.app import ServeConfig, make_app  # noqa: E402
 from deepaf_host.serve.device import Microscope  # noqa: E402
 
 #: The 20x virtual camera, small frames: fast to render and to scan.
-CAMERA = "sim://20x?high=256x192"
+CAMERA = "sim://20x?low=480x270&high=256x192"
 #: 2 x 2 tiles of tissue on the virtual slide (the e2e scans' area, smaller).
 AREA_MM = "-30.20,-15.80,-29.95,-15.60"
 #: Where the virtual slide shows tissue, within 4 um of focus (machine um; focus is
@@ -119,6 +119,16 @@ def start(tmp_path: Path, *, token: str | None = None, camera: str = CAMERA, z_m
 def live(tmp_path: Path) -> Iterator[Live]:
     """A loopback server (no token) on a fresh event-driven virtual board."""
     server, close = start(tmp_path)
+    yield server
+    close()
+
+
+@pytest.fixture
+def live_fast(tmp_path: Path) -> Iterator[Live]:
+    """A loopback server on a board at 50 x real time: a move from the page (which does
+    not wait for it) runs on by itself, as on a real board; "max" runs only while
+    someone waits for it."""
+    server, close = start(tmp_path, board_kwargs={"speed": 50.0})
     yield server
     close()
 

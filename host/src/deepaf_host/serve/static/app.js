@@ -171,6 +171,14 @@ document.addEventListener("keydown", e => {
   const code = KEYS[e.key];
   if (code && window.deepaf.state && window.deepaf.state.control.you) { e.preventDefault(); jogBy(code); }
 });
+$("go").onclick = () => {
+  const body = {};
+  for (const a of ["x", "y", "z"]) {
+    const v = $("go-" + a).value.trim();
+    if (v !== "") body[a + "_um"] = Number(v);
+  }
+  post("/api/move", body).catch(() => {});
+};
 $("home").onclick = () => { say("homing…"); post("/api/home").catch(() => {}); };
 $("unlock").onclick = () => post("/api/unlock").catch(() => {});
 $("halt").onclick = () => post("/api/stop").catch(() => {});

@@ -1,0 +1,112 @@
+"""The live page in a real headless Chromium (Debian's ``chromium``, driven by
+Playwright with that executable: no browser download): the preview runs at >= 10 fps,
+a jog changes the readout, autofocus completes, a scan runs to the end with progress,
+the viewer shows the slide's tiles, a second browser is read-only. Screenshots go to
+the test's tmp_path (printed)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import AREA_MM, TISSUE_UM, Live
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+#: The issue's bar for the live view on the virtual camera.
+MIN_FPS = 10.0
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; make system-deps does it)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _frames(page: object) -> int:
+    return int(page.evaluate("window.deepaf.frames"))  # type: ignore[attr-defined]
+
+
+def test_live_page_preview_jog_autofocus_scan_viewer(browser: object, live_fast: Live, tmp_path: Path) -> None:
+    live = live_fast
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    print(f"screenshots: {shots}")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
+    page.goto(live.url + "/")
+    page.wait_for_function("window.deepaf.frames > 2", timeout=15000)
+    # the preview rate, over 3 s of wall time (the page counts decoded frames)
+    t0, n0 = page.evaluate("[performance.now(), window.deepaf.frames]")
+    page.wait_for_timeout(3000)
+    t1, n1 = page.evaluate("[performance.now(), window.deepaf.frames]")
+    fps = (n1 - n0) / ((t1 - t0) / 1000)
+    print(f"preview: {fps:.1f} fps in the browser")
+    assert fps >= MIN_FPS
+    page.screenshot(path=str(shots / "1-preview.png"))
+
+    # control is taken automatically by the first browser; home, then jog by key and button
+    page.wait_for_selector("#role:text('you control')")
+    page.click("#home")
+    page.wait_for_function("document.getElementById('pos-z').textContent === '-1000.0'")
+    page.select_option("#xy-step", "500")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function("document.getElementById('pos-x').textContent === '-1500.0'")
+    page.click("[data-jog='y-']")
+    page.wait_for_function("document.getElementById('pos-y').textContent === '-1500.0'")
+    steps = live.board.motor_steps()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")  # -500, then 0: the top of the travel is 0 ...
+    page.wait_for_function("document.getElementById('pos-x').textContent === '-500.0'")
+    assert live.board.motor_steps() != steps
+
+    # a second browser: sees the same readout and frames, cannot move anything
+    viewer = browser.new_page()  # type: ignore[attr-defined]
+    viewer.goto(live.url + "/")
+    viewer.wait_for_selector("#role:text('read-only')")
+    viewer.wait_for_function("window.deepaf.frames > 0", timeout=15000)
+    assert viewer.evaluate("document.body.classList.contains('readonly')")
+    before = live.board.motor_steps()
+    viewer.keyboard.press("ArrowLeft")
+    viewer.wait_for_timeout(500)
+    assert live.board.motor_steps() == before
+    viewer.screenshot(path=str(shots / "2-read-only-viewer.png"))
+    viewer.close()
+
+    # go to tissue near focus, autofocus
+    for axis in "xyz":
+        page.fill(f"#go-{axis}", str(TISSUE_UM[f"{axis}_um"]))
+    page.click("#go")
+    page.wait_for_function(f"document.getElementById('pos-z').textContent === '{TISSUE_UM['z_um']:.1f}'")
+    page.select_option("#af-strategy", "search")
+    page.click("#af")
+    page.wait_for_selector("#af-result:text('search: ok')", timeout=30000)
+    page.screenshot(path=str(shots / "3-autofocus.png"))
+
+    # a scan, to the end, with progress; then the viewer shows the stitched slide
+    page.fill("#scan-name", "slide1")
+    page.fill("#scan-area", AREA_MM)
+    page.click("#scan-start")
+    page.wait_for_selector("#scan-status:text('running')", timeout=20000)
+    page.wait_for_function(
+        "(() => { const s = window.deepaf.state.scan; return s && !s.active && s.status !== 'stitching'; })()", timeout=45000)
+    scan = page.evaluate("window.deepaf.state.scan")
+    assert scan["status"].startswith("complete"), scan
+    assert scan["done"] == scan["plan"]["tiles"] == len(scan["tiles"]) >= 4
+    assert page.evaluate("document.getElementById('scan-progress').value") == scan["plan"]["tiles"]
+    page.screenshot(path=str(shots / "4-scan-done.png"))
+    page.click("#slides a:text('slide1')")
+    page.wait_for_function(
+        "[...document.querySelectorAll('img.slide-tile')].some(i => i.complete && i.naturalWidth > 0)", timeout=15000)
+    page.click("#zoom-in")
+    page.wait_for_function(
+        "[...document.querySelectorAll('img.slide-tile')].some(i => i.complete && i.naturalWidth > 0 && i.id.startsWith('t-'))")
+    assert page.evaluate("document.getElementById('slide-focusmap').naturalWidth") > 0
+    page.screenshot(path=str(shots / "5-viewer.png"), full_page=True)
+    page.close()
