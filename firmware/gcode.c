@@ -194,23 +194,24 @@ static uint8_t compute_target(const block_t *blk, uint8_t absolute, int32_t step
 {
 	for (uint8_t a = 0; a < N_AXIS; a++) {
 		float spm = settings.steps_per_mm[a];
-		float s = (float)gc.position[a];
-		int32_t t = gc.position[a];
+		float s = (float)gc.position[a]; /* the target, for the range check */
+		float v = 0.0f;                   /* steps of the axis word */
+		uint8_t relative = 0;
 		if (blk->words & (1 << a)) {
-			float v = blk->xyz_mm[a] * spm;
-			if (blk->nonmodal == NM_G53 || absolute) {
-				if (blk->nonmodal != NM_G53)
-					v += (float)gc.offset[a] * spm / 10000.0f;
-				s = v;
-				t = round_to_int(v);
-			} else {
-				s += v;
-				t = gc.position[a] + round_to_int(v);
-			}
+			v = blk->xyz_mm[a] * spm;
+			relative = blk->nonmodal != NM_G53 && !absolute;
+			if (blk->nonmodal != NM_G53 && absolute)
+				v += (float)gc.offset[a] * spm / 10000.0f;
+			s = relative ? s + v : v;
 		}
 		if (fabsf(s) > 2.0e9f || fabsf(s / spm) > (float)MAX_AXIS_VALUE_MM)
 			return STATUS_VALUE_OUT_OF_RANGE;
-		steps[a] = t;
+		if (!(blk->words & (1 << a)))
+			steps[a] = gc.position[a];
+		else if (relative)
+			steps[a] = gc.position[a] + round_to_int(v);
+		else
+			steps[a] = round_to_int(v);
 	}
 	if (settings.soft_limits) {
 		for (uint8_t a = 0; a < N_AXIS; a++) {

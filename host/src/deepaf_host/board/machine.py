@@ -68,20 +68,23 @@ class Machine(MachineCore):
         spm = self.settings.axis(100)
         steps = [0, 0, 0]
         for a in range(3):
-            s = f32(float(self.gc_pos[a]))
-            t = self.gc_pos[a]
+            s = f32(float(self.gc_pos[a]))  # the target, for the range check
+            v = 0.0  # steps of the axis word
+            relative = False
             if a in block.axes_mm:
                 v = f32(block.axes_mm[a] * spm[a])
-                if block.nonmodal == "G53" or absolute:
-                    if block.nonmodal != "G53":
-                        v = f32(v + f32(f32(f32(float(self.g92[a])) * spm[a]) / 10000.0))
-                    s, t = v, lround(v)
-                else:
-                    s = f32(s + v)
-                    t = self.gc_pos[a] + lround(v)
+                relative = block.nonmodal != "G53" and not absolute
+                if block.nonmodal != "G53" and absolute:
+                    v = f32(v + f32(f32(f32(float(self.g92[a])) * spm[a]) / 10000.0))
+                s = f32(s + v) if relative else v
             if abs(s) > 2.0e9 or abs(f32(s / spm[a])) > MAX_AXIS_MM:
                 return E("VALUE_OUT_OF_RANGE")
-            steps[a] = t
+            if a not in block.axes_mm:
+                steps[a] = self.gc_pos[a]
+            elif relative:
+                steps[a] = self.gc_pos[a] + lround(v)
+            else:
+                steps[a] = lround(v)
         if self.settings.flag(20):
             travel = self.settings.axis(130)
             for a in range(3):
