@@ -175,3 +175,21 @@ def test_scan_stops_from_the_page_and_hands_the_board_back(live: Live) -> None:
     assert scan["status"] == "interrupted", scan
     assert 1 <= scan["done"] < scan["plan"]["tiles"]
     assert live.state()["microscope"]["connected"]
+    done = scan["done"]
+
+    # the folder is used: a new scan there is refused (and the board handed back) ...
+    assert live.call("POST", "/api/scan/start", {"name": "stopme"})[0] == 202
+    while live.state()["scan"]["active"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    scan = live.state()["scan"]
+    assert scan["status"] == "refused" and "--resume" in scan["error"], scan
+    assert live.state()["microscope"]["connected"]
+    # ... resuming finishes it without imaging the done tiles again
+    assert live.call("POST", "/api/scan/start", {"name": "stopme", "resume": True})[0] == 202
+    while live.state()["scan"]["active"] and time.monotonic() < deadline + 30:
+        time.sleep(0.05)
+    scan = live.state()["scan"]
+    assert scan["status"].startswith("complete"), scan
+    assert scan["done"] == scan["plan"]["tiles"]
+    manifest = (live.app[SERVER].config.out_root / "stopme" / "manifest.jsonl").read_text().splitlines()
+    assert len(manifest) == scan["plan"]["tiles"] > done

@@ -10,7 +10,9 @@
 ``POST /api/home``         ``$H``; ``/api/unlock``: ``$X``; ``/api/stop``        controller
 ``POST /api/reconnect``    reopen a lost board                                   controller
 ``POST /api/autofocus``    ``{"strategy": "search", "max_correction_um": 30}``    controller
-``POST /api/scan/start``   ``{"name", "area_mm", "autofocus", "resume"}``        controller
+``POST /api/scan/start``   ``{"name", "area_mm", "z_start_um", "autofocus",      controller
+                           "resume"}`` (what is left out: the profile's, or the
+                           virtual slide's defaults on ``sim://``)
 ``POST /api/scan/stop``                                                          controller
 ``GET /api/slides``        finished scans under the output root                  token
 ``GET /slides/NAME/FILE``  focus_map.png, report.html, report.json, levels,      token
@@ -306,7 +308,7 @@ async def scan_start(request: web.Request) -> web.Response:
     from ..scan.session import ScanOptions
 
     server: Server = request.app[SERVER]
-    body = await _body(request, {"name": str, "area_mm": str, "autofocus": str, "resume": bool})
+    body = await _body(request, {"name": str, "area_mm": str, "z_start_um": NUMBER, "autofocus": str, "resume": bool})
     name = body.get("name", "")
     if not NAME_RE.match(name):
         raise BadRequest("name: 1 to 64 letters, digits, '.', '_' or '-' (a folder under the output root)")
@@ -329,6 +331,8 @@ async def scan_start(request: web.Request) -> web.Response:
         options["area_mm"] = area.replace(" ", "")
     if strategy is not None:
         options["autofocus"] = strategy
+    if "z_start_um" in body:
+        options["z_start_um"] = float(body["z_start_um"])  # the scan's pre-flight checks it against travel and --z-min
     options["resume"] = bool(body.get("resume", False))
     job = ScanJob(server.microscope, ScanOptions(**options), stitch=cfg.stitch)
     server.scan = job

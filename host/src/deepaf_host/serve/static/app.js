@@ -132,7 +132,10 @@ async function poll() {
     $("claim").hidden = you;
     if (!s.control.held && !you) post("/api/control", {action: "claim"}).catch(() => {});
     if (!strategiesShown) {
-      for (const name of s.strategies) $("af-strategy").add(new Option(name, name, name === "search", name === "search"));
+      for (const name of s.strategies) {
+        $("af-strategy").add(new Option(name, name, name === "search", name === "search"));
+        $("scan-af").add(new Option("scan AF: " + name, name, name === "search", name === "search"));
+      }
       strategiesShown = true;
     }
     if (s.autofocus) {
@@ -190,9 +193,15 @@ $("af").onclick = () => {
 };
 $("scan-start").onclick = () => {
   const body = {name: $("scan-name").value.trim(), resume: $("scan-resume").checked};
-  const area = $("scan-area").value.trim();
+  const area = $("scan-area").value.trim(), z = $("scan-z").value.trim();
   if (area) body.area_mm = area;
+  if (z !== "") body.z_start_um = Number(z);
+  body.autofocus = $("scan-af").value;
   post("/api/scan/start", body).catch(() => {});
+};
+$("scan-z-here").onclick = () => {
+  const p = window.deepaf.state && window.deepaf.state.microscope.position_um;
+  if (p) $("scan-z").value = p.z.toFixed(1);
 };
 $("scan-stop").onclick = () => post("/api/scan/stop").catch(() => {});
 
