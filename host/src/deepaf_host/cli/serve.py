@@ -54,7 +54,13 @@ def serve(port: str | None, camera_spec: str | None, listen: str, profile_path: 
     out_root.mkdir(parents=True, exist_ok=True)
     config = ServeConfig(port=port, camera=camera_spec, out_root=out_root, token=token, objective=objective,
                          z_min_um=z_min_um, profile=profile)
-    shown = f"[{host}]" if ":" in host else host
+    if host in ("0.0.0.0", "::"):  # every address: name this computer as others reach it
+        import socket
+
+        host_shown = socket.gethostname()
+    else:
+        host_shown = host
+    shown = f"[{host_shown}]" if ":" in host_shown else host_shown
     url = f"http://{shown}:{listen_port}/" + (f"?token={token}" if token else "")
     click.echo(f"DeepAf live page: {url}  (Ctrl-C stops)")
     try:
