@@ -156,7 +156,7 @@ def test_single_shot_verifies_its_move_with_a_second_frame() -> None:
 def test_single_shot_that_is_confidently_wrong_falls_back_from_the_better_plane() -> None:
     stage, cam, ctx = scope()
     ss = SingleShotAutofocus(WrongSidePredictor(cam, [0.0] * 4), patches=4, min_patch_tissue=0.3, dof_um=1.0,
-                             fallback=SearchAutofocus())
+                             fallback=SearchAutofocus(), learn_offset=0)
     result = ss.run(stage, cam, -4000.0, ctx)
     # The move went 3.3 um the wrong way; the second frame is blurrier, so it is not trusted.
     assert result.strategy == "single-shot>search" and result.ok, result.reason
@@ -171,10 +171,31 @@ def test_single_shot_that_is_confidently_wrong_falls_back_from_the_better_plane(
     assert stage.position().z_um == pytest.approx(-4000.0)  # back at the start
 
 
+def test_single_shot_learns_the_models_offset_from_its_fallbacks() -> None:
+    # A model that reads "in focus" 0.6 um off (more than DoF/2): the second frame alone
+    # cannot see that, its residual carries the same offset.
+    stage, cam, ctx = scope()
+    ss = SingleShotAutofocus(OraclePredictor(cam, [0.6] * 4), patches=4, min_patch_tissue=0.3, dof_um=1.0,
+                             fallback=SearchAutofocus())
+    def run_from(start: float, strategy: SingleShotAutofocus = ss) -> AutofocusResult:
+        stage.move_to(z_um=start)  # as a scan does: the stage is at the start
+        return strategy.run(stage, cam, start, ctx)
+
+    first = [run_from(start) for start in (-4000.0, -4001.0)]
+    assert all(r.strategy == "single-shot>search" and "learning the model's offset" in r.details["fallback_reason"] for r in first)
+    assert ss.offset_um == pytest.approx(0.6, abs=0.25)
+    later = run_from(-4002.0)
+    assert later.strategy == "single-shot" and later.frames == 2
+    assert later.z_um == pytest.approx(FOCUS, abs=0.25)  # without the offset: 0.6 um off
+    blind = run_from(-4002.0, SingleShotAutofocus(OraclePredictor(cam, [0.6] * 4), patches=4, min_patch_tissue=0.3,
+                                                   dof_um=1.0, fallback=SearchAutofocus(), learn_offset=0))
+    assert blind.strategy == "single-shot" and blind.z_um == pytest.approx(FOCUS + 0.6, abs=1e-6)
+
+
 def test_single_shot_falls_back_when_the_patches_disagree() -> None:
     stage, cam, ctx = scope()
     pred = OraclePredictor(cam, [-4.0, 4.0, -3.0, 3.0])
-    ss = SingleShotAutofocus(pred, patches=4, min_patch_tissue=0.3, fallback=SearchAutofocus())
+    ss = SingleShotAutofocus(pred, patches=4, min_patch_tissue=0.3, fallback=SearchAutofocus(), learn_offset=0)
     result = ss.run(stage, cam, -4000.0, ctx)
     assert result.ok and result.strategy == "single-shot>search"
     assert "disagree" in result.details["fallback_reason"]
@@ -196,7 +217,7 @@ def test_single_shot_uses_a_registered_loader() -> None:
     stage, cam, ctx = scope()
     register_predictor_loader(lambda model, **kw: OraclePredictor(cam, [0.0] * 8))
     try:
-        strategy = make_strategy("single-shot", patches=2, min_patch_tissue=0.3)
+        strategy = make_strategy("single-shot", patches=2, min_patch_tissue=0.3, learn_offset=0)
         assert strategy.run(stage, cam, -4000.0, ctx).z_um == pytest.approx(FOCUS)
     finally:
         register_predictor_loader(None)

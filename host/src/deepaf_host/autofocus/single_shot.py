@@ -106,6 +106,14 @@ class SingleShotAutofocus:
     start frame's. Otherwise the fallback runs from the better of the two planes (by
     the focus measure). A model that is confidently wrong (every patch agreeing on the
     wrong side of focus) passes the spread check but rarely both of these.
+
+    ``learn_offset``: a model's error near focus is mostly an offset that depends on the
+    slide and the lab (stain, lamp, condenser), and a second frame at the same plane
+    cannot see it (the residual carries the same offset). So the first
+    ``learn_offset`` tissue tiles of a scan are focused by the fallback, and every
+    fallback that finds focus teaches the offset: the model's prediction at the start
+    minus the correction the fallback made. Predictions and residuals are corrected by
+    the median of the last ``offset_window`` such samples. 0 switches this off.
     """
 
     predictor: DefocusPredictor
@@ -118,9 +126,18 @@ class SingleShotAutofocus:
     verify: bool = True
     dof_um: float | None = None
     verify_tolerance: float = 0.05
+    learn_offset: int = 2
+    offset_window: int = 9
     thresholds: TissueThresholds = DEFAULT_THRESHOLDS
     name: str = "single-shot"
     measure: str | None = field(default=None, init=False)
+    #: Samples of the model's offset on this slide (um), newest last.
+    offsets: list[float] = field(default_factory=list, init=False, repr=False)
+
+    @property
+    def offset_um(self) -> float:
+        """The model's current offset estimate (0 until a fallback has taught it)."""
+        return float(np.median(self.offsets[-self.offset_window :])) if self.offsets else 0.0
 
     def run(
         self, stage: FocusStage, camera: Camera, start_z_um: float, context: FocusContext | None = None
@@ -130,6 +147,7 @@ class SingleShotAutofocus:
         shots: list[dict[str, Any]] = []
         verify: dict[str, Any] = {}
         better_z = float(start_z_um)
+        offset = self.offset_um
 
         def predict(frame: np.ndarray, mask: np.ndarray) -> tuple[float, float, dict[str, Any]]:
             chosen = select_patches(mask, self.predictor.patch_size, self.patches, self.min_patch_tissue)
@@ -153,19 +171,21 @@ class SingleShotAutofocus:
                 first_frame = frame if first_frame is None else first_frame
                 mask = context.tissue_mask if shot == 0 and context.tissue_mask is not None else tissue_mask(frame, self.thresholds)
                 median, spread, record = predict(frame, mask)
-                shots.append({"z_um": z, **record})
+                shots.append({"z_um": z, **record, "offset_um": offset})
+                if shot == 0 and self.fallback is not None and len(self.offsets) < self.learn_offset:
+                    raise _Fallback(f"learning the model's offset on this slide ({len(self.offsets) + 1} of {self.learn_offset})")
                 lo, hi = self.predictor.range_um
                 if spread > self.max_spread_um:
                     raise _Fallback(f"patch predictions disagree (spread {spread:.2f} um > {self.max_spread_um} um)")
                 if not lo <= median <= hi:
                     raise _Fallback(f"predicted dz {median:.2f} um is outside the model's range [{lo}, {hi}] um")
-                z = z + median
+                z = z + median - offset
                 if shot + 1 < self.shots and abs(median) > self.repeat_above_um:
                     p.move_z(z, self.name)
                 else:
                     break
             if self.verify and first_frame is not None:
-                self._verify(p, first_frame, z, predict, verify)
+                self._verify(p, first_frame, z, predict, verify, offset)
                 if not verify["passed"]:
                     better_z = z if verify["score_after"] > verify["score_start"] else p.start_z_um
                     raise _Fallback(f"not confirmed: {verify['reason']}")
@@ -190,11 +210,16 @@ class SingleShotAutofocus:
         fb.frames += result.frames
         fb.seconds += result.seconds
         fb.strategy = f"{self.name}>{fb.strategy}"
+        if fb.ok and shots:
+            # What the model predicted at the start against the correction that was right.
+            self.offsets.append(shots[0]["median_um"] - (fb.z_um - shots[0]["z_um"]))
+            fb.details["offset_learnt_um"] = self.offset_um
         return fb
 
     def _verify(
         self, p: Probe, start_frame: np.ndarray, z: float,
         predict: Callable[[np.ndarray, np.ndarray], tuple[float, float, dict[str, Any]]], out: dict[str, Any],
+        offset: float = 0.0,
     ) -> None:
         """Move to ``z``, grab a second frame and fill ``out`` with the verdict."""
         dof = self.dof_um if self.dof_um is not None else getattr(getattr(self.predictor, "card", None), "dof_um", None)
@@ -208,7 +233,8 @@ class SingleShotAutofocus:
         except _Fallback as exc:
             out.update(passed=False, residual_um=None, reason=exc.reason[len(_Fallback.PREFIX):])
             return
-        out.update(residual_um=residual, residual_spread_um=spread, inference_s=record["inference_s"])
+        residual -= offset
+        out.update(residual_um=residual, residual_spread_um=spread, inference_s=record["inference_s"], offset_um=offset)
         if abs(residual) > half:
             out.update(passed=False, reason=f"residual {residual:+.2f} um after the move, beyond DoF/2 = {half:.2f} um")
         elif score_after < score_start * (1 - self.verify_tolerance):

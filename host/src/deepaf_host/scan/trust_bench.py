@@ -70,11 +70,11 @@ def scenarios(tmp: Path) -> dict[str, dict[str, Any]]:
     return {
         "search": {"autofocus": "search"},
         "single-shot": {"autofocus": "single-shot"},
-        "z-start +150 um": {"autofocus": "search", "z_start_um": Z_START_UM + 150.0},
-        "z-start +150, single-shot": {"autofocus": "single-shot", "z_start_um": Z_START_UM + 150.0},
-        "over-exposed, single-shot": {"autofocus": "single-shot", "camera": CAMERA + "&white_dn=400"},
-        "real H&E, single-shot": {"autofocus": "single-shot", "camera": CAMERA + f"&specimen={_heldout_folder(tmp)}"},
-        "real H&E, search": {"autofocus": "search", "camera": CAMERA + f"&specimen={tmp / 'heldout'}"},
+        "search: z-start +150": {"autofocus": "search", "z_start_um": Z_START_UM + 150.0},
+        "single-shot: z-start +150": {"autofocus": "single-shot", "z_start_um": Z_START_UM + 150.0},
+        "single-shot: over-exposed": {"autofocus": "single-shot", "camera": CAMERA + "&white_dn=400"},
+        "single-shot: real H&E": {"autofocus": "single-shot", "camera": CAMERA + f"&specimen={_heldout_folder(tmp)}"},
+        "search: real H&E": {"autofocus": "search", "camera": CAMERA + f"&specimen={tmp / 'heldout'}"},
         "Z-blind camera": {"autofocus": "search", "camera": str(_z_blind_video(tmp)), "pixel_size_um": 0.18057},
     }
 
