@@ -22,10 +22,7 @@ if str(HERE) not in sys.path:
 
 from board_client import Board  # noqa: E402
 from firmware_target import ELF, SIM, FirmwareTarget  # noqa: E402
-from targets import AXES, Target  # noqa: E402
-
-# A switch this far away never closes.
-FAR = 10**12
+from targets import AXES, FAR, Target  # noqa: E402
 
 
 @pytest.fixture(scope="session", params=["firmware", "virtual"])

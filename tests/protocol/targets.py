@@ -13,6 +13,8 @@ import abc
 import serial
 
 AXES = "xyz"
+#: A limit switch this far away (steps) never closes.
+FAR = 10**12
 
 
 class Target(abc.ABC):

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from board_client import FAST_SETTINGS, Board, mm_for, steps_for
-from conftest import FAR
+from targets import FAR
 
 SPM = (800, 800, 16000)
 # Quick homing: short travels, fast seek and locate, short debounce and pull-off.
