@@ -1,6 +1,7 @@
 /*
  * nuts.h - numbers and utilities: exact decimal parsing of G-code numbers and
- * the 4-decimal fixed-point unit (1e-4 mm) in which positions are kept.
+ * the 4-decimal fixed-point unit (1e-4 mm) in which offsets are kept and positions
+ * printed (positions themselves are kept in steps, gcode.h).
  */
 #ifndef NUTS_H
 #define NUTS_H

@@ -2,7 +2,8 @@
 
 Pure functions (protocol.md 3.2, 6.1, 6.2 and the jog of 7): they return a parsed block
 or the number of the ``error:N`` that the line gets. Numbers are kept as written
-(mantissa and decimals) and axis values become fixed-point 1e-4 mm, as in the
+(mantissa and decimals); axis values become fixed-point 1e-4 mm (for G92 and the
+range checks) and 32-bit floats (from which a move's steps are computed), as in the
 firmware, so both round alike. What needs the machine state (the lock, the feed rate
 since reset, soft limits) is checked by the board.
 """
