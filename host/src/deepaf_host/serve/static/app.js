@@ -104,9 +104,10 @@ function drawMap(scan) {
     g.fillRect(t.col * s, t.row * s, s - 1, s - 1);
     if (t.qc && t.qc !== "ok") { g.strokeStyle = "#f00"; g.strokeRect(t.col * s + 1, t.row * s + 1, s - 3, s - 3); }
   }
-  if (scan.current != null) {
-    const cur = scan.current;  // serpentine order is the runner's; show where the scan is by index only
-    g.fillStyle = "#000"; g.fillText("tile " + cur, 2, c.height - 4);
+  if (scan.current) {  // the tile being imaged now
+    g.lineWidth = 3; g.strokeStyle = "#ffb300";
+    g.strokeRect(scan.current.col * s + 1.5, scan.current.row * s + 1.5, s - 4, s - 4);
+    g.lineWidth = 1;
   }
 }
 
