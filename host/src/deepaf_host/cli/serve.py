@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -34,7 +35,7 @@ def serve(port: str | None, camera_spec: str | None, listen: str, profile_path: 
     from ..profile import find as find_profile
     from ..serve.access import is_loopback, new_token
     from ..serve.app import ServeConfig, make_app
-    from ..serve.device import Microscope
+    from ..serve.device import Microscope, shared_sim_port
 
     host, listen_port = parse_listen(listen)
     profile = find_profile(profile_path, port)
@@ -48,11 +49,12 @@ def serve(port: str | None, camera_spec: str | None, listen: str, profile_path: 
     objective = objective or "20x"
     token = None if is_loopback(host) else new_token()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    microscope = Microscope(port, camera_spec, z_min_um=z_min_um, objective=objective,
-                            backlash_um=getattr(profile, "backlash_um", None))
+    microscope = Microscope(shared_sim_port(port, f"serve-{os.getpid()}"), camera_spec, z_min_um=z_min_um,
+                            objective=objective, backlash_um=getattr(profile, "backlash_um", None),
+                            low_size=getattr(profile, "low_size", None))
     microscope.open()  # a port or camera that does not open fails here, before serving
     out_root.mkdir(parents=True, exist_ok=True)
-    config = ServeConfig(port=port, camera=camera_spec, out_root=out_root, token=token, objective=objective,
+    config = ServeConfig(port=microscope.port, camera=camera_spec, out_root=out_root, token=token, objective=objective,
                          z_min_um=z_min_um, profile=profile)
     if host in ("0.0.0.0", "::"):  # every address: name this computer as others reach it
         import socket

@@ -324,8 +324,9 @@ async def scan_start(request: web.Request) -> web.Response:
         raise BusyError(f"the {server.busy} is still running")
     cfg = server.config
     options = {
-        "port": cfg.port, "camera": cfg.camera, "out_dir": cfg.out_root / name, "profile": cfg.profile,
-        "z_min_um": cfg.z_min_um, **cfg.scan_defaults,
+        # the port the page holds (a virtual board is reopened by its name)
+        "port": server.microscope.port, "camera": cfg.camera, "out_dir": cfg.out_root / name, "profile": cfg.profile,
+        "objective": cfg.objective, "z_min_um": cfg.z_min_um, **cfg.scan_defaults,
     }
     if area is not None:
         options["area_mm"] = area.replace(" ", "")

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import numpy as np
 
@@ -104,6 +104,16 @@ def live_camera_spec(spec: str | None, port: str, size: tuple[int, int] = PREVIE
     return f"sim://{parts.netloc}{parts.path}?{query}"
 
 
+def shared_sim_port(port: str, name: str) -> str:
+    """A ``sim://`` port without a board name gets ``name``: the page and the scans it
+    starts (which open the port again) then drive ONE virtual board, as they would one
+    real board. Any other port as given."""
+    parts = urlsplit(port)
+    if parts.scheme != "sim" or parts.netloc:
+        return port
+    return urlunsplit(parts._replace(netloc=name))
+
+
 class Microscope:
     """The stage and camera the page drives (see the module docstring).
 
@@ -113,17 +123,20 @@ class Microscope:
         z_min_um: the Z safety limit (None: the bottom of the travel).
         objective: objective preset of a virtual camera.
         backlash_um: host-side backlash (the profile's).
+        low_size: a real camera's low-res frame size (the profile's); a virtual camera's
+            live view renders at :data:`PREVIEW_SIZE` unless its URL says ``low=``.
     """
 
     def __init__(
         self, port: str, camera: str | None, *, z_min_um: float | None = None, objective: str = "20x",
-        backlash_um: tuple[float, float, float] | None = None,
+        backlash_um: tuple[float, float, float] | None = None, low_size: tuple[int, int] | None = None,
     ) -> None:
         self.port = port
         self.camera_spec = camera
         self.z_min_um = z_min_um
         self.objective = objective
         self.backlash_um = backlash_um
+        self.low_size = low_size
         self.lock = threading.RLock()
         self.stage: Any = None
         self.camera: FrameTee | None = None
@@ -145,10 +158,12 @@ class Microscope:
         with self.lock:
             self.close()
             stack = contextlib.ExitStack()
+            spec = live_camera_spec(self.camera_spec, self.port)
+            virtual = spec is not None and spec.startswith("sim://")
             try:
                 stage, camera, _clock, _sleep, _sim = stack.enter_context(open_microscope(
-                    self.port, live_camera_spec(self.camera_spec, self.port), z_min_um=self.z_min_um,
-                    objective=self.objective, camera_timing=None, backlash_um=self.backlash_um,
+                    self.port, spec, z_min_um=self.z_min_um, objective=self.objective, camera_timing=None,
+                    backlash_um=self.backlash_um, low_size=None if virtual else self.low_size,
                 ))
             except BaseException as exc:
                 stack.close()
@@ -157,6 +172,11 @@ class Microscope:
             self._stack, self.stage, self.camera = stack, stage, FrameTee(camera, self._keep)
             self.error = None
             self.homed = False
+            parts = urlsplit(self.port)
+            if parts.scheme == "sim" and parts.netloc:
+                # The named board exists now: reopening it takes no board options (they
+                # were set when it was created), and no connection options either.
+                self.port = f"sim://{parts.netloc}"
 
     def close(self) -> None:
         """Release the port and the camera (a scan is about to open them)."""
