@@ -144,7 +144,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(400, str(exc))
 
 
-async def _body(request: web.Request, fields: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
+async def _body(request: web.Request, fields: dict[str, tuple[type, ...]]) -> dict[str, Any]:
     """The JSON object of a POST: only ``fields``, each of its type; numbers finite."""
     try:
         body = await request.json() if request.can_read_body else {}
@@ -156,7 +156,7 @@ async def _body(request: web.Request, fields: dict[str, type | tuple[type, ...]]
     if unknown:
         raise BadRequest(f"unknown field(s) {', '.join(unknown)}; known: {', '.join(fields)}")
     for key, value in body.items():
-        kinds = fields[key] if isinstance(fields[key], tuple) else (fields[key],)
+        kinds = fields[key]
         if value is None or isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
             raise BadRequest(f"{key} must be {' or '.join(k.__name__ for k in kinds)}, not {json.dumps(value)}")
         if isinstance(value, float) and not math.isfinite(value):
@@ -164,7 +164,9 @@ async def _body(request: web.Request, fields: dict[str, type | tuple[type, ...]]
     return body
 
 
-NUMBER = (int, float)
+NUMBER: tuple[type, ...] = (int, float)
+TEXT: tuple[type, ...] = (str,)
+FLAG: tuple[type, ...] = (bool,)
 
 
 # --- pages and stream ---------------------------------------------------------------------
@@ -223,7 +225,7 @@ def _strategies() -> list[str]:
 
 async def control(request: web.Request) -> web.Response:
     server: Server = request.app[SERVER]
-    body = await _body(request, {"action": str})
+    body = await _body(request, {"action": TEXT})
     client = _client(request) or ""  # the guard refused a POST without one
     action = body.get("action")
     if action == "claim":
@@ -292,7 +294,7 @@ def _reconnect(m: Microscope) -> Callable[[], None]:
 
 async def autofocus(request: web.Request) -> web.Response:
     server: Server = request.app[SERVER]
-    body = await _body(request, {"strategy": str, "max_correction_um": NUMBER})
+    body = await _body(request, {"strategy": TEXT, "max_correction_um": NUMBER})
     strategy = body.get("strategy", "search")
     if strategy not in _strategies():
         raise BadRequest(f"strategy is one of {', '.join(_strategies())}")
@@ -308,7 +310,7 @@ async def scan_start(request: web.Request) -> web.Response:
     from ..scan.session import ScanOptions
 
     server: Server = request.app[SERVER]
-    body = await _body(request, {"name": str, "area_mm": str, "z_start_um": NUMBER, "autofocus": str, "resume": bool})
+    body = await _body(request, {"name": TEXT, "area_mm": TEXT, "z_start_um": NUMBER, "autofocus": TEXT, "resume": FLAG})
     name = body.get("name", "")
     if not NAME_RE.match(name):
         raise BadRequest("name: 1 to 64 letters, digits, '.', '_' or '-' (a folder under the output root)")

@@ -318,7 +318,10 @@ class Microscope:
         strategy = make_strategy(strategy_name)
         limits = FocusLimits() if max_correction_um is None else FocusLimits(max_correction_um)
         with self.using() as stage:
+            camera = self.camera
+            if camera is None:
+                raise BusyError("the camera is not open")
             stage.wait_idle()
             z = stage.position().z_um
-            result = strategy.run(stage, self.camera, z, FocusContext(limits=limits))
+            result = strategy.run(stage, camera, z, FocusContext(limits=limits))
             return result.to_dict()

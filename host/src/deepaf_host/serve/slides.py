@@ -58,7 +58,7 @@ class Slides:
         return path
 
     def list(self) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         if not self.root.is_dir():
             return out
         for d in sorted(self.root.iterdir()):

@@ -81,6 +81,6 @@ class Preview:
             if self.seq <= after:
                 try:
                     await asyncio.wait_for(self._new.wait_for(lambda: self.seq > after), timeout_s)
-                except TimeoutError:
+                except asyncio.TimeoutError:  # TimeoutError from 3.11; its own class on 3.10
                     pass
             return self.seq, self.jpeg
