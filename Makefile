@@ -2,7 +2,7 @@
 #
 #   make demo   scan a slide on the virtual microscope (pip only)
 #   make test   everything CI runs: system packages, firmware, simavr harness, all tests
-#   make lint   ruff over the host, the tests and the simulator scripts (CI runs it too)
+#   make lint   ruff over the host, tests and simulator scripts; mypy over stage/ and board/ (CI too)
 #
 # Everything Python goes into .venv, pinned by host/constraints.txt.
 
@@ -33,9 +33,10 @@ test: system-deps $(VENV)/.dev firmware
 test-fast: $(VENV)/.dev
 	cd tests && ../$(BIN)/python -m pytest -m "not firmware"
 
-# Settings in host/pyproject.toml ([tool.ruff]).
+# Settings in host/pyproject.toml ([tool.ruff], [tool.mypy]).
 lint: $(VENV)/.dev
 	$(BIN)/ruff check --config host/pyproject.toml host/src tests firmware/sim
+	$(BIN)/python -m mypy --config-file host/pyproject.toml
 
 bench: $(VENV)/.dev firmware
 	$(BIN)/python firmware/sim/bench.py

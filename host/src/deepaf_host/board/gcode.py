@@ -203,10 +203,10 @@ def parse(text: str, jog: bool = False, grbl: bool = False) -> GBlock | int:
             if jog:
                 return bad_word
             code = _code_x10(value)
-            if code not in (170, 180) or grbl:
+            if code is None or code not in (170, 180) or grbl:
                 return E("UNSUPPORTED_COMMAND")
             group = "M"
-            block.m = code // 10  # type: ignore[operator]
+            block.m = code // 10
         elif letter in AXIS_LETTERS:
             word = letter
             if word in words:

@@ -361,12 +361,14 @@ class Stage:
         with it within the report's rounding and a step, else the reported position."""
         reported = self._position_of(report)
         half_digit_um = 0.5 if self.dialect == "grbl" else 0.05
-        out = []
+        out: list[float] = []
         for i in range(3):
             step_um = 1000.0 / self.settings.steps_per_mm[i]
             target = self._commanded[i]
-            agrees = target is not None and abs(target - reported[i]) <= half_digit_um + step_um + 1e-9
-            out.append(target if agrees else reported[i])  # type: ignore[arg-type]
+            if target is not None and abs(target - reported[i]) <= half_digit_um + step_um + 1e-9:
+                out.append(target)
+            else:
+                out.append(reported[i])
         x, y, z = out
         return (x, y, z)
 

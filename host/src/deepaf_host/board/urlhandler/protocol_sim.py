@@ -121,7 +121,7 @@ class Serial(SerialBase):
         super().__init__(*args, **kwargs)
 
     def open(self) -> None:
-        if self.is_open:
+        if self.is_open:  # type: ignore[has-type]  # pyserial's untyped attribute
             raise SerialException("Port is already open.")
         if self._port is None:
             raise SerialException("Port must be configured before it can be used.")

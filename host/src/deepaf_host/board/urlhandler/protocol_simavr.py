@@ -58,7 +58,7 @@ class Serial(PosixSerial):
             self.board = FirmwareSim(elf, **kwargs)
         except (FileNotFoundError, ValueError, RuntimeError, TimeoutError) as exc:
             raise SerialException(f"cannot start the firmware simulator for {self._port!r}: {exc}") from exc
-        url, self.portstr = self.portstr, self.board.pty_path
+        url, self.portstr = self.portstr, self.board.pty_path  # type: ignore[has-type]  # pyserial's untyped attribute
         try:
             super().open()
         except BaseException:
