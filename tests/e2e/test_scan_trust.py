@@ -209,3 +209,19 @@ def test_a_finished_scan_is_stitched_into_one_slide_unless_asked_not_to(board: V
     result = CliRunner().invoke(main, ["scan", "--port", board.url, "--camera", CAMERA, "--out", str(again), "--no-stitch"])
     assert result.exit_code == 0, result.output
     assert not (again / "slide.ome.tif").exists()
+
+
+def test_focus_error_and_tile_positions_are_scored_where_the_stage_truly_was(tmp_path: Path) -> None:
+    # A stage with backlash: the camera sees the true position, so that is what the
+    # focus error and the stitcher's truth must be measured at (not the commanded one).
+    out = tmp_path / "s"
+    with open_microscope("sim://?speed=max&play_um=20,20,4", CAMERA) as (stage, camera, clock, sleep, simulated):
+        h, w = camera.frame_shape("high")
+        p = camera.pixel_size_um("high")
+        plan = plan_tiles(Area.parse_mm(AREA_MM), (w * p, h * p))
+        report = ScanRunner(stage, camera, plan, out, ScanConfig(), clock=clock, sleep=sleep, simulated_clock=simulated).run()
+    imaged = [r for r in lines(out) if not r["empty"]]
+    assert report["status"] == "complete" and imaged
+    offsets = [abs(r["true_x_um"] - r["x_um"]) + abs(r["true_y_um"] - r["y_um"]) for r in imaged]
+    assert max(offsets) > 5.0  # the X/Y backlash shows in the truth
+    assert all(abs(r["focus_error_um"]) <= HALF_DOF for r in imaged), [r["focus_error_um"] for r in imaged]

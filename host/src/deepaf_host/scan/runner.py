@@ -346,7 +346,9 @@ class ScanRunner:
         if self._true_focus is not None:
             true_z = float(self._true_focus(tile.x_um, tile.y_um))
             record["true_focus_z_um"] = true_z
-            record["focus_error_um"] = z - true_z
+            # Where the stage truly was when the tile was taken (with a simulated stage's
+            # backlash and repeatability errors) against the focus there; else commanded.
+            record["focus_error_um"] = record.pop("_true_defocus_um", z - true_z)
         timings["total"] = sum(timings.values())
         record["timings_s"] = {k: round(v, 6) for k, v in timings.items()}
         return record
@@ -366,6 +368,9 @@ class ScanRunner:
         true_xy = getattr(self.camera, "true_xy_um", None)
         if true_xy is not None:  # simulated camera: where the tile truly is (stitching's truth)
             record["true_x_um"], record["true_y_um"] = (round(v, 3) for v in true_xy())
+        true_defocus = getattr(self.camera, "true_defocus_um", None)
+        if true_defocus is not None:
+            record["_true_defocus_um"] = float(true_defocus())
         w = time.perf_counter()
         sharp = image_sharpness(high, record["tissue_fraction"])
         qc = judge(autofocus, sharp, self._neighbour_sharpness(tile, manifest), self.config.qc_rules, record["tissue_fraction"])
