@@ -40,7 +40,7 @@ class ScanJob(ScanEvents):
         self.error: str | None = None
         self.plan: dict[str, Any] | None = None
         self.tiles: dict[int, dict[str, Any]] = {}
-        self.current: dict[str, int] | None = None  # the tile being imaged: index, col, row
+        self.current: dict[str, Any] | None = None  # the tile being imaged: index, col, row, x_um, y_um
         self.thread = threading.Thread(target=self._run, name=f"scan-{self.name}", daemon=True)
 
     # --- control -----------------------------------------------------------------------
@@ -130,7 +130,7 @@ class ScanJob(ScanEvents):
 
     def tile_started(self, tile: Tile) -> None:
         with self._lock:
-            self.current = {"index": tile.index, "col": tile.col, "row": tile.row}
+            self.current = {"index": tile.index, "col": tile.col, "row": tile.row, "x_um": tile.x_um, "y_um": tile.y_um}
 
     def tile_finished(self, tile: Tile, record: dict[str, Any]) -> None:
         self._record(tile, record)

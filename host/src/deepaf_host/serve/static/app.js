@@ -121,7 +121,11 @@ async function poll() {
     const m = s.microscope;
     $("conn").textContent = m.connected ? (m.owner ? "scanning" : "connected") : (m.owner ? "scanning" : "disconnected");
     $("conn").className = "badge " + (m.connected || m.owner ? "ok" : "bad");
-    if (m.position_um) {
+    if (m.owner === "scan") {  // the scan holds the board: show the tile it is imaging
+      const cur = s.scan && s.scan.current;
+      $("pos-x").textContent = cur ? fmt(cur.x_um) : "–"; $("pos-y").textContent = cur ? fmt(cur.y_um) : "–";
+      $("pos-z").textContent = "–";
+    } else if (m.position_um) {
       $("pos-x").textContent = fmt(m.position_um.x); $("pos-y").textContent = fmt(m.position_um.y);
       $("pos-z").textContent = fmt(m.position_um.z);
     }
@@ -129,6 +133,7 @@ async function poll() {
                                                : (m.owner ? "the scan holds the board" : "board lost: " + (m.error || ""));
     const you = s.control.you;
     document.body.classList.toggle("readonly", !you);
+    document.body.classList.toggle("scanning", !!m.owner);
     $("role").textContent = you ? "you control" : (s.control.held ? "read-only (another browser controls)" : "read-only");
     $("claim").hidden = you;
     if (!s.control.held && !you) post("/api/control", {action: "claim"}).catch(() => {});
