@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import TISSUE_UM, Live
+from .servelive import TISSUE_UM, Live
 from deepaf_host.serve.app import SERVER
 
 
@@ -91,7 +91,12 @@ def test_token_required_on_every_call_and_the_stream(live_token: Live) -> None:
         assert live.call("POST", "/api/unlock", token=token)[0] == 401
         assert live.call("GET", "/stream.mjpg", token=token)[0] == 401
         assert live.call("GET", "/api/slides", token=token)[0] == 401
+        assert live.call("POST", "/api/autofocus", {"strategy": "search"}, token=token)[0] == 401
+        assert live.call("POST", "/api/scan/start", {"name": "intruder"}, token=token)[0] == 401
+        assert live.call("POST", "/api/reconnect", token=token)[0] == 401
     assert _settled(live) == steps
+    assert list(live.app[SERVER].config.out_root.iterdir()) == [] and live.app[SERVER].scan is None
+    assert live.app[SERVER].autofocus is None
     assert live.state(token=live.token)["microscope"]["locked"]  # no unlock got through
     assert live.app[SERVER].access.controller is None
     # the token in the URL, as the printed link carries it
