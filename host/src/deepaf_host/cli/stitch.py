@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from ..errors import DeepAfError
+
 
 @click.command()
 @click.argument("directories", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
@@ -24,10 +26,13 @@ import click
               help="Halve until the smallest pyramid level is at most this many pixels.")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="JPEG encoding threads.")
 @click.option("--force", is_flag=True, help="Stitch again even when the slide is up to date.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Hand each slide to this Dask distributed scheduler (tcp://host:8786; the folders must be on a file "
+                   "system the workers share; needs the cluster extra) [default: stitch here, one after another].")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
 def stitch(
     directories: tuple[str, ...], output: str, no_register: bool, flat_field: str, max_shift_um: float, min_ncc: float,
-    jpeg_quality: int, smallest_level_px: int, workers: int, force: bool, verbose: bool,
+    jpeg_quality: int, smallest_level_px: int, workers: int, force: bool, scheduler: str | None, verbose: bool,
 ) -> None:
     """Stitch scan folders into DIR/slide.ome.tif (pyramidal, tiled JPEG OME-TIFF), with
     thumbnail.png, focus_map.png/.csv, report.html and stitch.json beside it.
@@ -35,7 +40,8 @@ def stitch(
     Neighbours are registered by phase correlation and the positions solved globally,
     the stage positions serving as a weak prior; glass tiles stay where the stage put
     them. A stitch that is interrupted leaves no slide file and resumes from its
-    registration cache.
+    registration cache. A folder that cannot be stitched is reported and the others
+    go on (exit status 1 at the end).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -48,6 +54,21 @@ def stitch(
         output=output, register=not no_register, flat_field=flat_field, max_shift_um=max_shift_um, min_ncc=min_ncc,
         jpeg_quality=jpeg_quality, smallest_level_px=smallest_level_px, workers=workers, force=force,
     )
+    failed = 0
+    if scheduler is not None:
+        from ..wsi.cluster import stitch_on_cluster
+
+        for directory, summary, error in stitch_on_cluster(list(directories), opts, scheduler):
+            if error is not None:
+                failed += 1
+                click.echo(f"Error: {directory}: {error}", err=True)
+                continue
+            assert summary is not None
+            for line in summary_lines(directory, summary):
+                click.echo(line)
+        if failed:
+            raise SystemExit(1)
+        return
     for directory in directories:
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       transient=True) as bar:
@@ -58,9 +79,17 @@ def stitch(
                     tasks[phase] = bar.add_task(f"{phase:8s}", total=total)
                 bar.update(tasks[phase], completed=done, total=total)
 
-            summary = run_stitch(directory, opts, progress)
+            try:
+                summary = run_stitch(directory, opts, progress)
+            except DeepAfError as exc:
+                failed += 1
+                bar.stop()
+                click.echo(f"Error: {directory}: {exc}", err=True)
+                continue
         for line in summary_lines(directory, summary):
             click.echo(line)
+    if failed:
+        raise SystemExit(1)
 
 
 def summary_lines(directory: str | Path, summary: dict[str, Any]) -> list[str]:
