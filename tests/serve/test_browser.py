@@ -110,3 +110,25 @@ def test_live_page_preview_jog_autofocus_scan_viewer(browser: object, live_fast:
     assert page.evaluate("document.getElementById('slide-focusmap').naturalWidth") > 0
     page.screenshot(path=str(shots / "5-viewer.png"), full_page=True)
     page.close()
+
+
+def test_page_off_loopback_works_with_the_printed_token_only(browser: object, live_token: Live) -> None:
+    live = live_token
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(f"{live.url}/?token={live.token}")
+    page.wait_for_function("window.deepaf.frames > 2", timeout=15000)
+    page.wait_for_selector("#role:text('you control')")
+    page.click("#home")
+    page.wait_for_function("document.getElementById('pos-z').textContent === '-1000.0'")
+    page.close()
+
+    stranger = browser.new_page()  # type: ignore[attr-defined]
+    stranger.goto(live.url + "/")
+    stranger.wait_for_selector("#conn:text('token needed')")
+    steps = live.board.motor_steps()
+    stranger.keyboard.press("ArrowLeft")
+    stranger.click("#home", force=True)
+    stranger.wait_for_timeout(1000)
+    assert stranger.evaluate("window.deepaf.frames") == 0
+    assert live.board.motor_steps() == steps
+    stranger.close()

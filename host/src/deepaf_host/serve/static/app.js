@@ -115,6 +115,11 @@ let strategiesShown = false, lastScanStatus = null;
 async function poll() {
   try {
     const r = await fetch(withToken("/api/state"), {headers: headers()});
+    if (r.status === 401) {
+      $("conn").textContent = "token needed: open the URL the server printed"; $("conn").className = "badge bad";
+      document.body.classList.add("readonly");
+      return;
+    }
     if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error || r.statusText);
     const s = await r.json();
     window.deepaf.state = s;
