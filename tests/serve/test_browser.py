@@ -50,6 +50,10 @@ def test_live_page_preview_jog_autofocus_scan_viewer(browser: object, live_fast:
     print(f"preview: {fps:.1f} fps in the browser")
     assert fps >= MIN_FPS
     page.screenshot(path=str(shots / "1-preview.png"))
+    with page.expect_download() as saved:
+        page.click("#snapshot")
+    frame = saved.value.path()
+    assert Path(frame).read_bytes()[:3] == b"\xff\xd8\xff"  # a JPEG
 
     # control is taken automatically by the first browser; home, then jog by key and button
     page.wait_for_selector("#role:text('you control')")

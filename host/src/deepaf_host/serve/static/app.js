@@ -84,6 +84,19 @@ async function stream() {
   }
 }
 
+// "Save this frame": the JPEG on screen, as the browser received it.
+$("snapshot").addEventListener("click", e => {
+  if (!preview.src.startsWith("blob:")) { e.preventDefault(); return; }
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  $("snapshot").download = `deepaf-${stamp}.jpg`;
+  fetch(preview.src).then(r => r.blob()).then(blob => {  // a copy: the shown frame's URL is revoked at the next one
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(blob); a.download = $("snapshot").download; a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+  });
+  e.preventDefault();
+});
+
 // --- state ------------------------------------------------------------------------------------
 const fmt = v => v == null ? "–" : v.toFixed(1);
 
