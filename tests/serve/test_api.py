@@ -166,6 +166,18 @@ def test_autofocus_finds_focus_and_reports_it(live: Live) -> None:
     assert live.state()["autofocus"]["z_um"] == result["z_um"]
 
 
+def test_jog_during_autofocus_is_refused_not_queued(live: Live) -> None:
+    _home(live)
+    assert live.call("POST", "/api/move", TISSUE_UM)[0] == 200
+    live.app[SERVER].busy = "autofocus"  # as while one runs
+    steps = _settled(live)
+    status, body = live.call("POST", "/api/jog", {"dx_um": -100})
+    assert status == 409 and "autofocus" in body["error"]
+    assert live.call("POST", "/api/autofocus", {})[0] == 409
+    assert _settled(live) == steps
+    live.app[SERVER].busy = None
+
+
 def test_scan_stops_from_the_page_and_hands_the_board_back(live: Live) -> None:
     _home(live)
     status, job = live.call("POST", "/api/scan/start", {"name": "stopme"})

@@ -238,9 +238,14 @@ async def control(request: web.Request) -> web.Response:
     return web.json_response({"you": server.access.controls(client)})
 
 
-async def _run(server: Server, what: str, fn: Callable[[], Any]) -> Any:
+def _not_busy(server: Server) -> None:
+    """A jog during a homing or an autofocus is refused, not queued behind it."""
     if server.busy is not None:
         raise BusyError(f"the {server.busy} is still running")
+
+
+async def _run(server: Server, what: str, fn: Callable[[], Any]) -> Any:
+    _not_busy(server)
     server.busy = what
     try:
         return await asyncio.to_thread(fn)
@@ -254,6 +259,7 @@ async def jog(request: web.Request) -> web.Response:
     delta = {k[1]: float(v) for k, v in body.items()}
     if not delta:
         raise BadRequest("give dx_um, dy_um or dz_um")
+    _not_busy(server)
     target = await asyncio.to_thread(server.microscope.jog, delta)
     return web.json_response({"target_um": target})
 
@@ -264,6 +270,7 @@ async def move(request: web.Request) -> web.Response:
     target = {k[0]: float(v) for k, v in body.items()}
     if not target:
         raise BadRequest("give x_um, y_um or z_um")
+    _not_busy(server)
     await asyncio.to_thread(server.microscope.move_to, target)
     return web.json_response({"target_um": target})
 
