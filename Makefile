@@ -64,10 +64,10 @@ $(VENV)/.runtime: $(VENV)/bin/python host/pyproject.toml host/constraints.txt
 	$(PIP) install $(PINS) -e host
 	touch $@
 
-# Runtime + tests + training tools + the live page's server (its tests drive Debian's
+# Runtime + tests + training tools + the live page's server + Dask for stitching on a cluster (the page's tests drive Debian's
 # chromium with Playwright; no browser is downloaded).
 $(VENV)/.dev: $(VENV)/.runtime
-	$(PIP) install $(PINS) -e 'host[test,train,serve]'
+	$(PIP) install $(PINS) -e 'host[test,train,serve,cluster]'
 	touch $@
 
 clean:
