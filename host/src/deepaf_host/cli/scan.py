@@ -409,25 +409,14 @@ def scan(
 def stitch_scan(console: Console, out_dir: Path) -> int:
     """Stitch a finished scan into ``out_dir/slide.ome.tif``; 0, or EXIT_FAILED when it
     could not be made (the tiles are safe; ``deepaf-host stitch`` tries again)."""
-    from ..wsi import stitch
-    from .stitch import summary_lines
+    from .stitch import stitch_with_progress, summary_lines
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(f"stitch: {phase}", total=total)
-            bar.update(tasks[phase], completed=done, total=total)
-
-        try:
-            summary = stitch(out_dir, progress=progress)
-        except (DeepAfError, OSError, ValueError) as exc:
-            bar.stop()
-            console.print(f"[red]Error[/]: stitching failed: {escape(str(exc))}; the tiles are safe: "
-                          f"deepaf-host stitch {escape(str(out_dir))}", soft_wrap=True)
-            return EXIT_FAILED
+    try:
+        summary = stitch_with_progress(out_dir, console=console)
+    except (DeepAfError, OSError, ValueError) as exc:
+        console.print(f"[red]Error[/]: stitching failed: {escape(str(exc))}; the tiles are safe: "
+                      f"deepaf-host stitch {escape(str(out_dir))}", soft_wrap=True)
+        return EXIT_FAILED
     for line in summary_lines(out_dir, summary):
         console.print(escape(line), soft_wrap=True)
     return 0

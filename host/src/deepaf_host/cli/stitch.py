@@ -43,10 +43,7 @@ def stitch(
     registration cache. A folder that cannot be stitched is reported and the others
     go on (exit status 1 at the end).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from ..wsi import StitchOptions
-    from ..wsi import stitch as run_stitch
 
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -70,26 +67,34 @@ def stitch(
             raise SystemExit(1)
         return
     for directory in directories:
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      transient=True) as bar:
-            tasks: dict[str, int] = {}
-
-            def progress(phase: str, done: int, total: int) -> None:
-                if phase not in tasks:
-                    tasks[phase] = bar.add_task(f"{phase:8s}", total=total)
-                bar.update(tasks[phase], completed=done, total=total)
-
-            try:
-                summary = run_stitch(directory, opts, progress)
-            except DeepAfError as exc:
-                failed += 1
-                bar.stop()
-                click.echo(f"Error: {directory}: {exc}", err=True)
-                continue
+        try:
+            summary = stitch_with_progress(directory, opts)
+        except DeepAfError as exc:
+            failed += 1
+            click.echo(f"Error: {directory}: {exc}", err=True)
+            continue
         for line in summary_lines(directory, summary):
             click.echo(line)
     if failed:
         raise SystemExit(1)
+
+
+def stitch_with_progress(directory: str | Path, opts: Any = None, console: Any = None) -> dict[str, Any]:
+    """Stitch one folder with a progress bar per phase (gone when done); the summary."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..wsi import stitch as run_stitch
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(f"stitch: {phase:8s}", total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        return run_stitch(directory, opts, progress)
 
 
 def summary_lines(directory: str | Path, summary: dict[str, Any]) -> list[str]:

@@ -14,10 +14,8 @@ imaged tile has them, the stitcher scores its registration against them.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import cv2
 import numpy as np
 
 from ..errors import DeepAfError
+from ..scan.manifest import write_atomic  # noqa: F401 - re-exported: the stitcher writes as the scan does
 
 MANIFEST = "manifest.jsonl"
 REPORT = "report.json"
@@ -172,21 +171,6 @@ class ScanFolder:
         if rgb.shape[:2] != self.tile_shape:
             raise StitchError(self.path / tile.image, f"size {rgb.shape[1]}x{rgb.shape[0]} differs from the first tile's {self.tile_shape[1]}x{self.tile_shape[0]}")
         return rgb
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and
-    ``os.replace``: readers see the old file or the new one, never half of one."""
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def read_rgb(path: Path) -> np.ndarray:
