@@ -225,3 +225,25 @@ def test_focus_error_and_tile_positions_are_scored_where_the_stage_truly_was(tmp
     offsets = [abs(r["true_x_um"] - r["x_um"]) + abs(r["true_y_um"] - r["y_um"]) for r in imaged]
     assert max(offsets) > 5.0  # the X/Y backlash shows in the truth
     assert all(abs(r["focus_error_um"]) <= HALF_DOF for r in imaged), [r["focus_error_um"] for r in imaged]
+
+
+def test_registration_on_the_virtual_microscope_with_stage_errors(tmp_path: Path) -> None:
+    # A GRBL leadscrew stage's errors (backlash, repeatability, skew), its backlash
+    # compensated as `deepaf-host calibrate` measures it; the stitcher is scored against
+    # where each tile truly was (issue 14: median <= 1 px, max <= 3 px).
+    from deepaf_host.scan.bench import bench_area_mm, high_res_field_um
+    from deepaf_host.wsi import StitchOptions, stitch
+
+    out = tmp_path / "s"
+    area = bench_area_mm(3, 2, high_res_field_um("20x"), 0.1, (-30.0, -20.0))
+    with open_microscope("sim://?speed=max&errors=leadscrew", CAMERA) as (stage, camera, clock, sleep, simulated):
+        stage.backlash_um = (20.0, 20.0, 4.0)
+        h, w = camera.frame_shape("high")
+        p = camera.pixel_size_um("high")
+        plan = plan_tiles(Area.parse_mm(area), (w * p, h * p))
+        ScanRunner(stage, camera, plan, out, ScanConfig(), clock=clock, sleep=sleep, simulated_clock=simulated).run()
+    summary = stitch(out, StitchOptions(smallest_level_px=128))
+    seams = summary["ground_truth"]["seam_error_px"]
+    assert seams["stitched_all_pairs"]["median"] <= 1.0 and seams["stitched_all_pairs"]["max"] <= 3.0, seams
+    assert seams["stage_only_all_pairs"]["max"] > 3.0  # the stage alone would show seams
+    assert summary["registration"]["summary"]["accepted"] == summary["registration"]["summary"]["pairs"]
