@@ -247,3 +247,32 @@ def test_registration_on_the_virtual_microscope_with_stage_errors(tmp_path: Path
     assert seams["stitched_all_pairs"]["median"] <= 1.0 and seams["stitched_all_pairs"]["max"] <= 3.0, seams
     assert seams["stage_only_all_pairs"]["max"] > 3.0  # the stage alone would show seams
     assert summary["registration"]["summary"]["accepted"] == summary["registration"]["summary"]["pairs"]
+
+
+@dataclass
+class StopsShort:
+    """Finds focus, but the stage stops ``off_um`` short of it (a Z drive that does not
+    return exactly): the result says the right z, the stage is elsewhere."""
+
+    off_um: float = 1.5
+    name: str = "stops-short"
+
+    def run(self, stage: FocusStage, camera: Camera, start_z_um: float, context: FocusContext | None = None) -> AutofocusResult:
+        result = SearchAutofocus().run(stage, camera, start_z_um, context)
+        if result.ok:
+            pos = stage.position()
+            stage.move_to(pos.x_um, pos.y_um, result.z_um + self.off_um)
+        return result
+
+
+def test_a_stage_that_stops_short_of_focus_is_sent_back_onto_it(board: VirtualBoard, tmp_path: Path) -> None:
+    report = scan(board, tmp_path / "s", config=ScanConfig(autofocus=StopsShort()))
+    imaged = [r for r in lines(tmp_path / "s") if not r["empty"]]
+    assert report["status"] == "complete"
+    for r in imaged:
+        assert r["confirm"]["ok"] and r["confirm"]["frames"] == 2, r["confirm"]  # the first look was off; re-approached
+        assert r["confirm"]["ratios"][0] < 0.95 <= r["confirm"]["ratios"][1]
+        assert abs(r["focus_error_um"]) <= HALF_DOF
+    no_check = scan(board, tmp_path / "t", config=ScanConfig(autofocus=StopsShort(), confirm_retries=-1))
+    off = [r for r in lines(tmp_path / "t") if not r["empty"]]
+    assert no_check["status"] == "complete" and all(abs(r["focus_error_um"]) > 1.0 for r in off)  # what it prevents

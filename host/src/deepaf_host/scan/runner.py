@@ -122,6 +122,12 @@ class ScanConfig:
     refocus: Strategy | None = field(default_factory=lambda: SearchAutofocus(range_um=24.0, name="refocus-search"))
     #: Depth of field of the objective (um): the QC's and the single-shot check's scale.
     dof_um: float = 0.96
+    #: After an autofocus with a focus measure, a frame where the stage stopped must
+    #: score this share of the score found, else Z is approached again (up to
+    #: ``confirm_retries`` times; -1: no check).
+    confirm_ratio: float = 0.95
+    confirm_retries: int = 2
+    confirm_lift_um: float = 5.0
     #: Thresholds of the image check of the QC.
     qc_min_detail_ratio: float = 0.4
     qc_min_contrast_ratio: float = 0.1
@@ -313,11 +319,16 @@ class ScanRunner:
                 record["autofocus"] = result.to_dict()
             if result is not None and result.ok:
                 z, record["focus_source"] = result.z_um, "autofocus"
+                record["confirm"] = self._confirm(tile, result, timings)
             else:
                 # Autofocus failed (stage back at its start) or too little tissue.
                 z, record["focus_source"] = z_guess, source
                 self._back_to(tile, z_guess)
             high, qc = self._capture_and_judge(tile, record, result.to_dict() if result else None, manifest, timings)
+            confirm = record.get("confirm")
+            if confirm is not None and not confirm["ok"] and qc["verdict"] == "ok":
+                qc["verdict"] = "suspect"
+                qc["reason"] = f"the stage did not return to the focus found (score {confirm['ratios'][-1]:.2f} of it after {confirm['frames']} approaches)"
             if qc["verdict"] != "ok" and cfg.refocus is not None:
                 # Once, with the classical strategy, from the better plane we have.
                 refocus = self._autofocus(cfg.refocus, z, None, None, cfg.limits, timings)
@@ -356,6 +367,35 @@ class ScanRunner:
     def _back_to(self, tile: Tile, z_um: float) -> None:
         if abs(z_um - self.stage.position().z_um) > 0.1:
             self.stage.move_to(tile.x_um, tile.y_um, z_um)
+
+    def _confirm(self, tile: Tile, result: AutofocusResult, timings: dict[str, float]) -> dict[str, Any] | None:
+        """Check that the stage really is where the autofocus found focus.
+
+        A Z drive does not return to a position exactly (a leadscrew stage: about 0.2 um
+        each move), so the plane the autofocus scored and the plane the stage reached
+        can differ by half a depth of field. One frame where the stage now is must
+        score at least ``confirm_ratio`` of the score found; otherwise Z is approached
+        again (up, then down onto the same target), up to ``confirm_retries`` times.
+        Strategies without a focus measure (single-shot) verify themselves.
+        """
+        cfg = self.config
+        if result.measure is None or not result.score or cfg.confirm_retries < 0:
+            return None
+        strategy = cfg.autofocus
+        ctx = FocusContext(clock=self.clock, sleep=self.sleep, limits=cfg.limits)
+        t = self.clock()
+        tries: list[float] = []
+        for attempt in range(cfg.confirm_retries + 1):
+            if attempt:
+                self.stage.move_to(tile.x_um, tile.y_um, result.z_um + cfg.confirm_lift_um)
+                self.stage.move_to(tile.x_um, tile.y_um, result.z_um)
+            probe = Probe(self.stage, self.camera, result.z_um, ctx, result.measure,
+                          score_width_px=int(getattr(strategy, "score_width_px", 640)), roi=float(getattr(strategy, "roi", 1.0)))
+            tries.append(probe.score(probe.frame()) / result.score)
+            if tries[-1] >= cfg.confirm_ratio:
+                break
+        timings["autofocus"] += self.clock() - t
+        return {"ratios": [round(r, 4) for r in tries], "ok": tries[-1] >= cfg.confirm_ratio, "frames": len(tries)}
 
     def _capture_and_judge(
         self, tile: Tile, record: dict[str, Any], autofocus: dict[str, Any] | None, manifest: Manifest,
@@ -570,8 +610,8 @@ class ScanRunner:
 
 
 def _frames(record: dict[str, Any]) -> int:
-    """Low-res frames a tile's focus took: its autofocus and its refocus."""
-    return int((record.get("autofocus") or {}).get("frames", 0)) + int((record.get("refocus") or {}).get("frames", 0))
+    """Low-res frames a tile's focus took: its autofocus, the confirmation and a refocus."""
+    return sum(int((record.get(k) or {}).get("frames", 0)) for k in ("autofocus", "confirm", "refocus"))
 
 
 def _defects(manifest: Manifest) -> list[dict[str, Any]]:

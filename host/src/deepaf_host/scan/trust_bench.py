@@ -92,7 +92,7 @@ def run_one(name: str, fields: dict[str, Any], area: str, out: Path) -> dict[str
     tissue = [r for r in records if not r["empty"]]
     err = np.abs([r["focus_error_um"] for r in tissue])
     ok = np.array([(r.get("qc") or {}).get("verdict") == "ok" for r in tissue])
-    frames = [int((r.get("autofocus") or {}).get("frames", 0)) + int((r.get("refocus") or {}).get("frames", 0)) for r in tissue]
+    frames = [sum(int((r.get(k) or {}).get("frames", 0)) for k in ("autofocus", "confirm", "refocus")) for r in tissue]
     row.update(
         status=report["status"], tiles=len(tissue), within=float(np.mean(err <= HALF_DOF_UM)) if err.size else float("nan"),
         accepted_bad=int(np.sum(ok & (err > HALF_DOF_UM))), flagged=int(np.sum(~ok)),
