@@ -276,3 +276,26 @@ def test_a_stage_that_stops_short_of_focus_is_sent_back_onto_it(board: VirtualBo
     no_check = scan(board, tmp_path / "t", config=ScanConfig(autofocus=StopsShort(), confirm_retries=-1))
     off = [r for r in lines(tmp_path / "t") if not r["empty"]]
     assert no_check["status"] == "complete" and all(abs(r["focus_error_um"]) > 1.0 for r in off)  # what it prevents
+
+
+def test_a_rotated_camera_is_turned_back_by_its_calibrated_rotation(board: VirtualBoard, tmp_path: Path) -> None:
+    # The camera sits 1 degree off the stage's axes; the profile holds what calibrate
+    # measured; the scan records it and the stitcher turns tiles and positions back.
+    from click.testing import CliRunner
+    from deepaf_host.cli import main
+    from deepaf_host.scan.bench import bench_area_mm, high_res_field_um
+    from deepaf_host.wsi import StitchOptions, stitch
+
+    camera = "sim://20x?low=640x360&high=512x384&rotation_deg=1.0"
+    profile = tmp_path / "p.toml"
+    profile.write_text(f'[microscope]\nport = "{board.url}"\ncamera = "{camera}"\n[objectives.20x]\nrotation_deg = 1.0\n')
+    area = bench_area_mm(3, 2, high_res_field_um("20x"), 0.1, (-30.0, -20.0))
+    out = tmp_path / "s"
+    result = CliRunner().invoke(main, ["scan", "--profile", str(profile), "--area", area, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "stitch.json").read_text())
+    assert summary["rotation_deg_applied"] == 1.0
+    turned = summary["ground_truth"]["seam_error_px"]["stitched_all_pairs"]
+    assert turned["median"] <= 1.0 and turned["max"] <= 3.0, turned
+    unturned = stitch(out, StitchOptions(rotation_deg=0.0, force=True, smallest_level_px=128))
+    assert unturned["ground_truth"]["seam_error_px"]["stitched_all_pairs"]["median"] > 3.0  # what it corrects

@@ -26,13 +26,17 @@ from ..errors import DeepAfError
               help="Halve until the smallest pyramid level is at most this many pixels.")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="JPEG encoding threads.")
 @click.option("--force", is_flag=True, help="Stitch again even when the slide is up to date.")
+@click.option("--rotation-deg", type=click.FloatRange(-45, 45), default=None,
+              help="The camera's rotation on the stage (degrees, as calibrate measures it): tiles are turned back by it "
+                   "[default: the scan's, from its profile; else 0].")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Hand each slide to this Dask distributed scheduler (tcp://host:8786; the folders must be on a file "
                    "system the workers share; needs the cluster extra) [default: stitch here, one after another].")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
 def stitch(
     directories: tuple[str, ...], output: str, no_register: bool, flat_field: str, max_shift_um: float, min_ncc: float,
-    jpeg_quality: int, smallest_level_px: int, workers: int, force: bool, scheduler: str | None, verbose: bool,
+    jpeg_quality: int, smallest_level_px: int, workers: int, force: bool, rotation_deg: float | None, scheduler: str | None,
+    verbose: bool,
 ) -> None:
     """Stitch scan folders into DIR/slide.ome.tif (pyramidal, tiled JPEG OME-TIFF), with
     thumbnail.png, focus_map.png/.csv, report.html and stitch.json beside it.
@@ -50,6 +54,7 @@ def stitch(
     opts = StitchOptions(
         output=output, register=not no_register, flat_field=flat_field, max_shift_um=max_shift_um, min_ncc=min_ncc,
         jpeg_quality=jpeg_quality, smallest_level_px=smallest_level_px, workers=workers, force=force,
+        rotation_deg=rotation_deg,
     )
     failed = 0
     if scheduler is not None:

@@ -336,6 +336,8 @@ def prepare_scan(opts: ScanOptions, events: ScanEvents | Any | None = None) -> I
                 "model": getattr(getattr(strategy, "predictor", None), "name", None),
                 "tissue_thresholds": thresholds.to_dict(),
                 "camera_timing": None if not simulated or o.camera_timing is None else asdict(o.camera_timing),
+                # Calibrated by `deepaf-host calibrate`: the stitcher turns the tiles back by it.
+                "camera_rotation_deg": _profile_rotation(o),
             }
             runner = ScanRunner(
                 stage, camera, plan, o.out_dir, config, resume=o.resume, events=events,
@@ -364,3 +366,9 @@ __all__ = [
     "OPTIONS_FILE", "PreparedScan", "ScanOptions", "is_virtual_port", "open_microscope", "prepare_scan",
     "resolve_options", "run_scan",
 ]
+
+
+def _profile_rotation(o: ScanOptions) -> float | None:
+    """The camera's rotation on the stage from the profile's table for the objective."""
+    table = o.profile.for_objective(o.objective) if o.profile is not None else None
+    return None if table is None else table.rotation_deg

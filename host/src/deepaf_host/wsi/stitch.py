@@ -82,6 +82,11 @@ class StitchOptions:
     smallest_level_px: int = 1024
     #: JPEG encoding threads.
     workers: int = 2
+    #: The camera's rotation on the stage (degrees; machine +X appears this far from the
+    #: image's +column axis towards +row; `deepaf-host calibrate` measures it): tiles are
+    #: turned back by it and their solved positions turned into the stage's axes.
+    #: None: the scan report's ``camera_rotation_deg`` (from the profile), else 0.
+    rotation_deg: float | None = None
     #: Restitch even when the slide is newer than the manifest.
     force: bool = False
     #: Use the pass-1 cache when it matches.
@@ -354,7 +359,13 @@ def stitch(directory: str | Path, options: StitchOptions | None = None, progress
     edges = [Edge(p.i, p.j, *p.measured, weight=max(p.result.ncc, 0.05)) for p in analysis.pairs if p.result.ok]
     solution = solve_positions(stage, edges, prior_weight=opts.prior_weight, outlier_px=opts.outlier_px)
     dropped = {(e.i, e.j) for e in solution.dropped}
-    placed = np.round(solution.positions).astype(np.int64)
+    positions = solution.positions
+    rotation = opts.rotation_deg if opts.rotation_deg is not None else float(folder.report.get("camera_rotation_deg") or 0.0)
+    if rotation:
+        # Offsets were measured in the camera's axes; the de-rotated mosaic is the stage's.
+        a = math.radians(rotation)
+        positions = positions @ np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    placed = np.round(positions).astype(np.int64)
     origin = placed.min(axis=0)
     placed -= origin
     h, w = folder.tile_shape
@@ -388,6 +399,7 @@ def stitch(directory: str | Path, options: StitchOptions | None = None, progress
             "max_shift_um": opts.max_shift_um, "min_ncc": opts.min_ncc,
         },
         "flat_field": {"applied": ff is not None, "note": analysis.flat_field_note, **(ff.to_dict() if ff else {})},
+        "rotation_deg_applied": rotation,
         "ground_truth": score_against_truth(folder, analysis.pairs, placed.astype(np.float64)),
     }
     if opts.flat_field == "on" and ff is None:
@@ -397,9 +409,16 @@ def stitch(directory: str | Path, options: StitchOptions | None = None, progress
     t0 = time.perf_counter()
     gain = ff.gain(folder.tile_shape) if ff is not None else None
 
+    turn = None
+    if rotation:
+        turn = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), rotation, 1.0)
+
     def load(k: int) -> np.ndarray:
         rgb = folder.read(folder.tiles[k])
-        return apply_gain(rgb, gain) if gain is not None else rgb
+        rgb = apply_gain(rgb, gain) if gain is not None else rgb
+        if turn is not None:
+            rgb = cv2.warpAffine(rgb, turn, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        return rgb
 
     corners = {k: (int(placed[k, 0]), int(placed[k, 1])) for k in imaged_idx}
     overlap = folder.report.get("plan", {}).get("overlap")
