@@ -12,6 +12,7 @@ import click
 
 from ..errors import DeepAfError, OptionError
 from . import BadInput
+from .microscope import open_homed
 
 
 def _point(text: str | None, flag: str) -> tuple[float, float] | None:
@@ -87,7 +88,6 @@ def calibrate(
     from ..calibrate import STEPS, CalibrationPlan, run_calibration
     from ..optics.presets import get_objective
     from ..scan.options import VIRTUAL_Z_START_UM
-    from ..scan.session import open_microscope
     from ..stage import Stage
     from ..tissue import DEFAULT_THRESHOLDS
 
@@ -133,18 +133,7 @@ def calibrate(
         x_travel_um=travel_mm * 1000.0, y_travel_um=travel_mm * 1000.0 * 2 / 3, settle_s=settle_s, thresholds=thresholds,
     )
     with contextlib.ExitStack() as stack:
-        try:
-            stage, camera, clock, sleep, _ = stack.enter_context(open_microscope(
-                setup.port, setup.camera, z_min_um=setup.z_min_um, objective=setup.objective,
-                pixel_size_um=setup.pixel_size_um, low_size=setup.low_size, high_size=setup.high_size,
-            ))
-            if no_home:
-                if stage.is_locked:
-                    raise OptionError("--no-home", "the stage is not homed: leave --no-home out")
-            else:
-                stage.home()
-        except DeepAfError as exc:
-            raise BadInput(str(exc)) from None
+        stage, camera, clock, sleep = open_homed(stack, setup, no_home, high_size=setup.high_size)
         nominal = camera.pixel_size_um("low")
         raw = Stage(stage.connection, z_min_um=setup.z_min_um, approach_um=0.0)
         with Progress(TextColumn("{task.description:8s}"), BarColumn(), MofNCompleteColumn(), console=console, transient=True) as bar:

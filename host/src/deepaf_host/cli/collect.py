@@ -9,8 +9,9 @@ from typing import Any
 
 import click
 
-from ..errors import DeepAfError, OptionError
+from ..errors import DeepAfError
 from . import BadInput
+from .microscope import open_homed
 
 EXIT_INTERRUPTED = 130
 
@@ -63,7 +64,6 @@ def collect(
     from ..optics.presets import get_objective
     from ..scan.options import VIRTUAL_Z_START_UM
     from ..scan.plan import Area
-    from ..scan.session import open_microscope
     from ..tissue import DEFAULT_THRESHOLDS
 
     console = Console(stderr=True)
@@ -91,18 +91,7 @@ def collect(
         raise BadInput(str(exc)) from None
     summary: dict[str, Any] | None = None
     with contextlib.ExitStack() as stack:
-        try:
-            stage, camera, clock, sleep, _ = stack.enter_context(open_microscope(
-                setup.port, setup.camera, z_min_um=setup.z_min_um, objective=setup.objective,
-                pixel_size_um=setup.pixel_size_um, low_size=setup.low_size,
-            ))
-            if no_home:
-                if stage.is_locked:
-                    raise OptionError("--no-home", "the stage is not homed: leave --no-home out")
-            else:
-                stage.home()
-        except DeepAfError as exc:
-            raise BadInput(str(exc)) from None
+        stage, camera, clock, sleep = open_homed(stack, setup, no_home)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=False) as bar:
             task = bar.add_task("collecting", total=fields)
