@@ -357,9 +357,9 @@ class ScanRunner:
         if self._true_focus is not None:
             true_z = float(self._true_focus(tile.x_um, tile.y_um))
             record["true_focus_z_um"] = true_z
-            # Where the stage truly was when the tile was taken (with a simulated stage's
-            # backlash and repeatability errors) against the focus there; else commanded.
-            record["focus_error_um"] = record.pop("_true_defocus_um", z - true_z)
+            # The high-res capture measured it where the stage truly was (a simulated
+            # stage's backlash and repeatability); a tile without one: the commanded z.
+            record.setdefault("focus_error_um", z - true_z)
         timings["total"] = sum(timings.values())
         record["timings_s"] = {k: round(v, 6) for k, v in timings.items()}
         return record
@@ -382,20 +382,23 @@ class ScanRunner:
         if result.measure is None or not result.score or cfg.confirm_retries < 0:
             return None
         strategy = cfg.autofocus
-        ctx = FocusContext(clock=self.clock, sleep=self.sleep, limits=cfg.limits)
         t = self.clock()
         tries: list[float] = []
         for attempt in range(cfg.confirm_retries + 1):
             if attempt:
                 self.stage.move_to(tile.x_um, tile.y_um, result.z_um + cfg.confirm_lift_um)
                 self.stage.move_to(tile.x_um, tile.y_um, result.z_um)
-            probe = Probe(self.stage, self.camera, result.z_um, ctx, result.measure,
-                          score_width_px=int(getattr(strategy, "score_width_px", 640)), roi=float(getattr(strategy, "roi", 1.0)))
-            tries.append(probe.score(probe.frame()) / result.score)
+            tries.append(self._score_here(strategy, result.z_um, result.measure, cfg.limits) / result.score)
             if tries[-1] >= cfg.confirm_ratio:
                 break
         timings["autofocus"] += self.clock() - t
         return {"ratios": [round(r, 4) for r in tries], "ok": tries[-1] >= cfg.confirm_ratio, "frames": len(tries)}
+
+    def _score_here(self, strategy: Strategy, z_um: float, measure: str, limits: FocusLimits) -> float:
+        """One low-res frame where the stage is, scored as ``strategy`` scores its frames."""
+        probe = Probe(self.stage, self.camera, z_um, FocusContext(clock=self.clock, sleep=self.sleep, limits=limits), measure,
+                      roi=float(getattr(strategy, "roi", 1.0)), score_width_px=int(getattr(strategy, "score_width_px", 640)))
+        return probe.score(probe.frame())
 
     def _capture_and_judge(
         self, tile: Tile, record: dict[str, Any], autofocus: dict[str, Any] | None, manifest: Manifest,
@@ -409,8 +412,8 @@ class ScanRunner:
         if true_xy is not None:  # simulated camera: where the tile truly is (stitching's truth)
             record["true_x_um"], record["true_y_um"] = (round(v, 3) for v in true_xy())
         true_defocus = getattr(self.camera, "true_defocus_um", None)
-        if true_defocus is not None:
-            record["_true_defocus_um"] = float(true_defocus())
+        if true_defocus is not None:  # where the stage truly is, against the focus there
+            record["focus_error_um"] = float(true_defocus())
         w = time.perf_counter()
         sharp = image_sharpness(high, record["tissue_fraction"])
         qc = judge(autofocus, sharp, self._neighbour_sharpness(tile, manifest), self.config.qc_rules, record["tissue_fraction"])
@@ -463,9 +466,7 @@ class ScanRunner:
                 continue
             # Measure the peak again: a camera that does not see Z gives a "peak" that
             # does not repeat (a video's frames change with time, not with Z).
-            probe = Probe(self.stage, self.camera, result.z_um, FocusContext(clock=self.clock, sleep=self.sleep, limits=limits),
-                          result.measure or BROAD_MEASURE, score_width_px=int(getattr(strategy, "score_width_px", 640)))
-            again = probe.score(probe.frame())
+            again = self._score_here(strategy, result.z_um, result.measure or BROAD_MEASURE, limits)
             median = float(np.median(scores))
             window["score_again"] = again
             if again >= median + 0.5 * (float(scores.max()) - median):
