@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("aiohttp", reason="the serve extra (aiohttp) is not installed: pip install 'deepaf-host[serve]'")
 
-from .servelive import Live, start  # noqa: E402
+from .servelive import Live, start
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from .servelive import TISSUE_UM, Live
 from deepaf_host.serve.app import SERVER
+
+from .servelive import TISSUE_UM, Live
 
 
 def _home(live: Live, client: str = "a", token: str | None = None) -> None:
@@ -210,3 +211,26 @@ def test_scan_stops_from_the_page_and_hands_the_board_back(live: Live) -> None:
     assert scan["done"] == scan["plan"]["tiles"]
     manifest = (live.app[SERVER].config.out_root / "stopme" / "manifest.jsonl").read_text().splitlines()
     assert len(manifest) == scan["plan"]["tiles"] > done
+
+
+def test_readout_after_a_scan_is_where_the_scan_left_the_stage(live: Live) -> None:
+    """The scan runs on the page's connection: the board is not reset by a reopened port
+    (which zeroed its position: the readout said 0, 0, 0 after every scan)."""
+    _home(live)
+    assert live.call("POST", "/api/scan/start", {"name": "where"})[0] == 202
+    deadline = time.monotonic() + 60
+    while live.state()["scan"]["active"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    scan = live.state()["scan"]
+    assert scan["status"].startswith("complete"), scan
+    state = live.state()["microscope"]
+    assert state["connected"] and not state["locked"], state  # still homed: no reset
+    true_um = live.board.true_position_um()
+    shown = state["position_um"]
+    assert [abs(shown[a] - t) < 0.5 for a, t in zip("xyz", true_um)] == [True] * 3, (shown, true_um)
+    # parked over the last tile of the area (-30.20..-29.95 mm, -15.80..-15.60 mm), Z lifted
+    assert -30300 < shown["x"] < -29850 and -15900 < shown["y"] < -15500, shown
+    # and the page drives the board from there without homing again
+    assert live.call("POST", "/api/jog", {"dx_um": -100})[0] == 200
+    live.microscope.stage.wait_idle()
+    assert live.state()["microscope"]["position_um"]["x"] == round(shown["x"] - 100, 1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deepaf_host.board import find_board
+from deepaf_host.board import VirtualBoard, find_board
 from deepaf_host.serve.device import Microscope, live_camera_spec, shared_sim_port
 
 
@@ -23,6 +23,25 @@ def test_unnamed_virtual_board_is_named_and_reopened_by_name() -> None:
         m.open()  # ... and gives it back: the same board, where it was
         assert find_board("serve-device-test") is board and board.motor_steps() == steps
         assert m.state()["locked"]  # reopening the port resets the board, as a real Uno's does
+    finally:
+        m.close()
+
+
+def test_a_scan_borrows_the_connection_and_the_board_keeps_its_position() -> None:
+    board = VirtualBoard(name="serve-device-lend", speed="max")
+    m = Microscope(board.url, "sim://20x?low=320x180")
+    m.open()
+    try:
+        m.home()
+        m.jog({"x": -700.0, "y": -300.0, "z": -40.0})
+        m.stage.wait_idle()
+        here = m.state()["position_um"]
+        connection = m.lend()
+        assert connection is m.connection and m.stage is None and m.camera is None
+        m.take_back(homed=True)
+        state = m.state()
+        assert state["position_um"] == here and not state["locked"] and state["homed"]
+        assert m.connection is connection and m.camera is not None
     finally:
         m.close()
 

@@ -155,9 +155,13 @@ def open_microscope(
     port: str, camera_spec: str | None, *, z_min_um: float | None = None, objective: str = "20x",
     pixel_size_um: float | None = None, camera_timing: CameraTiming | None = PI_HQ_TIMING,
     low_size: tuple[int, int] | None = None, high_size: tuple[int, int] | None = None,
-    backlash_um: tuple[float, float, float] | None = None,
+    backlash_um: tuple[float, float, float] | None = None, connection: Any = None,
 ) -> Iterator[tuple[Any, Camera, Callable[[], float], Callable[[float], None], bool]]:
     """Connect the stage and open the camera: yields ``(stage, camera, clock, sleep, simulated)``.
+
+    ``connection``: a board connection that is already open (``deepaf-host serve``
+    lends its own to a scan): used instead of opening ``port``, and left open. Opening
+    the port again would reset the board (an Uno's DTR reset), losing its position.
 
     A non-virtual camera is opened before the port, so a missing camera fails before
     anything talks to the board. An OpenCV camera must deliver the frame sizes asked
@@ -188,8 +192,10 @@ def open_microscope(
             if resolutions:
                 options["resolutions"] = resolutions
             camera = stack.enter_context(open_camera(spec, **options))
-        conn = Connection(port)
-        stack.callback(conn.close)
+        conn = connection
+        if conn is None:
+            conn = Connection(port)
+            stack.callback(conn.close)
         stage = Stage(conn, z_min_um=z_min_um, backlash_um=backlash_um or (0.0, 0.0, 0.0))
         board = conn.pose_source
         clock: Callable[[], float] = time.monotonic
@@ -300,10 +306,11 @@ class PreparedScan:
 
 
 @contextlib.contextmanager
-def prepare_scan(opts: ScanOptions, events: ScanEvents | Any | None = None) -> Iterator[PreparedScan]:
+def prepare_scan(opts: ScanOptions, events: ScanEvents | Any | None = None, *, connection: Any = None) -> Iterator[PreparedScan]:
     """Pre-flight (see the module docstring) and yield the scan ready to run, with its
     devices open until the ``with`` block ends. A refusal raises before the yield and
-    leaves ``opts.out_dir`` as it was."""
+    leaves ``opts.out_dir`` as it was. ``connection``: an open board connection to scan
+    on (see :func:`open_microscope`)."""
     o = resolve_options(opts)
     created = _prepare_out_dir(Path(o.out_dir), o.resume)
     ready = False
@@ -322,6 +329,7 @@ def prepare_scan(opts: ScanOptions, events: ScanEvents | Any | None = None) -> I
             o.port, o.camera, z_min_um=o.z_min_um, objective=str(o.objective), pixel_size_um=o.pixel_size_um,
             camera_timing=o.camera_timing, low_size=low, high_size=high,
             backlash_um=getattr(o.profile, "backlash_um", None),  # measured by `deepaf-host calibrate`
+            connection=connection,
         ) as (stage, camera, clock, sleep, simulated):
             plan = _check_devices(o, strategy, stage, camera)
             log.info(

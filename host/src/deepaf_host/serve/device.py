@@ -1,9 +1,11 @@
 """The microscope behind the page: one stage and one camera, ONE lock around both.
 
 Every request that talks to the board or the camera takes :attr:`Microscope.lock`
-(an autofocus or a jog from the page, the preview, the readout). A scan runs on its
-own connection (``prepare_scan`` opens the port): :meth:`Microscope.close` hands the
-port over and :meth:`Microscope.open` takes it back afterwards.
+(an autofocus or a jog from the page, the preview, the readout). A scan runs on the
+page's own board connection: :meth:`Microscope.lend` hands it over (and closes the
+camera, which the scan opens itself), :meth:`Microscope.take_back` takes it back. The
+port is never opened again for a scan, since that resets the board (an Uno's DTR
+reset) and its position would read 0, 0, 0.
 
 Jogs and moves are validated against the travel and the Z safety limit here, before
 a line is sent; the stage validates them again (``Stage.move_to``).
@@ -138,6 +140,7 @@ class Microscope:
         self.backlash_um = backlash_um
         self.low_size = low_size
         self.lock = threading.RLock()
+        self.connection: Any = None  # the board's Connection, held across scans
         self.stage: Any = None
         self.camera: FrameTee | None = None
         self.error: str | None = None
@@ -152,39 +155,86 @@ class Microscope:
 
     def open(self) -> None:
         """Connect the board and open the camera (nothing moves). On failure the error
-        is kept for the page (:attr:`error`) and raised."""
-        from ..scan.session import open_microscope
+        is kept for the page (:attr:`error`) and raised. Opening the port resets a board
+        whose port resets it (an Uno's DTR reset): it forgets its position."""
+        from ..stage import Connection
 
         with self.lock:
             self.close()
-            stack = contextlib.ExitStack()
-            spec = live_camera_spec(self.camera_spec, self.port)
-            virtual = spec is not None and spec.startswith("sim://")
             try:
-                stage, camera, _clock, _sleep, _sim = stack.enter_context(open_microscope(
-                    self.port, spec, z_min_um=self.z_min_um, objective=self.objective, camera_timing=None,
-                    backlash_um=self.backlash_um, low_size=None if virtual else self.low_size,
-                ))
+                self.connection = Connection(self.port)
             except BaseException as exc:
-                stack.close()
                 self.error = f"{type(exc).__name__}: {exc}"
                 raise
-            self._stack, self.stage, self.camera = stack, stage, FrameTee(camera, self._keep)
-            self.error = None
-            self.homed = False
             parts = urlsplit(self.port)
             if parts.scheme == "sim" and parts.netloc:
                 # The named board exists now: reopening it takes no board options (they
                 # were set when it was created), and no connection options either.
                 self.port = f"sim://{parts.netloc}"
+            try:
+                self._open_devices()
+            except BaseException:
+                self.close()
+                raise
+            self.homed = False
+
+    def _open_devices(self) -> None:
+        """The camera and a Stage on the connection held (the stage's state fresh)."""
+        from ..scan.session import open_microscope
+
+        stack = contextlib.ExitStack()
+        spec = live_camera_spec(self.camera_spec, self.port)
+        virtual = spec is not None and spec.startswith("sim://")
+        try:
+            stage, camera, _clock, _sleep, _sim = stack.enter_context(open_microscope(
+                self.port, spec, z_min_um=self.z_min_um, objective=self.objective, camera_timing=None,
+                backlash_um=self.backlash_um, low_size=None if virtual else self.low_size, connection=self.connection,
+            ))
+        except BaseException as exc:
+            stack.close()
+            self.error = f"{type(exc).__name__}: {exc}"
+            raise
+        self._stack, self.stage, self.camera = stack, stage, FrameTee(camera, self._keep)
+        self.error = None
+
+    def _close_devices(self) -> None:
+        stack, self._stack, self.stage, self.camera = self._stack, None, None, None
+        if stack is not None:
+            with contextlib.suppress(Exception):
+                stack.close()
 
     def close(self) -> None:
-        """Release the port and the camera (a scan is about to open them)."""
+        """Release the camera and the port."""
         with self.lock:
-            stack, self._stack, self.stage, self.camera = self._stack, None, None, None
-            if stack is not None:
+            self._close_devices()
+            connection, self.connection = self.connection, None
+            if connection is not None:
                 with contextlib.suppress(Exception):
-                    stack.close()
+                    connection.close()
+
+    def lend(self) -> Any:
+        """Hand the board's connection to a scan (``owner`` is set by the caller): the
+        camera is closed (a real camera opens once), the port stays open, so the board
+        keeps its position and homing. Returns the connection, or None when the board
+        is not connected (the scan then opens the port itself)."""
+        with self.lock:
+            self._close_devices()
+            return self.connection
+
+    def take_back(self, homed: bool | None = None) -> None:
+        """After a scan: the camera again and a fresh Stage on the same connection (the
+        scan moved the board; what the old Stage object remembered is stale). A board
+        lost meanwhile is opened again (:meth:`open`)."""
+        with self.lock:
+            if self.connection is not None:
+                try:
+                    self._open_devices()
+                    if homed is not None:
+                        self.homed = homed
+                    return
+                except LOST as exc:
+                    log.warning("the board was lost during the scan: %s; opening it again", exc)
+            self.open()
 
     @property
     def connected(self) -> bool:

@@ -1,8 +1,10 @@
 """A scan started from the page: the same ``prepare_scan`` and runner as ``deepaf-host
 scan``, in a thread, its events turned into the progress the page polls.
 
-The scan opens the port itself, so the live microscope hands it over
-(:meth:`Microscope.close`) and takes it back when the scan ends. The runner's camera
+The scan runs on the page's own board connection (:meth:`Microscope.lend`): the port
+is not opened again, which would reset the board (an Uno's DTR reset) and lose its
+position; the page takes the board back (:meth:`Microscope.take_back`) when the scan
+ends, and the readout shows where the scan left the stage. The runner's camera
 is wrapped in a :class:`FrameTee`: the live view shows the scan's low-res frames, and
 Stop makes the next grab raise ``KeyboardInterrupt`` -- the runner's Ctrl-C path, so
 the scan is ``interrupted``, parked, its report written, and it can be resumed. After a
@@ -65,9 +67,11 @@ class ScanJob(ScanEvents):
         m = self.microscope
         with m.lock:
             m.owner = "scan"
-            m.close()
+            connection = m.lend()
+        stage: Any = None
         try:
-            with prepare_scan(self.options, self) as scan:
+            with prepare_scan(self.options, self, connection=connection) as scan:
+                stage = scan.runner.stage
                 with self._lock:
                     self._tee = FrameTee(scan.runner.camera, m._keep)
                     self._tee.stop_requested = self._stop
@@ -83,10 +87,16 @@ class ScanJob(ScanEvents):
             refused = self.status in ("starting", "stopping") and self.plan is None
             self._set(status="refused" if refused else "failed", error=f"{type(exc).__name__}: {exc}")
         finally:
+            homed = None
+            if stage is not None and connection is not None:
+                try:
+                    homed = bool(stage.is_homed)  # the scan homed the board it shares with the page
+                except Exception:  # noqa: BLE001 - a lost board is found again below
+                    homed = None
             with m.lock:
                 m.owner = None
                 try:
-                    m.open()
+                    m.take_back(homed)
                 except Exception as exc:  # shown on the page as a disconnected board
                     log.warning("could not reopen the microscope after the scan: %s", exc)
 
