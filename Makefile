@@ -2,6 +2,7 @@
 #
 #   make demo   scan a slide on the virtual microscope (pip only)
 #   make test   everything CI runs: system packages, firmware, simavr harness, all tests
+#   make protocol  regenerate the files written from protocol/*.csv (committed)
 #   make lint   ruff over the host, tests and simulator scripts; mypy over stage/ and board/ (CI too)
 #
 # Everything Python goes into .venv, pinned by host/constraints.txt.
@@ -20,7 +21,7 @@ APT_PACKAGES := gcc-avr avr-libc simavr libsimavr-dev libsimavrparts1 libelf-dev
                 avrdude arduino-core-avr chromium
 OPTIBOOT_SRC := /usr/share/arduino/hardware/arduino/avr/bootloaders/optiboot/optiboot.c
 
-.PHONY: demo test test-fast lint bench firmware system-deps clean
+.PHONY: demo test test-fast lint bench firmware protocol system-deps clean
 
 demo: $(VENV)/.runtime
 	rm -rf demo  # the demo's own scratch folder: each run starts afresh
@@ -45,6 +46,13 @@ bench: $(VENV)/.dev firmware
 
 firmware: system-deps
 	$(MAKE) -C firmware all sim optiboot
+
+# Rewrites what is generated from the protocol's tables in protocol/*.csv: firmware/codes.h,
+# firmware/settings_table.h, config.h's shared constants, deepaf_host/protocol_tables.py and
+# protocol.md's tables. The outputs are committed (the firmware build never runs this) and
+# tests/test_protocol_tables.py fails when they are out of date. Standard-library Python only.
+protocol:
+	$(PYTHON) protocol/generate.py
 
 # Installs the firmware toolchain and simavr when they are missing (needs root or sudo).
 system-deps:

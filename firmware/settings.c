@@ -1,5 +1,6 @@
 /*
- * settings.c - setting table, defaults, EEPROM storage.
+ * settings.c - validating, storing and listing the settings of settings_table.h
+ * (generated from protocol/settings.csv and kinds.csv).
  *
  * EEPROM layout at SETTINGS_EEPROM_ADDR: format version (1 byte), settings_t, then a
  * CRC-16 of the version byte and the settings.
@@ -13,45 +14,13 @@
 #include "codes.h"
 #include "report.h"
 #include "settings.h"
+#include "settings_table.h"
 #include "system.h"
 
 settings_t settings;
 
 /* Defaults: the reference build of protocol.md section 8. */
-static const settings_t defaults PROGMEM = {
-	.steps_per_mm = {800.0f, 800.0f, 16000.0f},
-	.max_rate = {600.0f, 600.0f, 60.0f},
-	.acceleration = {50.0f, 50.0f, 5.0f},
-	.max_travel = {60.0f, 40.0f, 8.0f},
-	.backlash = {0.0f, 0.0f, 0.0f},
-	.junction_deviation = 0.01f,
-	.homing_locate = 25.0f,
-	.homing_seek = 300.0f,
-	.homing_pulloff = 1.0f,
-	.homing_debounce = 25,
-	.idle_release = 60,
-	.pulse_us = 4,
-	.step_invert = 0,
-	.dir_invert = 0,
-	.enable_invert = 0,
-	.limit_invert = 0,
-	.soft_limits = 1,
-	.hard_limits = 1,
-	.homing_enable = 1,
-	.homing_dir = 0,
-};
-
-/* Value kinds: storage type and range. */
-enum {
-	K_INT_PULSE,  /* u8 2..20 */
-	K_MASK,       /* u8 0..7 */
-	K_BOOL,       /* u8 0..1 */
-	K_INT_1000,   /* u16 0..1000 */
-	K_INT_65535,  /* u16 0..65535 */
-	K_FLOAT_POS,  /* float > 0 */
-	K_FLOAT_1,    /* float 0..1 */
-	K_FLOAT_10,   /* float 0..10 */
-};
+static const settings_t defaults PROGMEM = SETTINGS_DEFAULTS;
 
 typedef struct {
 	uint8_t num; /* setting number (all below 256) */
@@ -59,39 +28,9 @@ typedef struct {
 	uint8_t offset;
 } setting_desc_t;
 
-#define S(n, k, field) {n, k, offsetof(settings_t, field)}
-static const setting_desc_t table[] PROGMEM = {
-	S(0, K_INT_PULSE, pulse_us),
-	S(2, K_MASK, step_invert),
-	S(3, K_MASK, dir_invert),
-	S(4, K_BOOL, enable_invert),
-	S(5, K_MASK, limit_invert),
-	S(11, K_FLOAT_1, junction_deviation),
-	S(20, K_BOOL, soft_limits),
-	S(21, K_BOOL, hard_limits),
-	S(22, K_BOOL, homing_enable),
-	S(23, K_MASK, homing_dir),
-	S(24, K_FLOAT_POS, homing_locate),
-	S(25, K_FLOAT_POS, homing_seek),
-	S(26, K_INT_1000, homing_debounce),
-	S(27, K_FLOAT_10, homing_pulloff),
-	S(100, K_FLOAT_POS, steps_per_mm[0]),
-	S(101, K_FLOAT_POS, steps_per_mm[1]),
-	S(102, K_FLOAT_POS, steps_per_mm[2]),
-	S(110, K_FLOAT_POS, max_rate[0]),
-	S(111, K_FLOAT_POS, max_rate[1]),
-	S(112, K_FLOAT_POS, max_rate[2]),
-	S(120, K_FLOAT_POS, acceleration[0]),
-	S(121, K_FLOAT_POS, acceleration[1]),
-	S(122, K_FLOAT_POS, acceleration[2]),
-	S(130, K_FLOAT_POS, max_travel[0]),
-	S(131, K_FLOAT_POS, max_travel[1]),
-	S(132, K_FLOAT_POS, max_travel[2]),
-	S(140, K_FLOAT_1, backlash[0]),
-	S(141, K_FLOAT_1, backlash[1]),
-	S(142, K_FLOAT_1, backlash[2]),
-	S(150, K_INT_65535, idle_release),
-};
+#define S(n, k, field) {n, k, offsetof(settings_t, field)},
+static const setting_desc_t table[] PROGMEM = {SETTINGS_TABLE(S)};
+#undef S
 #define TABLE_LEN (sizeof(table) / sizeof(table[0]))
 
 #define EE_VERSION ((uint8_t *)SETTINGS_EEPROM_ADDR)
@@ -177,33 +116,32 @@ uint8_t settings_set(uint16_t num, const decnum_t *value)
 
 	if (value->mant < 0)
 		return STATUS_NEGATIVE_VALUE;
-	uint8_t size = kind <= K_BOOL ? 1 : (kind <= K_INT_65535 ? 2 : 4);
+	uint8_t size = kind <= K_LAST_U8 ? 1 : (kind <= K_LAST_INT ? 2 : 4);
 	uint8_t old[4]; /* the field's bytes, restored when a cross-check fails */
 	memcpy(old, field, size);
-	if (kind <= K_INT_65535) {
+	if (kind <= K_LAST_INT) {
 		if (!decnum_is_integer(value))
 			return STATUS_INTEGER_REQUIRED;
 		int32_t v = decnum_to_int(value);
 		int32_t lo = 0, hi = 1;
 		switch (kind) {
-		case K_INT_PULSE: lo = 2; hi = 20; break;
-		case K_MASK: hi = 7; break;
-		case K_INT_1000: hi = 1000; break;
-		case K_INT_65535: hi = 65535; break;
+#define R(k, low, high) case k: lo = low; hi = high; break;
+		SETTING_INT_RANGES(R)
+#undef R
 		default: break;
 		}
 		if (v < lo || v > hi)
 			return STATUS_VALUE_OUT_OF_RANGE;
-		if (kind >= K_INT_1000)
+		if (kind > K_LAST_U8)
 			*(uint16_t *)field = (uint16_t)v;
 		else
 			*field = (uint8_t)v;
 	} else {
 		float v = decnum_to_float(value);
-		float hi = kind == K_FLOAT_1 ? 1.0f : (kind == K_FLOAT_10 ? 10.0f : 1e9f);
+		float hi = SETTING_FLOAT_HIGH(kind);
 		/* Values are kept and printed at 4 decimals: one that reads 0 there is 0 for
 		 * a "> 0" setting and unrepresentable for the others (error:62 either way). */
-		if ((kind == K_FLOAT_POS || value->mant != 0) && decnum_rounds_to_zero(value))
+		if ((SETTING_POSITIVE(kind) || value->mant != 0) && decnum_rounds_to_zero(value))
 			return STATUS_VALUE_OUT_OF_RANGE;
 		if (v > hi)
 			return STATUS_VALUE_OUT_OF_RANGE;
@@ -236,9 +174,9 @@ void settings_report(void)
 		report_char('$');
 		report_uint(pgm_read_byte(&table[i].num));
 		report_char('=');
-		if (kind >= K_FLOAT_POS)
+		if (kind > K_LAST_INT)
 			report_float4(*(const float *)field);
-		else if (kind >= K_INT_1000)
+		else if (kind > K_LAST_U8)
 			report_uint(*(const uint16_t *)field);
 		else
 			report_uint(*field);
