@@ -35,12 +35,14 @@ from typing import Any
 
 import numpy as np
 
+from ..protocol_tables import BAUD_RATE, SETTINGS
 from .machine import Machine
 
-BAUD = 115200
+BAUD = BAUD_RATE
 BYTE_S = 10.0 / BAUD
 #: Physical steps per mm of the reference build (protocol.md section 8 defaults).
-REFERENCE_STEPS_PER_MM = (800.0, 800.0, 16000.0)
+_DEFAULT = {s.field: s.default for s in SETTINGS}
+REFERENCE_STEPS_PER_MM = (_DEFAULT["steps_per_mm[0]"], _DEFAULT["steps_per_mm[1]"], _DEFAULT["steps_per_mm[2]"])
 #: Default limit switches (motor steps from power-up, towards +): homing from power-up
 #: finds them after 10 mm (X, Y) and 2 mm (Z).
 DEFAULT_SWITCHES = ((8000, "+"), (8000, "+"), (32000, "+"))

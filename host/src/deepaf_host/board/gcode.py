@@ -13,15 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import codes
+from ..protocol_tables import MAX_AXIS_VALUE_MM, MAX_DWELL_S as _MAX_DWELL_S
 from .fixed import f32
 
 E = codes.error_number
 
 ACCEPTED_LETTERS = "GMXYZFPN"
 AXIS_LETTERS = "XYZ"
-MAX_AXIS_MM = 100000
+MAX_AXIS_MM = MAX_AXIS_VALUE_MM
 MAX_DIGITS = 9
-MAX_DWELL_S = 3600.0
+MAX_DWELL_S = float(_MAX_DWELL_S)
 _NUMBER_CHARS = "0123456789.+-"
 
 

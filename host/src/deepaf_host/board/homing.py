@@ -17,16 +17,17 @@ from collections.abc import Generator
 from typing import Protocol
 
 from .. import codes
+from .. import protocol_tables as _tables
 from .fixed import f32, lround
 from .motion import make_block
 from .motors import Motors
 from .settings import Settings
 
 A = codes.alarm_number
-HOMING_ORDER = (2, 0, 1)  # Z, then X, then Y: the objective leaves the slide first
-SEEK_TRAVEL_FACTOR = 1.5
-LOCATE_PULLOFF_FACTOR = 5.0
-LOCATE_MIN_MM = 1.0
+HOMING_ORDER = _tables.HOMING_ORDER  # Z, then X, then Y: the objective leaves the slide first
+SEEK_TRAVEL_FACTOR = _tables.HOMING_SEEK_TRAVEL_FACTOR
+LOCATE_PULLOFF_FACTOR = _tables.HOMING_LOCATE_PULLOFF_FACTOR
+LOCATE_MIN_MM = _tables.HOMING_LOCATE_MIN_MM
 
 Wait = tuple
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import codes
+from ..protocol_tables import LINE_MAX
 
 STATUS = 0x3F  # ?
 FEED_HOLD = 0x21  # !
@@ -13,7 +14,7 @@ JOG_CANCEL = 0x85
 IGNORED_REALTIME = frozenset({0x84, 0x87, *range(0x90, 0x9F), 0xA0, 0xA1})
 REALTIME = frozenset({STATUS, FEED_HOLD, CYCLE_START, SOFT_RESET, JOG_CANCEL}) | IGNORED_REALTIME
 
-MAX_LINE = 80
+MAX_LINE = LINE_MAX
 
 
 class LineAssembler:

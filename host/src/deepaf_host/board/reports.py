@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from .. import PROTOCOL_VERSION
+from ..protocol_tables import (
+    DEEPAF_FIRMWARE_VERSION,
+    DEEPAF_PROTOCOL_VERSION,
+    GRBL_DIALECT,
+    N_AXIS,
+    PLANNER_BUFFER_SIZE,
+    RX_BUFFER_SIZE,
+    SETTINGS_FORMAT_VERSION,
+)
 
-FIRMWARE_VERSION = "0.1.0"
-GRBL_VERSION = "1.1h"
-PLANNER_BLOCKS = 15
-RX_BUFFER_BYTES = 128
+PROTOCOL_VERSION = DEEPAF_PROTOCOL_VERSION
+FIRMWARE_VERSION = DEEPAF_FIRMWARE_VERSION
+GRBL_VERSION = GRBL_DIALECT
+PLANNER_BLOCKS = PLANNER_BUFFER_SIZE - 1  # one slot of the ring stays empty
+RX_BUFFER_BYTES = RX_BUFFER_SIZE
 
 BANNER = {
     "deepaf": f"Grbl {GRBL_VERSION} [DeepAf {FIRMWARE_VERSION} protocol {PROTOCOL_VERSION}] ['$' for help]",
@@ -19,7 +28,7 @@ BUILD_INFO = {
     "deepaf": [
         f"[VER:{GRBL_VERSION}.DeepAf:]",
         f"[OPT:HL,{PLANNER_BLOCKS},{RX_BUFFER_BYTES}]",
-        f"[DEEPAF:FW={FIRMWARE_VERSION},PROTO={PROTOCOL_VERSION},AXES=3]",
+        f"[DEEPAF:FW={FIRMWARE_VERSION},PROTO={PROTOCOL_VERSION},AXES={N_AXIS}]",
     ],
     "grbl": [f"[VER:{GRBL_VERSION}.20190830:]", f"[OPT:V,{PLANNER_BLOCKS},{RX_BUFFER_BYTES}]"],
 }
@@ -29,7 +38,7 @@ HELP = {
 }
 UNLOCK_HINT = "[MSG:'$H'|'$X' to unlock]"
 #: EEPROM format version of each dialect's settings image.
-EEPROM_VERSION = {"deepaf": 1, "grbl": 10}
+EEPROM_VERSION = {"deepaf": SETTINGS_FORMAT_VERSION, "grbl": 10}
 
 
 def fixed(value: Fraction | float, decimals: int) -> str:

@@ -10,10 +10,10 @@ banner.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .. import codes
+from ..protocol_tables import MAX_STEP_RATE, SETTINGS, Setting
 from .fixed import f32, float_e4, format_e4
 
 if TYPE_CHECKING:
@@ -21,89 +21,19 @@ if TYPE_CHECKING:
 
 E = codes.error_number
 
-
-#: kind -> (integer?, low, high, zero allowed)
-_KINDS: dict[str, tuple[bool, float, float, bool]] = {
-    "pulse": (True, 2, 20, True),
-    "mask": (True, 0, 7, True),
-    "bool": (True, 0, 1, True),
-    "byte": (True, 0, 255, True),
-    "int1000": (True, 0, 1000, True),
-    "int65535": (True, 0, 65535, True),
-    "fpos": (False, 0, 1e9, False),  # > 0
-    "f": (False, 0, 1e9, True),  # >= 0
-    "f1": (False, 0, 1, True),
-    "f10": (False, 0, 10, True),
-}
-
-
-@dataclass(frozen=True)
-class Spec:
-    number: int
-    kind: str
-    default: float
-
-    @property
-    def integer(self) -> bool:
-        return _KINDS[self.kind][0]
-
-
-def _axes(base: int, kind: str, defaults: tuple[float, float, float]) -> list[Spec]:
-    return [Spec(base + i, kind, defaults[i]) for i in range(3)]
-
-
-_COMMON: list[Spec] = [
-    Spec(0, "pulse", 4),
-    Spec(2, "mask", 0),
-    Spec(3, "mask", 0),
-    Spec(4, "bool", 0),
-    Spec(5, "mask", 0),
-    Spec(11, "f1", 0.01),
-    Spec(20, "bool", 1),
-    Spec(21, "bool", 1),
-    Spec(22, "bool", 1),
-    Spec(23, "mask", 0),
-    Spec(24, "fpos", 25.0),
-    Spec(25, "fpos", 300.0),
-    Spec(26, "int1000", 25),
-    Spec(27, "f10", 1.0),
-    *_axes(100, "fpos", (800.0, 800.0, 16000.0)),
-    *_axes(110, "fpos", (600.0, 600.0, 60.0)),
-    *_axes(120, "fpos", (50.0, 50.0, 5.0)),
-    *_axes(130, "fpos", (60.0, 40.0, 8.0)),
-]
-
-#: The DeepAf table (protocol.md section 8).
-DEEPAF_SPECS: dict[int, Spec] = {
-    s.number: s for s in [*_COMMON, *_axes(140, "f1", (0.0, 0.0, 0.0)), Spec(150, "int65535", 60)]
-}
+#: The DeepAf table (protocol.md section 8; protocol/settings.csv).
+DEEPAF_SPECS: dict[int, Setting] = {s.number: s for s in SETTINGS if "deepaf" in s.dialects}
 
 #: What a stock GRBL 1.1 board lists instead: no $140-$150, GRBL's $1/$6/$10/$12/$13/$30-$32.
-GRBL_SPECS: dict[int, Spec] = {
-    s.number: s
-    for s in sorted(
-        [
-            *_COMMON,
-            Spec(1, "byte", 25),
-            Spec(6, "bool", 0),
-            Spec(10, "mask", 1),
-            Spec(12, "fpos", 0.002),
-            Spec(13, "bool", 0),
-            Spec(30, "fpos", 1000.0),
-            Spec(31, "f", 0.0),
-            Spec(32, "bool", 0),
-        ],
-        key=lambda s: s.number,
-    )
-}
+GRBL_SPECS: dict[int, Setting] = {s.number: s for s in SETTINGS if "grbl" in s.dialects}
 
-MAX_STEP_RATE_HZ = 30000.0
+MAX_STEP_RATE_HZ = MAX_STEP_RATE
 
 
 class Settings:
     """The live settings of one board, validated the way protocol.md says."""
 
-    def __init__(self, specs: dict[int, Spec]) -> None:
+    def __init__(self, specs: dict[int, Setting]) -> None:
         self.specs = specs
         self.values: dict[int, float] = {}
         self.restore_defaults()
@@ -127,8 +57,9 @@ class Settings:
             return E("INVALID_STATEMENT")
         if value.mant < 0:
             return E("NEGATIVE_VALUE")
-        integer, low, high, zero_ok = _KINDS[spec.kind]
-        if integer:
+        kind = spec.kind
+        low, high = kind.low, kind.high
+        if kind.integer:
             if not value.is_integer():
                 return E("INTEGER_REQUIRED")
             new = float(value.as_int())
@@ -138,7 +69,7 @@ class Settings:
             new = value.as_float()
             # Kept and printed at 4 decimals: a value that reads 0 there is 0 for a
             # "> 0" setting and unrepresentable for the others (62 either way).
-            if (not zero_ok or value.mant != 0) and value.rounds_to_zero():
+            if (kind.low_exclusive or value.mant != 0) and value.rounds_to_zero():
                 return E("VALUE_OUT_OF_RANGE")
             if new > high:
                 return E("VALUE_OUT_OF_RANGE")
@@ -159,7 +90,7 @@ class Settings:
 
     def format(self, number: int, decimals: int = 4) -> str:
         value = self.values[number]
-        if self.specs[number].integer:
+        if self.specs[number].kind.integer:
             return f"${number}={int(value)}"
         return f"${number}={format_e4(float_e4(value), decimals)}"
 

@@ -46,6 +46,7 @@ from ..errors import (
     HandshakeError,
     ProtocolTimeout,
 )
+from ..protocol_tables import BAUD_RATE
 from .info import BoardInfo, parse_build_info
 from .port import LinePort, log
 from .replies import Kind, StatusReport
@@ -88,7 +89,7 @@ class Connection(LinePort):
         *,
         timeout_s: float = 5.0,
         handshake_timeout_s: float = 10.0,
-        baudrate: int = 115200,
+        baudrate: int = BAUD_RATE,
         warn_outdated: bool = True,
     ) -> None:
         from . import register_url_handlers

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import PROTOCOL_VERSION
+from ..protocol_tables import RX_BUFFER_SIZE
 from ..errors import HandshakeError
 
 
@@ -39,7 +40,7 @@ def parse_build_info(url: str, lines: list[str]) -> BoardInfo:
         planner_blocks: int | None = int(options[1])
         rx_bytes = int(options[2])
     except (IndexError, ValueError):
-        planner_blocks, rx_bytes = None, 128
+        planner_blocks, rx_bytes = None, RX_BUFFER_SIZE
     if "DEEPAF" not in fields:
         return BoardInfo("grbl", grbl_version, None, None, 3, planner_blocks, rx_bytes, tuple(lines))
     deepaf = dict(item.partition("=")[::2] for item in fields["DEEPAF"].split(","))

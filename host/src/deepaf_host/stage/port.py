@@ -20,6 +20,7 @@ import serial
 
 from ..camera.base import PoseSource
 from ..errors import ConnectionLost, FirmwareAlarm, HandshakeError, PortUnavailable
+from ..protocol_tables import LINE_MAX
 from .replies import Kind, Line, StatusReport, classify, parse_status
 
 log = logging.getLogger("deepaf_host.stage.connection")
@@ -184,8 +185,8 @@ class LinePort:
 
     @staticmethod
     def _check_line(line: str) -> None:
-        if not line.isascii() or not line.isprintable() or _REALTIME_IN_LINE & set(line) or len(line) > 80:
-            raise ValueError(f"not a protocol line (printable ASCII, no ?!~, at most 80 bytes): {line!r}")
+        if not line.isascii() or not line.isprintable() or _REALTIME_IN_LINE & set(line) or len(line) > LINE_MAX:
+            raise ValueError(f"not a protocol line (printable ASCII, no ?!~, at most {LINE_MAX} bytes): {line!r}")
 
     # --- identification ---------------------------------------------------------------
 

@@ -6,12 +6,28 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from ..protocol_tables import HOMING_LOCATE_MIN_MM, HOMING_LOCATE_PULLOFF_FACTOR, HOMING_SEEK_TRAVEL_FACTOR, SETTINGS
 from .replies import parse_setting
 
 Vec3 = tuple[float, float, float]
 
-#: Settings the host needs from any GRBL 1.1 board.
-REQUIRED = (20, 21, 22, 23, 24, 25, 26, 27, 100, 101, 102, 110, 111, 112, 120, 121, 122, 130, 131, 132)
+#: Setting numbers by the firmware's field name (protocol/settings.csv): "homing_seek" -> 25,
+#: "steps_per_mm[2]" -> 102.
+NUMBER: Mapping[str, int] = MappingProxyType({s.field: s.number for s in SETTINGS if s.field})
+
+
+def _axes(field: str) -> tuple[int, int, int]:
+    return (NUMBER[f"{field}[0]"], NUMBER[f"{field}[1]"], NUMBER[f"{field}[2]"])
+
+
+#: Settings the host needs from any GRBL 1.1 board (the DeepAf-only ones are optional).
+REQUIRED = tuple(
+    sorted(
+        [NUMBER[f] for f in ("soft_limits", "hard_limits", "homing_enable", "homing_dir")]
+        + [NUMBER[f] for f in ("homing_locate", "homing_seek", "homing_debounce", "homing_pulloff")]
+        + [n for f in ("steps_per_mm", "max_rate", "acceleration", "max_travel") for n in _axes(f)]
+    )
+)
 
 
 class MissingSettings(ValueError):
@@ -52,26 +68,30 @@ class BoardSettings:
         if missing:
             raise MissingSettings(missing)
 
-        def axes(base: int) -> Vec3:
-            return (values[base], values[base + 1], values[base + 2])
+        def axes(field: str) -> Vec3:
+            x, y, z = _axes(field)
+            return (values[x], values[y], values[z])
 
-        has_backlash = all(n in values for n in (140, 141, 142))
+        def value(field: str) -> float:
+            return values[NUMBER[field]]
+
+        has_backlash = all(n in values for n in _axes("backlash"))
         return cls(
             values=MappingProxyType(dict(values)),
-            steps_per_mm=axes(100),
-            max_rate_mm_min=axes(110),
-            accel_mm_s2=axes(120),
-            max_travel_mm=axes(130),
-            backlash_mm=axes(140) if has_backlash else None,
-            soft_limits=bool(values[20]),
-            hard_limits=bool(values[21]),
-            homing=bool(values[22]),
-            homing_dir_mask=int(values[23]),
-            homing_locate_mm_min=values[24],
-            homing_seek_mm_min=values[25],
-            homing_debounce_ms=values[26],
-            homing_pulloff_mm=values[27],
-            idle_release_s=int(values[150]) if 150 in values else None,
+            steps_per_mm=axes("steps_per_mm"),
+            max_rate_mm_min=axes("max_rate"),
+            accel_mm_s2=axes("acceleration"),
+            max_travel_mm=axes("max_travel"),
+            backlash_mm=axes("backlash") if has_backlash else None,
+            soft_limits=bool(value("soft_limits")),
+            hard_limits=bool(value("hard_limits")),
+            homing=bool(value("homing_enable")),
+            homing_dir_mask=int(value("homing_dir")),
+            homing_locate_mm_min=value("homing_locate"),
+            homing_seek_mm_min=value("homing_seek"),
+            homing_debounce_ms=value("homing_debounce"),
+            homing_pulloff_mm=value("homing_pulloff"),
+            idle_release_s=int(value("idle_release")) if NUMBER["idle_release"] in values else None,
         )
 
     @classmethod
@@ -87,11 +107,11 @@ class BoardSettings:
     def homing_time_s(self) -> float:
         """A generous upper bound of a full ``$H`` (for its timeout)."""
         total = 0.0
-        search = max(5.0 * self.homing_pulloff_mm, 1.0)
+        search = max(HOMING_LOCATE_PULLOFF_FACTOR * self.homing_pulloff_mm, HOMING_LOCATE_MIN_MM)
         for axis in range(3):
             seek = min(self.homing_seek_mm_min, self.max_rate_mm_min[axis]) / 60.0
             locate = min(self.homing_locate_mm_min, self.max_rate_mm_min[axis]) / 60.0
             accel_s = 2.0 * seek / self.accel_mm_s2[axis]
-            total += 1.5 * self.max_travel_mm[axis] / seek + 2.0 * search / locate
+            total += HOMING_SEEK_TRAVEL_FACTOR * self.max_travel_mm[axis] / seek + 2.0 * search / locate
             total += self.homing_pulloff_mm / seek + 3.0 * accel_s + 2.0 * self.homing_debounce_ms / 1000.0
         return total
