@@ -1,7 +1,8 @@
 """A small protocol.md client for the contract suite: lines, replies, status reports.
 
-Only protocol.md and the ``Target`` interface are used here, so every test built on
-it runs unchanged against the firmware in simavr and against the virtual board.
+Only protocol.md (its tables as the generated ``deepaf_host.protocol_tables``) and the
+``Target`` interface are used here, so every test built on it runs unchanged against
+the firmware in simavr and against the virtual board.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 import serial
+from deepaf_host.protocol_tables import SETTINGS
 
 from targets import Target
 
@@ -28,6 +30,12 @@ STATUS_RE = re.compile(
     rf"(?:\|WCO:(?P<wco>{_NUM},{_NUM},{_NUM}))?>$"
 )
 REPLY_RE = re.compile(r"^(ok|error:\d+)$")
+
+#: What ``$$`` lists after ``$RST=$`` (protocol.md 8): every DeepAf setting in increasing
+#: number, integers as integers and floats with 4 decimals.
+DEFAULT_SETTINGS: dict[int, str] = {
+    s.number: str(int(s.default)) if s.kind.integer else f"{s.default:.4f}" for s in SETTINGS if "deepaf" in s.dialects
+}
 
 # Settings that keep simulated time short: faster rates and accelerations, all
 # within the 30 kHz step-rate limit at the default steps/mm.

@@ -5,18 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from board_client import BANNER_RE, Board
+from board_client import BANNER_RE, DEFAULT_SETTINGS, Board
 from firmware_target import FirmwareTarget
 
-DEFAULTS = {
-    0: "4", 2: "0", 3: "0", 4: "0", 5: "0", 11: "0.0100", 20: "1", 21: "1", 22: "1", 23: "0",
-    24: "25.0000", 25: "300.0000", 26: "25", 27: "1.0000",
-    100: "800.0000", 101: "800.0000", 102: "16000.0000",
-    110: "600.0000", 111: "600.0000", 112: "60.0000",
-    120: "50.0000", 121: "50.0000", 122: "5.0000",
-    130: "60.0000", 131: "40.0000", 132: "8.0000",
-    140: "0.0000", 141: "0.0000", 142: "0.0000", 150: "60",
-}  # fmt: skip
+DEFAULTS = DEFAULT_SETTINGS
 
 CHANGED = {0: "10", 5: "5", 11: "0.0250", 26: "100", 102: "12800.0000", 111: "1234.5000", 141: "0.0125", 150: "600"}
 

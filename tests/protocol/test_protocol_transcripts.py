@@ -5,6 +5,8 @@ Format, one item per line:
   > text          send text and a LF
   >> bytes        send bytes as written, with Python escapes (\\x18, \\r, \\n), no LF added
   < pattern       the next line received must match; '*' matches any text
+  << settings N=V ...  the lines of a ``$$`` listing: protocol.md's defaults (from
+                  protocol/settings.csv), with the settings named here changed
   = no-motion     the motors must not move during this transcript
 """
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from board_client import Board
+from board_client import DEFAULT_SETTINGS, Board
 
 TRANSCRIPTS = sorted((Path(__file__).parent / "transcripts").glob("*.txt"))
 
@@ -35,6 +37,15 @@ def replay(board: Board, path: Path) -> None:
             board.write(raw[3:].encode("ascii").decode("unicode_escape").encode("latin-1"))
         elif raw.startswith("> "):
             board.write(raw[2:] + "\n")
+        elif raw.startswith("<< settings"):
+            changed = dict(item.split("=", 1) for item in raw.split()[2:])
+            unknown = set(changed) - {str(n) for n in DEFAULT_SETTINGS}
+            if unknown:
+                raise ValueError(f"{where}: no such setting {sorted(unknown)}")
+            for n, default in DEFAULT_SETTINGS.items():
+                expected = f"${n}={changed.get(str(n), default)}"
+                got = board.readline()
+                assert got == expected, f"{where}: expected {expected!r}, got {got!r}"
         elif raw.startswith("< "):
             got = board.readline()
             assert _pattern(raw[2:]).match(got), f"{where}: expected {raw[2:]!r}, got {got!r}"
