@@ -30,6 +30,10 @@ class Camera(abc.ABC):
     #: A name for messages and the manifest (device index/path or URL).
     name: str
 
+    #: The light of the low-res (autofocus) frames: the condenser (``koehler``) or seed
+    #: 001's LED(s) (``optics.illumination``). A model is refused under other light.
+    illumination: str = "koehler"
+
     @abc.abstractmethod
     def grab(self, mode: FrameMode = "low") -> np.ndarray:
         """Capture one frame. Raises ``CameraError`` when no frame comes."""

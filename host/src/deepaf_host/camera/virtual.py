@@ -20,6 +20,10 @@ URL (``--camera sim://...``)::
     white_dn           digital number of clear glass (the lab's exposure; above 255 the
                        camera clips: an over-exposed lab), default the protocol's
     noise_seed         seed of the camera noise sequence (default: the slide seed)
+    illumination       koehler (default) | off-axis | off-axis-line: the low-resolution
+                       (autofocus) frames lit by seed 001's coherent LED(s) instead of
+                       the condenser; high-resolution frames stay under the condenser,
+                       as a scanner switches its LED off to capture the tile
     rotation_deg       the camera turned on its mount by this angle (default 0): machine +X
                        appears in the image at this angle from the +column axis, towards
                        +row; a camera put on by hand sits 1-2 degrees off
@@ -42,6 +46,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import numpy as np
 
 from ..errors import CameraError, ConfigError
+from ..optics.illumination import DEFAULT_ILLUMINATION, check_leds, get_illumination
 from ..optics.presets import (
     CAMERA_MODES,
     DEFAULT_OBJECTIVE,
@@ -58,7 +63,7 @@ from .base import Camera, FrameMode, PoseSource
 
 _URL_KEYS = {
     "protocol", "seed", "specimen", "specimen_pixel_um", "relay", "low", "high", "noise", "noise_seed", "white_dn",
-    "rotation_deg",
+    "rotation_deg", "illumination",
 }
 
 #: How far a camera put on a trinocular port by hand typically sits turned (degrees):
@@ -94,6 +99,7 @@ class VirtualCamera(Camera):
         noise_seed: int | None = None,
         white_dn: float | None = None,
         rotation_deg: float = 0.0,
+        illumination: str = DEFAULT_ILLUMINATION,
         slide: VirtualSlide | None = None,
         name: str | None = None,
     ) -> None:
@@ -106,6 +112,11 @@ class VirtualCamera(Camera):
             if white_dn is not None:
                 proto = proto.with_(white_level_dn=float(white_dn))
             self.protocol = proto
+            self.illumination = illumination
+            leds = get_illumination(illumination)
+            check_leds(leds, self.objective.na)
+            #: The lab of each mode: the autofocus frames under the LED(s), if any.
+            self._mode_protocol = {"low": proto.with_(led_na=leds), "high": proto}
             self.slide = slide if slide is not None else VirtualSlide(seed, load_specimen(specimen, seed, specimen_pixel_um))
         except ConfigError as exc:
             raise CameraError(self.name, str(exc)) from exc
@@ -135,7 +146,7 @@ class VirtualCamera(Camera):
             for key, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)):
                 if key not in _URL_KEYS:
                     raise CameraError(url, f"unknown option {key!r}; known: {', '.join(sorted(_URL_KEYS))}")
-                if key in ("protocol", "specimen"):
+                if key in ("protocol", "specimen", "illumination"):
                     kwargs[key] = value
                 elif key in ("seed", "noise_seed"):
                     kwargs[key] = int(value)
@@ -166,7 +177,7 @@ class VirtualCamera(Camera):
             # Layer spectra of recent positions: ~20 MB each at low resolution, ~150 MB
             # at high resolution (keep two).
             cache_mb = 256.0 if mode == "low" else 320.0
-            r = Renderer(self.objective, self._modes[mode], self.protocol, relay=self._relay, cache_mb=cache_mb)
+            r = Renderer(self.objective, self._modes[mode], self._mode_protocol[mode], relay=self._relay, cache_mb=cache_mb)
             self._renderers[mode] = r
         return r
 
@@ -193,7 +204,7 @@ class VirtualCamera(Camera):
         if big is None:
             bh = int(math.ceil(h * abs(c) + w * abs(s))) + 4
             bw = int(math.ceil(w * abs(c) + h * abs(s))) + 4
-            big = Renderer(self.objective, self._modes[mode], self.protocol, relay=self._relay, shape=(bh, bw),
+            big = Renderer(self.objective, self._modes[mode], self._mode_protocol[mode], relay=self._relay, shape=(bh, bw),
                            cache_mb=256.0 if mode == "low" else 320.0)
             self._rotated[mode] = big
         optical = big.optical_stack(self.slide, x, y, [z])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..optics.illumination import DEFAULT_ILLUMINATION, ILLUMINATIONS
 from ..optics.presets import DEFAULT_RELAY, OBJECTIVES, PROTOCOLS, RANDOM_PROTOCOL
 
 
@@ -20,10 +21,13 @@ from ..optics.presets import DEFAULT_RELAY, OBJECTIVES, PROTOCOLS, RANDOM_PROTOC
 @click.option("--mode", type=click.Choice(["low", "high"]), default="low", show_default=True, help="Camera mode (pixel size).")
 @click.option("--relay", type=float, default=DEFAULT_RELAY, show_default=True, help="Relay magnification.")
 @click.option("--stacks-per-slide", type=click.IntRange(min=1), default=10, show_default=True, help="A new virtual slide (tissue, focal surface) every N stacks.")
+@click.option("--illumination", type=click.Choice(sorted(ILLUMINATIONS)), default=DEFAULT_ILLUMINATION, show_default=True,
+              help="Light source: the condenser (koehler), or seed 001's coherent LED 24 degrees off the axis "
+                   "(off-axis) or a line of LEDs (off-axis-line). The focus stays that of the koehler image.")
 @click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")
 def simulate(
     out_dir: str, stacks: int, objective: str, z_range: str, protocol: str, seed: int, size: str,
-    specimen: str, mode: str, relay: float, stacks_per_slide: int, overwrite: bool,
+    specimen: str, mode: str, relay: float, stacks_per_slide: int, illumination: str, overwrite: bool,
 ) -> None:
     """Write simulated focal stacks of the virtual microscope to --out."""
     from rich.progress import (
@@ -44,7 +48,8 @@ def simulate(
         task = bar.add_task("stacks", total=stacks)
         dataset = simulate_dataset(
             out_dir, stacks=stacks, objective=objective, z_range_um=z, protocol=protocol, seed=seed, size=hw,
-            specimen=specimen, mode=mode, relay=relay, stacks_per_slide=stacks_per_slide, overwrite=overwrite,
+            specimen=specimen, mode=mode, relay=relay, stacks_per_slide=stacks_per_slide, illumination=illumination,
+            overwrite=overwrite,
             progress=lambda done, total: bar.update(task, completed=done),
         )
     planes = sum(r.planes for r in dataset)

@@ -52,6 +52,9 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     latency: dict[str, Any] = field(default_factory=dict)
+    #: The light the low-res frames were taken under (``optics.illumination``): the
+    #: condenser (``koehler``) or seed 001's LED(s). Frames under other light are refused.
+    illumination: str = "koehler"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +71,7 @@ class ModelCard:
                 "dtype": self.input_dtype,
                 "objective": self.objective,
                 "pixel_size_um": self.pixel_size_um,
+                "illumination": self.illumination,
                 "preprocessing": "deepaf_host.model.preprocess.prepare(kind, patches)",
             },
             "output": {"units": self.units, "convention": self.convention, "range_um": list(self.range_um)},
@@ -95,6 +99,7 @@ class ModelCard:
                 channels=int(inp["channels"]),
                 objective=str(inp["objective"]),
                 pixel_size_um=float(inp["pixel_size_um"]),
+                illumination=str(inp.get("illumination", "koehler")),
                 input_dtype=str(inp.get("dtype", "int8")),
                 units=str(out["units"]),
                 convention=str(out.get("convention", "")),
@@ -146,9 +151,10 @@ class ModelCard:
         if actual != self.sha256:
             raise ModelError(str(model_path), f"sha256 {actual[:12]}... does not match the card's {self.sha256[:12]}...")
 
-    def check_scan(self, objective: str | None = None, pixel_size_um: float | None = None) -> None:
+    def check_scan(self, objective: str | None = None, pixel_size_um: float | None = None,
+                   illumination: str | None = None) -> None:
         """The model was trained for this optical setup (None: not checked)."""
-        problems = self.optics_mismatches(objective, pixel_size_um)
+        problems = self.optics_mismatches(objective, pixel_size_um, illumination=illumination)
         if problems:
             raise ModelError(self.file, problems[0].reason)
 
@@ -160,9 +166,12 @@ class ModelCard:
         subject: str = "the scan",
         frames: str = "the scan's low-res frames are",
         unknown_is_mismatch: bool = False,
+        illumination: str | None = None,
     ) -> list[OpticsMismatch]:
         """How an optical setup differs from the one this model was trained for: another
-        objective, or a pixel size more than ``PIXEL_SIZE_TOLERANCE`` apart (relative).
+        objective, a pixel size more than ``PIXEL_SIZE_TOLERANCE`` apart (relative), or
+        other illumination (None: not checked; a model of seed 001's LED reads nothing
+        useful from condenser frames, and the reverse).
 
         The one check of both the scanner (``check_scan``) and ``deepaf-host eval`` (per
         stack). ``subject`` and ``frames`` word the reasons (``"the stack"``, ``"its
@@ -190,6 +199,9 @@ class ModelCard:
                     f"trained at {self.pixel_size_um:.4f} um/pixel, {frames} "
                     f"{pixel_size_um:.4f} um/pixel ({rel:.0%} apart, at most {PIXEL_SIZE_TOLERANCE:.0%})",
                 ))
+        if illumination is not None and illumination != self.illumination:
+            out.append(OpticsMismatch("illumination", illumination, self.illumination,
+                                      f"trained under {self.illumination} illumination, {subject} is lit by {illumination}"))
         return out
 
 

@@ -54,13 +54,13 @@ def _records(data_dirs: Sequence[str | Path]) -> list[tuple[Any, Any]]:
 def optics_mismatches(
     card: ModelCard, records: Sequence[tuple[Any, Any]]
 ) -> list[tuple[Any, Any, list[OpticsMismatch]]]:
-    """The stacks (``(dataset, record)`` pairs) whose objective or pixel size differ from
-    ``card``'s, or are unknown, each with how: ``(dataset, record, mismatches)``."""
+    """The stacks (``(dataset, record)`` pairs) whose objective, pixel size or
+    illumination differ from ``card``'s, or are unknown, each with how: ``(dataset, record, mismatches)``."""
     out = []
     for dataset, record in records:
         problems = card.optics_mismatches(
             record.objective, record.pixel_size_um, subject="the stack",
-            frames="its planes are", unknown_is_mismatch=True,
+            frames="its planes are", unknown_is_mismatch=True, illumination=record.illumination,
         )
         if problems:
             out.append((dataset, record, problems))

@@ -190,6 +190,11 @@ class Protocol:
     #: Axial colour: stage defocus (um) at which R, G, B are in focus relative to
     #: green; None = the objective's correction class.
     axial_colour_um: tuple[float, float, float] | None = None
+    #: Coherent LED illumination instead of the condenser: LED positions (NA_x, NA_y),
+    #: mutually incoherent, equal power (``illumination.ILLUMINATIONS``; seed 001). Empty:
+    #: Koehler illumination with ``condenser_fraction``. The stage's focus stays that of
+    #: the Koehler image (seed 001 takes its ground truth from the incoherent stack).
+    led_na: tuple[tuple[float, float], ...] = ()
 
     def sigma(self, objective: Objective) -> float:
         """The condenser fraction in force with ``objective``."""
@@ -204,7 +209,7 @@ class Protocol:
 
     def to_dict(self) -> dict[str, object]:
         """The parameters as JSON-ready data (recorded with each randomised stack)."""
-        return {k: [list(v) for v in val] if k == "stain_od" else (list(val) if isinstance(val, tuple) else val)
+        return {k: [list(v) for v in val] if k in ("stain_od", "led_na") else (list(val) if isinstance(val, tuple) else val)
                 for k, val in asdict(self).items()}
 
 

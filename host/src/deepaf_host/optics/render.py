@@ -66,6 +66,7 @@ from .presets import (
     get_protocol,
     specimen_pixel_um,
 )
+from .illumination import OffAxisTransfer, check_leds
 from .pupil import OTFLookup, PupilModel, RadialOTF, pixel_mtf
 from .slide import VirtualSlide
 
@@ -117,6 +118,7 @@ class _Grid:
         )
         self.lookup: list[OTFLookup] | None = None
         self.mtf: np.ndarray | None = None
+        self.offaxis: list[OffAxisTransfer] | None = None
 
 
 class _Position:
@@ -220,7 +222,12 @@ class Renderer:
                              sigma=self.sigma)
             for lam in WAVELENGTHS_UM
         ]
-        self.coherent = self.otfs[0].coherent
+        #: LED positions (NA) of coherent off-axis illumination; empty: the condenser.
+        self.leds = tuple(self.protocol.led_na)
+        if self.leds:
+            check_leds(self.leds, self.objective.na)
+        # Off-axis light always shows the specimen's phase (the OPD plane is layered).
+        self.coherent = self.otfs[0].coherent or bool(self.leds)
         #: Pupil defocus of the stage's focus: the green channel's sharpest image of a
         #: section of the protocol's thickness (``RadialOTF.best_focus_um``), so that dz = 0
         #: is the focus a person or a focus measure would choose, whatever the aberrations,
@@ -241,6 +248,11 @@ class Renderer:
             g.lookup = [OTFLookup(g.padded, self.grid_pixel_um, o.df, o.length) for o in self.otfs]
             g.mtf = pixel_mtf(g.padded, 1.0 / self.upsample)
         return g.lookup, g.mtf
+
+    def _offaxis_tools(self, g: _Grid) -> list[OffAxisTransfer]:
+        if g.offaxis is None:
+            g.offaxis = [OffAxisTransfer(o.model, self.leds, g.padded, self.grid_pixel_um) for o in self.otfs]
+        return g.offaxis
 
     def _grid_for(self, dz_um: float, entry: _Position) -> int:
         """Index of the smallest grid whose margin holds the blur of a plane at dz."""
@@ -338,14 +350,18 @@ class Renderer:
         out = np.empty((len(dzs), 3, gh, gw), dtype=np.float32)
         # All OTF tables of the stack at once (batched Hankel transforms).
         offsets = [float(o) for o in entry.offsets]
+        by_grid: dict[int, list[int]] = {}
+        for i, dz in enumerate(dzs):
+            by_grid.setdefault(self._grid_for(dz, entry), []).append(i)
+        if self.leds:
+            for gi, planes in sorted(by_grid.items()):
+                self._blur_offaxis(entry, gi, planes, dzs, out)
+            return self._upsample(out) if self.upsample > 1 else out
         tables = [
             self.otfs[c].pairs([dz + o + self.focus_defocus_um - self.colour_focus_um[c] for dz in dzs for o in offsets],
                                entry.extent_um)
             for c in range(3)
         ]
-        by_grid: dict[int, list[int]] = {}
-        for i, dz in enumerate(dzs):
-            by_grid.setdefault(self._grid_for(dz, entry), []).append(i)
         for gi, planes in sorted(by_grid.items()):
             self._blur(entry, gi, planes, tables, out)
         return self._upsample(out) if self.upsample > 1 else out
@@ -391,6 +407,29 @@ class Renderer:
             img = sfft.irfft2(acc[: len(chunk)], s=g.padded, workers=self.workers)
             for k, p in enumerate(chunk):
                 np.subtract(1.0, img[k, :, g.crop[0], g.crop[1]], out=out[p])
+
+    def _blur_offaxis(self, entry: _Position, gi: int, planes: list[int], dzs: list[float], out: np.ndarray) -> None:
+        """Planes of the stack under LED illumination (``illumination``): the transfer
+        functions are not radial, so they are evaluated on the grid itself, complex."""
+        g = self._grid_list[gi]
+        spectra = self._spectra(entry, gi)
+        tools = self._offaxis_tools(g)
+        m = spectra.shape[0]
+        hf, wf = spectra.shape[-2:]
+        layers = [(spectra[j, :, 0] + 1j * spectra[j, :, 1]).astype(np.complex64) for j in range(m)]  # (C, Hf, Wf)
+        phase = spectra.shape[1] == 4
+        acc = np.empty((3, hf, wf), dtype=np.complex64)
+        for p in planes:
+            for c in range(3):
+                acc[c] = 0.0
+                for j in range(m):
+                    d = dzs[p] + float(entry.offsets[j]) + self.focus_defocus_um - self.colour_focus_um[c]
+                    t_a, t_p = tools[c].tables(d, entry.extent_um)
+                    acc[c] += layers[j][c] * t_a
+                    if phase:
+                        acc[c] += layers[j][3] * t_p
+            img = sfft.irfft2(acc, s=g.padded, workers=self.workers)
+            np.subtract(1.0, img[:, g.crop[0], g.crop[1]], out=out[p])
 
     def _upsample(self, planes: np.ndarray) -> np.ndarray:
         """Interpolate band-limited planes (Z, 3, gh, gw) onto the frame grid (Lanczos)."""

@@ -227,7 +227,8 @@ def _check_devices(o: ScanOptions, strategy: Any, stage: Any, camera: Camera) ->
     if card is not None:
         # The model must see the defocus at the pixel scale it was trained on.
         low_h, low_w = camera.frame_shape("low")
-        problems = card.optics_mismatches(o.objective, camera.pixel_size_um("low"), frames=f"the scan's {low_w}x{low_h} low-res frames are")
+        problems = card.optics_mismatches(o.objective, camera.pixel_size_um("low"), illumination=camera.illumination,
+                                          frames=f"the scan's {low_w}x{low_h} low-res frames are")
         if problems:
             raise ModelError(
                 card.file, f"{problems[0].reason}; the low-res frames must be at the model's pixel size "

@@ -52,6 +52,11 @@ class StackRecord:
     def planes(self) -> int:
         return len(self.z_um)
 
+    @property
+    def illumination(self) -> str:
+        """The light the planes were taken under (``koehler`` unless the entry says)."""
+        return str(self.extra.get("illumination", "koehler"))
+
     def distance_to_focus_um(self) -> np.ndarray | None:
         """Signed distance to focus of each plane, ``focus_z_um - z_um[i]`` (None if unknown)."""
         if self.focus_z_um is None:

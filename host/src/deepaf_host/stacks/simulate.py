@@ -24,6 +24,7 @@ import numpy as np
 from .. import __version__
 from ..errors import ConfigError
 from ..optics.fields import hash_u64
+from ..optics.illumination import DEFAULT_ILLUMINATION, check_leds, get_illumination
 from ..optics.presets import DEFAULT_RELAY, RANDOM_PROTOCOL, Protocol, get_objective, get_protocol, random_protocol
 from ..optics.render import Renderer
 from ..optics.slide import VirtualSlide
@@ -114,15 +115,22 @@ def simulate_dataset(
     mode: str = "low",
     relay: float = DEFAULT_RELAY,
     stacks_per_slide: int = 10,
+    illumination: str = DEFAULT_ILLUMINATION,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> StackDataset:
-    """Write ``stacks`` simulated focal stacks to ``out`` and return the dataset."""
+    """Write ``stacks`` simulated focal stacks to ``out`` and return the dataset.
+
+    ``illumination`` names the light source (``optics.illumination.ILLUMINATIONS``):
+    the condenser (``koehler``) or seed 001's LED(s); it applies to every lab drawn.
+    """
     if stacks < 1:
         raise ConfigError("stacks", f"must be >= 1, got {stacks}")
     obj = get_objective(objective)
+    leds = get_illumination(illumination)
+    check_leds(leds, obj.na)
     randomised = protocol == RANDOM_PROTOCOL
-    proto = get_protocol("same" if randomised else protocol)
+    proto = get_protocol("same" if randomised else protocol).with_(led_na=leds)
     offsets = z_offsets(*z_range_um)
     step = z_range_um[2]
     reach = float(np.max(np.abs(offsets))) + step
@@ -148,6 +156,7 @@ def simulate_dataset(
             "size": list(size),
             "specimen": specimen,
             "stacks_per_slide": stacks_per_slide,
+            "illumination": illumination,
         }
     }
     rng = np.random.default_rng([seed, 0])
@@ -163,7 +172,7 @@ def simulate_dataset(
                 slide = VirtualSlide(sseed, slide_specimen)
                 renderer.clear_cache()
                 if randomised:  # a new lab for every slide, drawn from the slide's seed
-                    proto = random_protocol(np.random.default_rng([seed, 2, k // stacks_per_slide]))
+                    proto = random_protocol(np.random.default_rng([seed, 2, k // stacks_per_slide])).with_(led_na=leds)
                     renderer = make_renderer(proto)
             assert slide is not None
             x, y = _tissue_position(slide, rng)
@@ -186,6 +195,7 @@ def simulate_dataset(
                 slide_seed=slide.seed,
                 specimen=specimen,
                 mode=mode,
+                **({"illumination": illumination} if leds else {}),
                 **slide_info,
             )
             if progress is not None:

@@ -198,6 +198,7 @@ def export(
         channels=arch.channels,
         objective=str(meta["objective"]),
         pixel_size_um=float(meta["pixel_size_um"]),
+        illumination=str(meta.get("illumination", "koehler")),
         range_um=config.range_um,
         dof_um=dof_um,
         arch_config=arch.to_dict(),

@@ -138,9 +138,12 @@ def _dataset_optics(data_dirs: Sequence[str]) -> dict[str, Any]:
         raise DatasetError(", ".join(data_dirs), "no stacks")
     objectives = {r.objective for r in records}
     pixels = {round(float(r.pixel_size_um or 0.0), 5) for r in records}
-    if len(objectives) != 1 or len(pixels) != 1:
-        raise DatasetError("<stacks>", f"stacks mix objectives {objectives} or pixel sizes {pixels}; train one model per setup")
-    return {"objective": objectives.pop(), "pixel_size_um": pixels.pop(), "n_stacks": len(records)}
+    lights = {r.illumination for r in records}
+    if len(objectives) != 1 or len(pixels) != 1 or len(lights) != 1:
+        raise DatasetError("<stacks>", f"stacks mix objectives {objectives}, pixel sizes {pixels} or illuminations "
+                                       f"{lights}; train one model per setup")
+    return {"objective": objectives.pop(), "pixel_size_um": pixels.pop(), "illumination": lights.pop(),
+            "n_stacks": len(records)}
 
 
 def dof_for(objective: str) -> float:
@@ -174,11 +177,13 @@ def _check_init(init: Path, config: TrainConfig, optics: dict[str, Any]) -> None
     if meta_path.exists():  # a training run's best.keras
         meta = json.loads(meta_path.read_text())
         arch, objective, pixel = meta.get("train", {}).get("arch"), meta.get("objective"), meta.get("pixel_size_um")
+        light = str(meta.get("illumination", "koehler"))
     elif card_path.exists():  # an exported model's weights, beside its card
         from ..card import ModelCard
 
         card = ModelCard.load(card_path)
         arch, objective, pixel = json.loads(json.dumps(card.arch_config)), card.objective, card.pixel_size_um
+        light = card.illumination
     else:  # a bare .keras file: its layers must fit this architecture
         _load_init(build(config.arch), init)
         return
@@ -188,6 +193,8 @@ def _check_init(init: Path, config: TrainConfig, optics: dict[str, Any]) -> None
         raise ConfigError(str(init), f"was trained for objective {objective!r}; these stacks have {optics['objective']!r}")
     if pixel is None or abs(float(pixel) / float(optics["pixel_size_um"]) - 1) > 0.01:
         raise ConfigError(str(init), f"was trained for pixel_size_um {pixel!r}; these stacks have {optics['pixel_size_um']!r}")
+    if light != optics["illumination"]:
+        raise ConfigError(str(init), f"was trained under {light} illumination; these stacks are lit by {optics['illumination']}")
 
 
 def _load_init(model: keras.Model, init: Path) -> None:
