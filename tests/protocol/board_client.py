@@ -36,6 +36,9 @@ REPLY_RE = re.compile(r"^(ok|error:\d+)$")
 DEFAULT_SETTINGS: dict[int, str] = {
     s.number: str(int(s.default)) if s.kind.integer else f"{s.default:.4f}" for s in SETTINGS if "deepaf" in s.dialects
 }
+#: The default steps/mm of X, Y and Z ($100-$102), as integers.
+_X_SPM, _Y_SPM, _Z_SPM = (int(s.default) for s in SETTINGS if s.number in (100, 101, 102))
+DEFAULT_SPM = (_X_SPM, _Y_SPM, _Z_SPM)
 
 # Settings that keep simulated time short: faster rates and accelerations, all
 # within the 30 kHz step-rate limit at the default steps/mm.

@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from board_client import FAST_SETTINGS, Board, mm_for, steps_for
+from board_client import DEFAULT_SPM, FAST_SETTINGS, Board, mm_for, steps_for
 from targets import FAR
 
-SPM = (800, 800, 16000)
+SPM = DEFAULT_SPM  # default steps/mm (protocol.md 8)
 # Quick homing: short travels, fast seek and locate, short debounce and pull-off.
 HOMING_SETTINGS = {
     **FAST_SETTINGS,

@@ -14,9 +14,9 @@ from decimal import Decimal
 
 import pytest
 
-from board_client import FAST_SETTINGS, Board, mm_for
+from board_client import DEFAULT_SPM, FAST_SETTINGS, Board, mm_for
 
-SPM = (800, 800, 16000)  # default steps/mm (protocol.md 8)
+SPM = DEFAULT_SPM  # default steps/mm (protocol.md 8)
 TINY = "0.00000001"
 
 
