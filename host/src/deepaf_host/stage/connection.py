@@ -46,7 +46,7 @@ from ..errors import (
     HandshakeError,
     ProtocolTimeout,
 )
-from ..protocol_tables import BAUD_RATE
+from ..protocol_tables import ALARMS, BAUD_RATE, SETTINGS
 from .info import BoardInfo, parse_build_info
 from .port import LinePort, log
 from .replies import Kind, StatusReport
@@ -56,7 +56,10 @@ from .settings import BoardSettings, MissingSettings
 ALARM_GRACE_S = 1.0
 #: Lines that change nothing: sent again once after a garbled reply.
 QUERIES = frozenset({"$", "$I", "$$", "$G", "$#"})
-GRBL_SOFT_LIMIT_ALARM = 2  # stock GRBL's soft-limit alarm (not in protocol.md's table)
+#: Stock GRBL's soft-limit alarm (not in protocol.md's table: a DeepAf board answers error:61).
+GRBL_SOFT_LIMIT_ALARM = next(c.number for c in ALARMS if c.name == "SOFT_LIMIT" and c.dialects == ("grbl",))
+#: Settings a stock GRBL board does not have (protocol/settings.csv's dialects).
+DEEPAF_ONLY_SETTINGS = frozenset(s.number for s in SETTINGS if "grbl" not in s.dialects)
 
 
 @dataclass(frozen=True)
@@ -326,7 +329,7 @@ class Connection(LinePort):
     def set_setting(self, number: int, value: float) -> None:
         """``$N=V``. On a stock GRBL board the DeepAf-only settings ($140+) are refused
         here rather than sent (protocol.md 12)."""
-        if not self.info.is_deepaf and number >= 140:
+        if not self.info.is_deepaf and number in DEEPAF_ONLY_SETTINGS:
             raise ConfigError(f"${number}", "a stock GRBL board has no such setting")
         text = f"{value:.4f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
         self.command(f"${number}={text}")
