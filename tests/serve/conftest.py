@@ -36,3 +36,12 @@ def live_token(tmp_path: Path) -> Iterator[Live]:
     server, close = start(tmp_path, token="s3cret-token", z_min_um=-6000.0)
     yield server
     close()
+
+
+@pytest.fixture
+def live_slow(tmp_path: Path) -> Iterator[Live]:
+    """A loopback server on a board at 3 x real time: a homing takes about 3 s, a search
+    autofocus about 0.7 s (9 frames), long enough to stop them half way."""
+    server, close = start(tmp_path, board_kwargs={"speed": 3.0})
+    yield server
+    close()

@@ -4,11 +4,15 @@ refused request moves nothing (the virtual board's motor step counters are the j
 from __future__ import annotations
 
 import os
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from deepaf_host import codes
 from deepaf_host.serve.app import SERVER
 
 from .servelive import TISSUE_UM, Live
@@ -234,3 +238,80 @@ def test_readout_after_a_scan_is_where_the_scan_left_the_stage(live: Live) -> No
     assert live.call("POST", "/api/jog", {"dx_um": -100})[0] == 200
     live.microscope.stage.wait_idle()
     assert live.state()["microscope"]["position_um"]["x"] == round(shown["x"] - 100, 1)
+
+
+def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    box: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: box.update(result=fn()), daemon=True)
+    thread.start()
+    return thread, box
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_stop_during_homing_ends_it_and_leaves_the_board_locked_and_still(live_slow: Live) -> None:
+    live = live_slow
+    server = live.app[SERVER]
+    assert live.call("POST", "/api/control", {"action": "claim"})[0] == 200
+    thread, box = _in_thread(lambda: live.call("POST", "/api/home"))
+    _wait(lambda: server.busy == "home" and live.board.state() == "Home")
+    time.sleep(0.3)  # the first axis is on its way to the switch
+    status, body = live.call("POST", "/api/stop")
+    assert status == 200 and body["stopped"] == "home", body
+    thread.join(10)
+    status, reply = box["result"]
+    assert status == 409 and reply["stopped"] == "home" and "locked" in reply["error"], reply
+    # the homing did not go on: alarm 6 (homing reset), locked, nothing moving
+    assert live.board.state() == "Alarm" and live.microscope.connection.last_alarm == codes.alarm_number("HOMING_FAIL_RESET")
+    state = live.state()
+    assert state["busy"] is None and state["microscope"]["locked"] and not state["microscope"]["homed"]
+    steps = live.board.motor_steps()
+    time.sleep(0.3)
+    assert live.board.motor_steps() == steps
+    # the connection is in step with the board afterwards: unlock, move (Z went up from
+    # the boot's 0 towards its switch: the position is not known, as after any stopped homing)
+    assert live.call("POST", "/api/unlock")[0] == 200
+    assert live.call("POST", "/api/move", {"z_um": -200})[0] == 200, live.state()
+    live.microscope.stage.wait_idle()
+    assert live.state()["microscope"]["position_um"]["z"] == -200
+
+
+def test_stop_during_autofocus_ends_it_at_the_next_frame(live_slow: Live) -> None:
+    live = live_slow
+    server = live.app[SERVER]
+    _home(live)
+    assert live.call("POST", "/api/move", TISSUE_UM)[0] == 200
+    live.microscope.stage.wait_idle()
+    first = live.microscope.latest()
+    seq0 = first.seq if first is not None else 0
+    thread, box = _in_thread(lambda: live.call("POST", "/api/autofocus", {"strategy": "search"}))
+
+    def frames() -> int:
+        latest = live.microscope.latest()
+        return 0 if latest is None else latest.seq - seq0
+
+    _wait(lambda: server.busy == "autofocus" and frames() >= 2)
+    status, body = live.call("POST", "/api/stop")
+    assert status == 200 and body["stopped"] == "autofocus", body
+    thread.join(10)
+    status, result = box["result"]
+    assert status == 200, result
+    # a whole search takes 9 frames here; it stopped at the next one
+    assert not result["ok"] and result["reason"] == "stopped from the page" and 2 <= result["frames"] < 9, result
+    state = live.state()
+    assert state["busy"] is None and state["autofocus"]["reason"] == "stopped from the page"
+    board = state["microscope"]
+    assert board["state"] == "Idle" and not board["locked"], board  # the position is kept: no alarm
+    assert abs(board["position_um"]["z"] - result["z_um"]) < 0.1
+    steps = live.board.motor_steps()
+    time.sleep(0.3)
+    assert live.board.motor_steps() == steps
+    # nothing left over: the live view grabs again, and a new autofocus runs to the end
+    assert live.microscope.camera is not None and not live.microscope.camera.stop_requested
+    status, again = live.call("POST", "/api/autofocus", {"strategy": "search"})
+    assert status == 200 and again["ok"], again["reason"]

@@ -7,10 +7,13 @@ the test's tmp_path (printed)."""
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from deepaf_host.serve.app import SERVER
 
 from .servelive import AREA_MM, TISSUE_UM, Live
 
@@ -137,3 +140,76 @@ def test_page_off_loopback_works_with_the_printed_token_only(browser: object, li
     assert stranger.evaluate("window.deepaf.frames") == 0
     assert live.board.motor_steps() == steps
     stranger.close()
+
+
+def _text(page: object, selector: str) -> str:
+    return str(page.evaluate(f"document.querySelector({selector!r}).textContent"))  # type: ignore[attr-defined]
+
+
+def test_stop_homing_and_autofocus_then_a_lost_board_and_reconnect(browser: object, live_slow: Live, tmp_path: Path) -> None:
+    live = live_slow
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    print(f"screenshots: {shots}")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
+    page.goto(live.url + "/")
+    page.wait_for_selector("#role:text('you control')")
+    page.wait_for_function("window.deepaf.frames > 2", timeout=15000)
+
+    # Stop motion during a homing: it ends at once, the board is locked and still
+    page.click("#home")
+    page.wait_for_selector("#board-state:text('homing running')")
+    page.wait_for_timeout(300)
+    page.click("#halt")
+    page.wait_for_selector("#message:text('homing stopped')", timeout=10000)
+    page.wait_for_selector("#board-state:text('locked: home or unlock')")
+    assert live.board.state() == "Alarm"
+    steps = live.board.motor_steps()
+    page.wait_for_timeout(300)
+    assert live.board.motor_steps() == steps
+    page.screenshot(path=str(shots / "1-homing-stopped.png"))
+
+    # Stop motion during an autofocus: its result says so, the board stays unlocked
+    page.click("#home")
+    page.wait_for_function("window.deepaf.state.busy === null && document.getElementById('board-state').textContent === 'Idle'"
+                           " && document.getElementById('pos-z').textContent === '-1000.0'", timeout=20000)
+    for axis in "xyz":
+        page.fill(f"#go-{axis}", str(TISSUE_UM[f"{axis}_um"]))
+    page.click("#go")
+    page.wait_for_function(f"document.getElementById('pos-z').textContent === '{TISSUE_UM['z_um']:.1f}'", timeout=20000)
+    page.select_option("#af-strategy", "search")
+    seq0 = live.microscope.latest().seq  # type: ignore[union-attr]
+    page.click("#af")
+    deadline = time.monotonic() + 20
+    while not (live.app[SERVER].busy == "autofocus" and live.microscope.latest().seq >= seq0 + 2):  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "the autofocus did not start"
+        time.sleep(0.01)
+    page.click("#halt")
+    page.wait_for_selector("#af-result:text('failed (stopped from the page)')", timeout=10000)
+    page.wait_for_selector("#board-state:text('Idle')")
+    assert "locked" not in _text(page, "#board-state")
+    page.screenshot(path=str(shots / "2-autofocus-stopped.png"))
+
+    # the board goes away (unplugged): the page says so, the live view stops
+    live.microscope.stage.connection.serial.inject_disconnect()
+    page.wait_for_selector("#conn:text('disconnected')", timeout=10000)
+    page.wait_for_selector("#board-state:text('board lost')")
+    assert "ConnectionLost" in _text(page, "#board-state")
+    page.wait_for_selector("#pos-z:text-is('–')")  # no stale position
+    # the stream only repeats its last frame once a second (a keep-alive)
+    page.wait_for_function("parseFloat(document.getElementById('fps').textContent) <= 1.0", timeout=5000)
+    steps = live.board.motor_steps()
+    page.keyboard.press("ArrowLeft")  # a jog now is refused, nothing moves
+    page.wait_for_selector("#message:text('not connected')")
+    assert live.board.motor_steps() == steps
+    page.screenshot(path=str(shots / "3-board-lost.png"))
+
+    # Reconnect: connected again, a fresh readout, frames again (opening the port reset
+    # the board, as an Uno's DTR reset does: it is locked until homed)
+    page.click("#reconnect")
+    page.wait_for_selector("#conn:text-is('connected')", timeout=15000)
+    page.wait_for_selector("#board-state:text('locked: home or unlock')")
+    frames = page.evaluate("window.deepaf.frames")
+    page.wait_for_function(f"window.deepaf.frames > {frames + 2}", timeout=15000)
+    page.screenshot(path=str(shots / "4-reconnected.png"))
+    page.close()

@@ -7,9 +7,10 @@
 ``POST /api/control``      ``{"action": "claim" | "release"}``                   token
 ``POST /api/jog``          ``{"dx_um", "dy_um", "dz_um"}`` (any of them)         controller
 ``POST /api/move``         ``{"x_um", "y_um", "z_um"}`` (any of them)            controller
-``POST /api/home``         ``$H``; ``/api/unlock``: ``$X``; ``/api/stop``        controller
+``POST /api/home``         ``$H``; ``/api/unlock``: ``$X``                       controller
+``POST /api/stop``         ends a homing, an autofocus or the queued moves       controller
 ``POST /api/reconnect``    reopen a lost board                                   controller
-``POST /api/autofocus``    ``{"strategy": "search", "max_correction_um": 30}``    controller
+``POST /api/autofocus``    ``{"strategy": "search", "max_correction_um": 30}``   controller
 ``POST /api/scan/start``   ``{"name", "area_mm", "z_start_um", "autofocus",      controller
                            "resume"}`` (what is left out: the profile's, or the
                            virtual slide's defaults on ``sim://``)
@@ -41,9 +42,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import ConfigError, DeepAfError, NotHomedError, StageLimitError
+from ..errors import ConfigError, DeepAfError, FirmwareAlarm, FirmwareError, NotHomedError, StageLimitError
 from .access import Access
-from .device import BusyError, Microscope
+from .device import BusyError, Microscope, Stopped
 from .scanjob import ScanJob
 from .slides import Slides, SlideError
 from .stream import BOUNDARY, Preview
@@ -138,6 +139,12 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(422, str(exc), axis=exc.axis, requested_um=exc.requested_um, limit_um=exc.limit_um, reason=exc.reason)
     except (NotHomedError, BusyError) as exc:
         return _error(409, str(exc))
+    except Stopped as exc:
+        return _error(409, exc.reason, stopped=exc.what)
+    except FirmwareAlarm as exc:  # e.g. a homing that found no switch: the board is locked
+        return _error(409, f"the board raised an alarm: {exc}", alarm=exc.code)
+    except FirmwareError as exc:
+        return _error(409, f"the board refused it: {exc}", code=exc.code)
     except SlideError as exc:
         return _error(exc.status, str(exc))
     except ConfigError as exc:
@@ -280,11 +287,35 @@ def _simple(what: str) -> Handler:
         server: Server = request.app[SERVER]
         await _body(request, {})
         m = server.microscope
-        fn = {"home": m.home, "unlock": m.unlock, "stop": m.stop, "reconnect": _reconnect(m)}[what]
+        fn = {"home": m.home, "unlock": m.unlock, "reconnect": _reconnect(m)}[what]
         await _run(server, what, fn) if what == "home" else await asyncio.to_thread(fn)
         return web.json_response({"ok": True})
 
     return handler
+
+
+#: How long Stop waits for a homing or an autofocus to end after interrupting it.
+STOP_WAIT_S = 30.0
+
+
+async def stop(request: web.Request) -> web.Response:
+    """Stop motion: a homing or an autofocus in progress is interrupted without waiting
+    for it (:meth:`Microscope.interrupt`), and the reply comes once it has ended; else
+    feed hold + soft reset of the moves the page queued (the position is kept)."""
+    server: Server = request.app[SERVER]
+    await _body(request, {})
+    m = server.microscope
+    task = m.interrupt()
+    if task is None:
+        await asyncio.to_thread(m.stop)
+        return web.json_response({"ok": True, "stopped": "motion"})
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STOP_WAIT_S
+    while (server.busy is not None or m.task is not None) and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    if server.busy is not None or m.task is not None:
+        return _error(409, f"the {task} did not end within {STOP_WAIT_S:g} s of the stop", stopped=task)
+    return web.json_response({"ok": True, "stopped": task})
 
 
 def _reconnect(m: Microscope) -> Callable[[], None]:
@@ -403,8 +434,9 @@ def make_app(config: ServeConfig, microscope: Microscope) -> web.Application:
     app.router.add_post("/api/control", control)
     app.router.add_post("/api/jog", jog)
     app.router.add_post("/api/move", move)
-    for what in ("home", "unlock", "stop", "reconnect"):
+    for what in ("home", "unlock", "reconnect"):
         app.router.add_post(f"/api/{what}", _simple(what))
+    app.router.add_post("/api/stop", stop)
     app.router.add_post("/api/autofocus", autofocus)
     app.router.add_post("/api/scan/start", scan_start)
     app.router.add_post("/api/scan/stop", scan_stop)

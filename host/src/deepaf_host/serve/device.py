@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import numpy as np
 
 from ..camera.base import Camera, FrameMode
-from ..errors import ConnectionLost, DeepAfError, PortUnavailable, ProtocolTimeout, StageLimitError
+from ..errors import ConnectionLost, DeepAfError, FirmwareAlarm, PortUnavailable, ProtocolTimeout, StageLimitError
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,21 @@ class BusyError(DeepAfError):
         self.reason = reason
 
 
+class StopRequested(KeyboardInterrupt):
+    """The operator pressed Stop: the next camera frame of an autofocus or a scan raises
+    this. A ``KeyboardInterrupt``, so that it takes the Ctrl-C path everywhere: the
+    autofocus strategies let it through at once, the scan runner parks and reports."""
+
+
+class Stopped(DeepAfError):
+    """A homing or an autofocus ended by the page's Stop (``what``: "home", "autofocus")."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(reason)
+        self.what = what
+        self.reason = reason
+
+
 @dataclass
 class Frame:
     """The latest camera frame: RGB uint8, a sequence number, when it was taken."""
@@ -59,8 +74,8 @@ class Frame:
 
 class FrameTee(Camera):
     """Wraps a camera: every low-res frame anyone grabs (an autofocus, a scan) becomes
-    the live view's latest frame, and :meth:`stop` makes the next grab raise
-    ``KeyboardInterrupt`` (how the page stops a scan: the runner's Ctrl-C path)."""
+    the live view's latest frame, and ``stop_requested`` makes the next grab raise
+    :class:`StopRequested` (how the page stops a scan or an autofocus)."""
 
     def __init__(self, inner: Camera, sink: Any) -> None:
         self.inner = inner
@@ -73,7 +88,7 @@ class FrameTee(Camera):
 
     def grab(self, mode: FrameMode = "low") -> np.ndarray:
         if self.stop_requested:
-            raise KeyboardInterrupt("stopped from the page")
+            raise StopRequested("stopped from the page")
         frame = self.inner.grab(mode)
         if mode == "low":
             self._sink(frame)
@@ -150,6 +165,11 @@ class Microscope:
         self._frame: Frame | None = None
         self._seq = 0
         self.homed = False
+        # The homing or autofocus in progress (it holds ``lock``); Stop does not wait for
+        # the lock: see :meth:`interrupt`.
+        self._task_lock = threading.Lock()
+        self.task: str | None = None
+        self._stop_task = False
 
     # --- connection --------------------------------------------------------------------
 
@@ -348,9 +368,53 @@ class Microscope:
             self.check_target(target_um)
             stage.move_to(**{f"{a}_um": v for a, v in target_um.items()}, wait=False)
 
+    @contextlib.contextmanager
+    def _running(self, task: str) -> Any:
+        with self._task_lock:
+            self.task, self._stop_task = task, False
+        try:
+            yield
+        finally:
+            with self._task_lock:
+                self.task, self._stop_task = None, False
+                if self.camera is not None:
+                    self.camera.stop_requested = False
+
+    def interrupt(self) -> str | None:
+        """Stop the homing or the autofocus in progress now, without waiting for the
+        lock it holds; returns which ("home", "autofocus") or None when neither runs.
+
+        A homing is ended by a soft reset (Ctrl-X) written straight to the port: the
+        board takes realtime bytes in its receive interrupt, even while ``$H`` waits for
+        its ``ok``; GRBL then raises alarm 6 (homing reset) and stays locked, its motors
+        stopped. An autofocus is stopped at its next camera frame (:class:`StopRequested`);
+        :meth:`autofocus` then stops whatever move is still running."""
+        with self._task_lock:
+            task = self.task
+            if task is None:
+                return None
+            self._stop_task = True
+            if task == "autofocus" and self.camera is not None:
+                self.camera.stop_requested = True
+            elif task == "home" and self.connection is not None:
+                log.info("stop from the page during homing: soft reset")
+                try:
+                    self.connection.serial.write(b"\x18")
+                except Exception as exc:  # noqa: BLE001 - a lost port: the homing thread finds out
+                    log.warning("could not send the soft reset: %s", exc)
+            return task
+
     def home(self) -> None:
-        with self.using() as stage:
-            stage.home()
+        with self.using() as stage, self._running("home"):
+            if self._stop_task:
+                raise Stopped("home", "homing stopped from the page before it started")
+            try:
+                stage.home()
+            except FirmwareAlarm as exc:
+                if not self._stop_task:
+                    raise
+                raise Stopped("home", f"homing stopped from the page (alarm {exc.code}): the board is locked; "
+                              "home again, or unlock at your own risk") from None
             self.homed = True
 
     def unlock(self) -> None:
@@ -362,16 +426,29 @@ class Microscope:
             stage.stop()
 
     def autofocus(self, strategy_name: str, max_correction_um: float | None = None) -> dict[str, Any]:
-        """Run one autofocus strategy from the current Z; returns its result record."""
+        """Run one autofocus strategy from the current Z; returns its result record
+        (``ok`` false, ``reason`` "stopped from the page", when :meth:`interrupt` ended it)."""
         from ..autofocus import FocusContext, FocusLimits, make_strategy
 
         strategy = make_strategy(strategy_name)
         limits = FocusLimits() if max_correction_um is None else FocusLimits(max_correction_um)
-        with self.using() as stage:
+        with self.using() as stage, self._running("autofocus"):
             camera = self.camera
             if camera is None:
                 raise BusyError("the camera is not open")
             stage.wait_idle()
             z = stage.position().z_um
-            result = strategy.run(stage, camera, z, FocusContext(limits=limits))
+            first = self._seq
+            try:
+                if self._stop_task:
+                    raise StopRequested("stopped from the page")
+                result = strategy.run(stage, camera, z, FocusContext(limits=limits))
+            except StopRequested:
+                # A sweep's move may still run: feed hold, then reset (the position is kept).
+                stage.stop()
+                here = stage.position().z_um
+                return {
+                    "strategy": strategy_name, "ok": False, "reason": "stopped from the page", "z_um": here,
+                    "start_z_um": z, "correction_um": here - z, "frames": self._seq - first, "stopped": True,
+                }
             return result.to_dict()

@@ -32,12 +32,15 @@ async function post(path, body) {
 // --- live view: multipart/x-mixed-replace parsed from a fetch stream ------------------------
 const preview = $("preview");
 const shown = [];
-preview.addEventListener("load", () => {
-  window.deepaf.frames += 1;
+function showFps() {  // frames shown over the last 2 s (also when none come any more)
   const now = performance.now();
-  shown.push(now);
   while (shown.length && now - shown[0] > 2000) shown.shift();
   $("fps").textContent = (shown.length / 2).toFixed(1) + " fps";
+}
+preview.addEventListener("load", () => {
+  window.deepaf.frames += 1;
+  shown.push(performance.now());
+  showFps();
 });
 
 function indexOf(buf, len, pattern, from) {
@@ -146,9 +149,13 @@ async function poll() {
     } else if (m.position_um) {
       $("pos-x").textContent = fmt(m.position_um.x); $("pos-y").textContent = fmt(m.position_um.y);
       $("pos-z").textContent = fmt(m.position_um.z);
+    } else if (!m.connected) {  // a lost board: no position to show
+      for (const a of "xyz") $("pos-" + a).textContent = "–";
     }
-    $("board-state").textContent = m.connected ? (m.busy ? "busy" : `${m.state}${m.locked ? " (locked: home or unlock)" : ""}`)
-                                               : (m.owner ? "the scan holds the board" : "board lost: " + (m.error || ""));
+    showFps();
+    $("board-state").textContent = s.busy ? `${s.busy === "home" ? "homing" : s.busy} running… (Stop motion ends it)`
+      : m.connected ? (m.busy ? "busy" : `${m.state}${m.locked ? " (locked: home or unlock)" : ""}`)
+      : (m.owner ? "the scan holds the board" : "board lost: " + (m.error || "") + " (Reconnect)");
     const you = s.control.you;
     document.body.classList.toggle("readonly", !you);
     document.body.classList.toggle("scanning", !!m.owner);
@@ -208,7 +215,10 @@ $("go").onclick = () => {
 };
 $("home").onclick = () => { say("homing…"); post("/api/home").catch(() => {}); };
 $("unlock").onclick = () => post("/api/unlock").catch(() => {});
-$("halt").onclick = () => post("/api/stop").catch(() => {});
+$("halt").onclick = () => post("/api/stop").then(r => {
+  if (r.stopped === "home") say("homing stopped: the board is locked (home again, or unlock)");
+  else if (r.stopped === "autofocus") say("autofocus stopped");
+}).catch(() => {});
 $("reconnect").onclick = () => post("/api/reconnect").catch(() => {});
 $("claim").onclick = () => post("/api/control", {action: "claim"}).catch(() => {});
 $("af").onclick = () => {
