@@ -315,3 +315,17 @@ def test_stop_during_autofocus_ends_it_at_the_next_frame(live_slow: Live) -> Non
     assert live.microscope.camera is not None and not live.microscope.camera.stop_requested
     status, again = live.call("POST", "/api/autofocus", {"strategy": "search"})
     assert status == 200 and again["ok"], again["reason"]
+
+
+def test_the_page_loads_nothing_from_elsewhere(live: Live) -> None:
+    """OpenSeadragon is vendored in the package (no CDN): every script and stylesheet of the
+    page is served by the page's own server."""
+    status, html = live.call("GET", "/")
+    assert status == 200
+    text = html.decode()
+    assert "http://" not in text and "https://" not in text and "//cdn" not in text
+    assert '<script src="/static/openseadragon.min.js">' in text
+    status, js = live.call("GET", "/static/openseadragon.min.js")
+    assert status == 200 and js.startswith(b"//! openseadragon 6.1.1")
+    status, license_text = live.call("GET", "/static/openseadragon.LICENSE.txt")
+    assert status == 200 and b"Redistribution and use in source and binary forms" in license_text

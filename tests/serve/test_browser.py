@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from deepaf_host.serve.app import SERVER
@@ -110,13 +111,117 @@ def test_live_page_preview_jog_autofocus_scan_viewer(browser: object, live_fast:
     assert page.evaluate("document.getElementById('scan-progress').value") == scan["plan"]["tiles"]
     page.screenshot(path=str(shots / "4-scan-done.png"))
     page.click("#slides a:text('slide1')")
-    page.wait_for_function(
-        "[...document.querySelectorAll('img.slide-tile')].some(i => i.complete && i.naturalWidth > 0)", timeout=15000)
-    page.click("#zoom-in")
-    page.wait_for_function(
-        "[...document.querySelectorAll('img.slide-tile')].some(i => i.complete && i.naturalWidth > 0 && i.id.startsWith('t-'))")
-    assert page.evaluate("document.getElementById('slide-focusmap').naturalWidth") > 0
+    _viewer_shows_the_slide(page, live, "slide1")
     page.screenshot(path=str(shots / "5-viewer.png"), full_page=True)
+    page.close()
+
+
+#: Standard deviation of the viewer canvas' gray levels: tissue, not an empty canvas.
+MIN_CANVAS_STD = 8.0
+#: The viewer canvas' pixels (OpenSeadragon's canvas drawer; same-origin tiles).
+CANVAS_STATS = """(() => {
+  const c = window.deepaf.osd.drawer.canvas, g = c.getContext("2d");
+  const d = g.getImageData(0, 0, c.width, c.height).data;
+  let n = 0, sum = 0, sq = 0;
+  for (let i = 0; i < d.length; i += 4) { const v = (d[i] + d[i + 1] + d[i + 2]) / 3; n++; sum += v; sq += v * v; }
+  const mean = sum / n;
+  return {mean, std: Math.sqrt(Math.max(0, sq / n - mean * mean)), width: c.width, height: c.height};
+})()"""
+
+
+def _viewer_shows_the_slide(page: object, live: Live, name: str) -> None:
+    """OpenSeadragon draws the slide's tiles: whole, then at full resolution."""
+    import tifffile
+
+    with tifffile.TiffFile(live.app[SERVER].config.out_root / name / "slide.ome.tif") as tif:
+        n_levels = len(tif.series[0].levels)
+        width, height = tif.series[0].levels[0].keyframe.imagewidth, tif.series[0].levels[0].keyframe.imagelength
+    fully_loaded = "(() => { const i = window.deepaf.osd && window.deepaf.osd.world.getItemAt(0); return !!i && i.getFullyLoaded(); })()"
+    page.wait_for_function(f"window.deepaf.viewer.name === {name!r} && window.deepaf.viewer.loaded > 0 && {fully_loaded}",  # type: ignore[attr-defined]
+                           timeout=15000)
+    assert page.evaluate("document.getElementById('slide-level').textContent") == f"{width} x {height} px, {n_levels} levels"  # type: ignore[attr-defined]
+    stats = page.evaluate(CANVAS_STATS)  # type: ignore[attr-defined]
+    assert stats["std"] > MIN_CANVAS_STD, stats
+    # one slide pixel per screen pixel: the full-resolution tiles (OpenSeadragon's top level)
+    max_level = page.evaluate("window.deepaf.osd.world.getItemAt(0).source.maxLevel")  # type: ignore[attr-defined]
+    page.evaluate("window.deepaf.osd.viewport.zoomTo(window.deepaf.osd.viewport.imageToViewportZoom(1), null, true)")  # type: ignore[attr-defined]
+    page.wait_for_function(f"window.deepaf.viewer.levels.includes({max_level}) && {fully_loaded}", timeout=15000)  # type: ignore[attr-defined]
+    info = page.evaluate("window.deepaf.viewer")  # type: ignore[attr-defined]
+    assert info["failed"] == 0, info
+    assert page.evaluate(CANVAS_STATS)["std"] > MIN_CANVAS_STD  # type: ignore[attr-defined]
+    print(f"viewer: {width} x {height} px slide, {n_levels} levels, {info['loaded']} tiles drawn")
+    if (live.app[SERVER].config.out_root / name / "focus_map.png").is_file():
+        page.wait_for_function("document.getElementById('slide-focusmap').naturalWidth > 0")  # type: ignore[attr-defined]
+
+
+def _write_slide(folder: Path, image: np.ndarray, tile_px: int = 256) -> None:
+    """``image`` as a scan folder's pyramidal OME-TIFF, written as ``stitch`` writes one."""
+    from deepaf_host.wsi.ometiff import SlideMetadata, write_pyramid
+    from deepaf_host.wsi.pyramid import PyramidBuilder, tile_grid
+
+    folder.mkdir()
+    shape = image.shape[:2]
+    background = (243, 242, 246)
+    pyramid = PyramidBuilder(shape, tile_px, tile_px, background, directory=folder)
+    rows, cols = tile_grid(shape, tile_px)
+
+    def level0() -> Iterator[np.ndarray]:
+        for r in range(rows):
+            for c in range(cols):
+                tile = np.empty((tile_px, tile_px, 3), np.uint8)
+                tile[:] = background
+                part = image[r * tile_px:(r + 1) * tile_px, c * tile_px:(c + 1) * tile_px]
+                tile[:part.shape[0], :part.shape[1]] = part
+                pyramid.push(tile)
+                yield tile
+
+    def levels() -> Iterator[tuple[tuple[int, int], Iterator[np.ndarray]]]:
+        yield shape, level0()
+        for k in range(1, len(pyramid.shapes)):
+            yield pyramid.shapes[k], pyramid.level_tiles(k)
+
+    write_pyramid(folder / "slide.ome.tif", levels(), len(pyramid.shapes), SlideMetadata(0.5), tile_px=tile_px)
+    pyramid.close()
+    (folder / "report.json").write_text('{"status": "complete"}')
+
+
+#: Patch of the canvas at 1:1 compared with the slide (mean absolute difference, 0-255,
+#: at the best of a few pixels' shift): two JPEG encodings and the drawing's resampling.
+MAX_PATCH_MAD = 12.0
+
+
+def test_viewer_deep_zooms_a_pyramid_to_the_slides_own_pixels(browser: object, live: Live, tmp_path: Path) -> None:
+    """A slide of 5 levels (2300 x 1500 px, 256 px tiles, edge tiles cropped): the viewer
+    starts on a lower level and, at one slide pixel per screen pixel, draws level 0's
+    pixels where they belong."""
+    from deepaf_host.wsi.synthetic import specimen_texture
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    image = np.tile(specimen_texture(512, seed=3), (3, 5, 1))[:1500, :2300]
+    _write_slide(live.app[SERVER].config.out_root / "big", image)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
+    page.goto(live.url + "/")
+    page.click("#slides a:text('big')")
+    _viewer_shows_the_slide(page, live, "big")
+    info = page.evaluate("window.deepaf.viewer")
+    max_level = page.evaluate("window.deepaf.osd.world.getItemAt(0).source.maxLevel")
+    assert min(info["levels"]) < max_level - 1, info  # the whole slide came from a lower level first
+    page.screenshot(path=str(shots / "viewer-1-to-1.png"), full_page=True)
+    patch = np.array(page.evaluate("""(() => {
+      const c = window.deepaf.osd.drawer.canvas, g = c.getContext("2d");
+      const d = g.getImageData(Math.round(c.width / 2) - 24, Math.round(c.height / 2) - 24, 48, 48).data;
+      return Array.from(d);
+    })()"""), dtype=np.float32).reshape(48, 48, 4)[..., :3]
+    cy, cx = image.shape[0] // 2, image.shape[1] // 2
+    mads = {}
+    for dy in range(-4, 5):
+        for dx in range(-4, 5):
+            ref = image[cy - 24 + dy:cy + 24 + dy, cx - 24 + dx:cx + 24 + dx].astype(np.float32)
+            mads[dy, dx] = float(np.abs(patch - ref).mean())
+    best = min(mads, key=mads.__getitem__)
+    print(f"viewer at 1:1: patch MAD {mads[best]:.1f} at shift {best}, {max(mads.values()):.1f} at the worst shift")
+    assert mads[best] < MAX_PATCH_MAD < max(mads.values())
     page.close()
 
 

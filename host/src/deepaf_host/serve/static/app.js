@@ -239,7 +239,7 @@ $("scan-z-here").onclick = () => {
 };
 $("scan-stop").onclick = () => post("/api/scan/stop").catch(() => {});
 
-// --- viewer: the slide's own pyramid tiles, panned and zoomed --------------------------------------
+// --- viewer: finished scans, the slide in OpenSeadragon, its focus map and report ------------------
 async function loadSlides() {
   const r = await fetch(withToken("/api/slides"), {headers: headers()});
   if (!r.ok) return;
@@ -255,7 +255,23 @@ async function loadSlides() {
   }));
 }
 
-const view = {name: null, levels: [], level: 0, x: 0, y: 0};
+// OpenSeadragon (vendored: static/openseadragon.min.js) over the OME-TIFF's own pyramid:
+// OpenSeadragon's level L is the slide's level (maxLevel - L), since each level of the
+// slide is half the one above it (rounded up), as OpenSeadragon's levels are; a tile is
+// one TIFF tile (/slides/NAME/tile/LEVEL/ROW/COL.jpg), edge tiles cropped.
+let viewer = null;
+window.deepaf.viewer = {name: null, loaded: 0, failed: 0, levels: []};
+
+function tileSource(name, levels) {
+  const full = levels[0];
+  const maxLevel = Math.ceil(Math.log2(Math.max(full.width, full.height, 2)));
+  return {
+    width: full.width, height: full.height, tileWidth: full.tile_width, tileHeight: full.tile_height, tileOverlap: 0,
+    minLevel: Math.max(0, maxLevel - (levels.length - 1)), maxLevel,
+    getTileUrl: (level, x, y) => withToken(`/slides/${encodeURIComponent(name)}/tile/${maxLevel - level}/${y}/${x}.jpg`),
+  };
+}
+
 async function openSlide(s) {
   $("slide-view").hidden = false;
   $("slide-name").textContent = s.name;
@@ -263,61 +279,30 @@ async function openSlide(s) {
   $("slide-report").hidden = !s.files.includes("report.html");
   $("slide-focusmap").hidden = !s.files.includes("focus_map.png");
   if (s.files.includes("focus_map.png")) $("slide-focusmap").src = withToken(`/slides/${s.name}/focus_map.png`);
-  view.name = s.name; view.levels = [];
+  const info = window.deepaf.viewer = {name: s.name, loaded: 0, failed: 0, levels: []};
+  if (viewer) { viewer.destroy(); viewer = null; }
   $("slide-canvas").replaceChildren();
+  $("slide-level").textContent = s.slide ? "" : "not stitched";
   if (!s.slide) return;
   const r = await fetch(withToken(`/slides/${s.name}/levels`), {headers: headers()});
-  view.levels = (await r.json()).levels;
-  view.level = view.levels.length - 1; view.x = 0; view.y = 0;
-  renderSlide();
+  if (!r.ok) { $("slide-level").textContent = (await r.json().catch(() => ({}))).error || r.statusText; return; }
+  const levels = (await r.json()).levels;
+  const halving = levels.every((L, k) => L.tile_width === levels[0].tile_width && L.tile_height === levels[0].tile_height &&
+    L.width === Math.ceil(levels[0].width / 2 ** k) && L.height === Math.ceil(levels[0].height / 2 ** k));
+  if (!halving) { $("slide-level").textContent = "this slide's levels do not halve: the viewer cannot show it"; return; }
+  $("slide-level").textContent = `${levels[0].width} x ${levels[0].height} px, ${levels.length} levels`;
+  viewer = OpenSeadragon({
+    element: $("slide-canvas"), tileSources: tileSource(s.name, levels), drawer: "canvas",
+    showNavigationControl: false, maxZoomPixelRatio: 2, visibilityRatio: 0.5, animationTime: 0.3,
+  });
+  viewer.addHandler("tile-loaded", e => { info.loaded += 1; info.levels.push(e.tile.level); });
+  viewer.addHandler("tile-load-failed", () => { info.failed += 1; });
+  window.deepaf.osd = viewer;
 }
 
-function renderSlide() {
-  const box = $("slide-canvas"), L = view.levels[view.level];
-  if (!L) return;
-  $("slide-level").textContent = `level ${view.level} (${L.width} x ${L.height} px)`;
-  const W = box.clientWidth, H = box.clientHeight;
-  const keep = new Set();
-  const c0 = Math.max(0, Math.floor(view.x / L.tile_width)), r0 = Math.max(0, Math.floor(view.y / L.tile_height));
-  const c1 = Math.min(Math.ceil(L.width / L.tile_width) - 1, Math.floor((view.x + W) / L.tile_width));
-  const r1 = Math.min(Math.ceil(L.height / L.tile_height) - 1, Math.floor((view.y + H) / L.tile_height));
-  for (let r = r0; r <= r1; r++) for (let c = c0; c <= c1; c++) {
-    const id = `t-${view.level}-${r}-${c}`;
-    keep.add(id);
-    let img = document.getElementById(id);
-    if (!img) {
-      img = document.createElement("img");
-      img.id = id; img.className = "slide-tile"; img.draggable = false;
-      img.src = withToken(`/slides/${view.name}/tile/${view.level}/${r}/${c}.jpg`);
-      box.append(img);
-    }
-    img.style.left = (c * L.tile_width - view.x) + "px";
-    img.style.top = (r * L.tile_height - view.y) + "px";
-  }
-  for (const img of [...box.children]) if (!keep.has(img.id)) img.remove();
-}
-
-function zoom(step) {
-  const next = view.level - step;
-  if (next < 0 || next >= view.levels.length) return;
-  const box = $("slide-canvas"), f = step > 0 ? 2 : 0.5;
-  const cx = view.x + box.clientWidth / 2, cy = view.y + box.clientHeight / 2;
-  view.level = next;
-  view.x = cx * f - box.clientWidth / 2; view.y = cy * f - box.clientHeight / 2;
-  renderSlide();
-}
-$("zoom-in").onclick = () => zoom(1);
-$("zoom-out").onclick = () => zoom(-1);
-let drag = null;
-$("slide-canvas").addEventListener("mousedown", e => { drag = {x: e.clientX, y: e.clientY}; });
-window.addEventListener("mouseup", () => { drag = null; });
-window.addEventListener("mousemove", e => {
-  if (!drag) return;
-  view.x -= e.clientX - drag.x; view.y -= e.clientY - drag.y;
-  drag = {x: e.clientX, y: e.clientY};
-  renderSlide();
-});
-$("slide-canvas").addEventListener("wheel", e => { e.preventDefault(); zoom(e.deltaY < 0 ? 1 : -1); }, {passive: false});
+$("zoom-in").onclick = () => { if (viewer) viewer.viewport.zoomBy(2); };
+$("zoom-out").onclick = () => { if (viewer) viewer.viewport.zoomBy(0.5); };
+$("zoom-home").onclick = () => { if (viewer) viewer.viewport.goHome(); };
 
 stream();
 poll();
