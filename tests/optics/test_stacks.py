@@ -209,15 +209,51 @@ def test_random_protocol_draws_a_lab_per_slide_and_records_it(tmp_path: Path) ->
         assert 0.3 <= lab.condenser_fraction <= 1.0 and lab.axial_colour_um is not None
 
 
-@pytest.mark.parametrize("split", ["train", "heldout"])
-def test_corpus_specimens_come_from_their_split_at_a_recorded_scale(tmp_path: Path, split: str) -> None:
+def _check_corpus_split(tmp_path: Path, split: str) -> None:
     from deepaf_host.optics.corpus import corpus_images
 
     images = {img.id: img for img in corpus_images(split)}
     ds = simulate_dataset(tmp_path / split, stacks=4, z_range_um=(-1.0, 1.0, 1.0), seed=5, size=(48, 48),
                           specimen=f"corpus:{split}", stacks_per_slide=1)
+    seen: set[str] = set()
     for rec in ds:
         img = images[rec.extra["specimen_image"]]  # KeyError: an image of the other split
         assert 0.8 * img.pixel_um <= rec.extra["specimen_pixel_um"] <= 1.2 * img.pixel_um
+        seen.add(img.id)
+    assert seen
     with pytest.raises(ConfigError, match="split"):
         simulate_dataset(tmp_path / "bad", stacks=1, z_range_um=(-1.0, 1.0, 1.0), size=(48, 48), specimen="corpus:test")
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_corpus_specimens_come_from_their_split_at_a_recorded_scale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split: str
+) -> None:
+    """On a two-split manifest of images present everywhere (the shipped image as train,
+    a re-encoded crop of it as heldout), so it runs without fetching."""
+    from deepaf_host.optics import corpus
+    from PIL import Image
+
+    shipped = next(img for img in corpus.load_manifest() if img.shipped)
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / shipped.path.name).write_bytes(shipped.path.read_bytes())
+    Image.fromarray(corpus.read_image(shipped)[100:500, 200:700]).save(pkg / "crop.png")
+    crop = {"id": "crop", "file": "crop.png", "sha256": hashlib.sha256((pkg / "crop.png").read_bytes()).hexdigest(),
+            "width": 500, "height": 400, "pixel_um": 0.5, "split": "heldout", "shipped": True}
+    shipped_entry = next(e for e in json.loads(corpus.MANIFEST.read_text(encoding="utf-8")) if e["id"] == shipped.id)
+    entries = [{**shipped_entry, "split": "train"}, {**shipped_entry, **crop}]
+    (pkg / "manifest.json").write_text(json.dumps(entries))
+    monkeypatch.setattr(corpus, "MANIFEST", pkg / "manifest.json")
+    monkeypatch.setenv("DEEPAF_CORPUS_DIR", str(tmp_path / "no-cache"))
+    _check_corpus_split(tmp_path, split)
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_the_real_corpus_splits_simulate_when_fetched(tmp_path: Path, split: str) -> None:
+    from deepaf_host.optics.corpus import corpus_images
+
+    missing = [img.id for img in corpus_images(split) if not img.present]
+    if missing:
+        pytest.skip(f"corpus images {missing} are not on this machine (`deepaf-host corpus fetch --split {split}`)")
+    _check_corpus_split(tmp_path, split)

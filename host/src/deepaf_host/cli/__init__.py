@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     # name: "deepaf_host.cli.<module>:<click command>"
     "calibrate": "deepaf_host.cli.calibrate:calibrate",
     "collect": "deepaf_host.cli.collect:collect",
+    "corpus": "deepaf_host.cli.corpus:corpus",
     "emulate": "deepaf_host.cli.emulate:emulate",
     "eval": "deepaf_host.cli.eval:eval_command",
     "export": "deepaf_host.cli.export:export",
