@@ -206,3 +206,16 @@ def test_estimate_pixel_um_recovers_known_disc_size(pixel_um: float) -> None:
     # Wrong assumed diameter scales the answer: the estimator really measures the discs.
     est2 = estimate_pixel_um(_discs(pixel_um), nucleus_diameter_um=14.0)
     assert abs(est2 - 2 * pixel_um) / (2 * pixel_um) < 0.15, est2
+
+
+def test_the_figure_and_the_trust_bench_name_the_fetch_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both read corpus images that are fetched, not shipped: a one-line message, no traceback."""
+    from deepaf_host.optics import figure
+    from deepaf_host.scan import trust_bench
+
+    monkeypatch.setenv("DEEPAF_CORPUS_DIR", str(tmp_path / "empty"))
+    with pytest.raises(SystemExit, match="deepaf-host corpus fetch --split train"):
+        figure.main([str(tmp_path / "fig.png")])
+    assert not (tmp_path / "fig.png").exists()
+    with pytest.raises(SystemExit, match="deepaf-host corpus fetch --split heldout"):
+        trust_bench.main(["--scenarios", "search: real H&E"])

@@ -286,7 +286,8 @@ def fetch_image(
                         if progress is not None:
                             progress(done, total)
             except urllib.error.HTTPError as exc:
-                raise CorpusDownloadError(url, f"HTTP {exc.code} {exc.reason}") from exc
+                exc.close()  # the error holds the response: close its socket
+                raise CorpusDownloadError(url, f"HTTP {exc.code} {exc.reason}") from None
             except urllib.error.URLError as exc:
                 raise CorpusDownloadError(url, str(exc.reason)) from exc
             except (http.client.HTTPException, TimeoutError, ConnectionError, ValueError) as exc:

@@ -1,9 +1,9 @@
 """A picture of the simulator: ``python -m deepaf_host.optics.figure OUT.png``.
 
 Rows: the same field of a virtual slide through 20x/0.75 under the ``same`` and ``diff``
-protocols, a real H&E image of the shipped corpus, the same field unstained (its phase
-alone, the condenser at 0.7 of the NA), and 4x/0.10; columns: defocus from -4 to +4
-depths of field. Note how +dz and -dz differ (phase contrast flips across focus, axial
+protocols, a real H&E image of the corpus (``deepaf-host corpus fetch --split train``
+downloads it), the same field unstained (its phase alone, the condenser at 0.7 of the
+NA), and 4x/0.10; columns: defocus from -4 to +4 depths of field. Note how +dz and -dz differ (phase contrast flips across focus, axial
 colour, spherical aberration) and how the thick section keeps some structure sharp over
 about a depth of field.
 """
@@ -14,6 +14,7 @@ import argparse
 
 import numpy as np
 
+from ..errors import DatasetError
 from .render import Renderer
 from .slide import VirtualSlide
 from .corpus import corpus_images, read_image
@@ -62,7 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("out", help="PNG file to write")
     ap.add_argument("--size", type=int, default=224)
     args = ap.parse_args(argv)
-    cv2.imwrite(args.out, montage(args.size)[..., ::-1])
+    try:
+        picture = montage(args.size)
+    except DatasetError as exc:  # e.g. the corpus image is not fetched: the message names the command
+        raise SystemExit(f"error: {exc}") from None
+    cv2.imwrite(args.out, picture[..., ::-1])
     print(f"wrote {args.out}")
 
 

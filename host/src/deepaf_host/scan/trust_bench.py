@@ -32,7 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..errors import DeepAfError
+from ..errors import DatasetError, DeepAfError
 from ..optics.presets import get_objective
 from .bench import bench_area_mm, high_res_field_um
 from .session import ScanOptions, run_scan
@@ -65,16 +65,19 @@ def _z_blind_video(tmp: Path, frames: int = 400) -> Path:
     return path
 
 
-def scenarios(tmp: Path) -> dict[str, dict[str, Any]]:
-    """name -> ScanOptions fields."""
+def scenarios(tmp: Path, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """name -> ScanOptions fields. The held-out images are read only when ``names`` (all
+    when None) has a real H&E scenario; a missing one raises the corpus's DatasetError,
+    which names ``deepaf-host corpus fetch``."""
+    heldout = _heldout_folder(tmp) if names is None or any("real H&E" in n for n in names) else tmp / "heldout"
     return {
         "search": {"autofocus": "search"},
         "single-shot": {"autofocus": "single-shot"},
         "search: z-start +150": {"autofocus": "search", "z_start_um": Z_START_UM + 150.0},
         "single-shot: z-start +150": {"autofocus": "single-shot", "z_start_um": Z_START_UM + 150.0},
         "single-shot: over-exposed": {"autofocus": "single-shot", "camera": CAMERA + "&white_dn=400"},
-        "single-shot: real H&E": {"autofocus": "single-shot", "camera": CAMERA + f"&specimen={_heldout_folder(tmp)}"},
-        "search: real H&E": {"autofocus": "search", "camera": CAMERA + f"&specimen={tmp / 'heldout'}"},
+        "single-shot: real H&E": {"autofocus": "single-shot", "camera": CAMERA + f"&specimen={heldout}"},
+        "search: real H&E": {"autofocus": "search", "camera": CAMERA + f"&specimen={heldout}"},
         "Z-blind camera": {"autofocus": "search", "camera": str(_z_blind_video(tmp)), "pixel_size_um": 0.18057},
     }
 
@@ -115,9 +118,13 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        chosen = scenarios(tmp)
-        if args.scenarios != "all":
-            chosen = {k: v for k, v in chosen.items() if k in args.scenarios.split(",")}
+        names = None if args.scenarios == "all" else args.scenarios.split(",")
+        try:
+            chosen = scenarios(tmp, names)
+        except DatasetError as exc:  # the held-out corpus is not fetched: say so, no traceback
+            raise SystemExit(f"error: {exc}") from None
+        if names is not None:
+            chosen = {k: v for k, v in chosen.items() if k in names}
         for i, (name, fields) in enumerate(chosen.items()):
             results.append(run_one(name, fields, area, tmp / f"scan{i}"))
             print(f"  {name}: {results[-1]['status']} in {results[-1]['wall_s']:.0f} s", file=sys.stderr)
