@@ -109,6 +109,12 @@ def test_live_page_preview_jog_autofocus_scan_viewer(browser: object, live_fast:
     assert scan["status"].startswith("complete"), scan
     assert scan["done"] == scan["plan"]["tiles"] == len(scan["tiles"]) >= 4
     assert page.evaluate("document.getElementById('scan-progress').value") == scan["plan"]["tiles"]
+    # the readout after the scan: where the scan parked the stage (not 0, 0, 0: the board
+    # was not reset by a reopened port), and the board is not locked
+    true_um = live.board.true_position_um()
+    page.wait_for_function(f"['x', 'y', 'z'].every((a, i) => Math.abs(Number(document.getElementById('pos-' + a).textContent)"
+                           f" - {list(true_um)}[i]) <= 0.06)")
+    assert -30300 < true_um[0] < -29850 and "locked" not in _text(page, "#board-state")
     page.screenshot(path=str(shots / "4-scan-done.png"))
     page.click("#slides a:text('slide1')")
     _viewer_shows_the_slide(page, live, "slide1")

@@ -127,7 +127,7 @@ function drawMap(scan) {
   }
 }
 
-let strategiesShown = false, lastScanStatus = null;
+let strategiesShown = false, lastScanKey = null;
 async function poll() {
   try {
     const r = await fetch(withToken("/api/state"), {headers: headers()});
@@ -182,8 +182,9 @@ async function poll() {
         (scan.error ? ` — ${scan.error}` : "");
       $("scan-progress").max = total || 1; $("scan-progress").value = scan.done;
       drawMap(scan);
-      if (lastScanStatus !== scan.status && !scan.active) loadSlides();
-      lastScanStatus = scan.status;
+      const key = `${scan.name} ${scan.status} ${scan.active}`;  // the list again when a scan ends
+      if (lastScanKey !== key && !scan.active) loadSlides();
+      lastScanKey = key;
     }
   } catch (e) {
     $("conn").textContent = "server unreachable"; $("conn").className = "badge bad";
