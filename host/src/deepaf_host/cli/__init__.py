@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "export": "deepaf_host.cli.export:export",
     "flash": "deepaf_host.cli.flash:flash_command",
     "profile": "deepaf_host.cli.profile:profile",
+    "refocus": "deepaf_host.cli.refocus:refocus",
     "train": "deepaf_host.cli.train:train",
     "scan": "deepaf_host.cli.scan:scan",
     "serve": "deepaf_host.cli.serve:serve",

@@ -1,0 +1,102 @@
+"""The refocus model card: a small JSON beside the ``.tflite`` (``<name>.json``).
+
+It holds what the autofocus cards hold (``model.card``: name, architecture, file,
+sha256, objective, pixel size, training data, metrics, latency) plus what an
+image-to-image network needs: the tile the model file takes, the margin of every tile
+that is thrown away (so tiles join without seams), the input scaling, and the guard that
+passes frames already in focus through unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+from ..model.card import sha256_of
+
+CARD_FORMAT = "deepaf-refocus/1"
+
+#: The shipped refocus model (models/ in the repository).
+DEFAULT_REFOCUS_MODEL = "deepaf-refocus-20x.tflite"
+
+
+@dataclass
+class RefocusCard:
+    name: str
+    file: str
+    sha256: str
+    #: Side of the square tile the model file takes (pixels at ``pixel_size_um``).
+    tile: int
+    #: Pixels of each tile's border that are discarded when tiles are joined.
+    margin: int
+    objective: str
+    pixel_size_um: float
+    #: |dz| range (um) the network was trained on.
+    range_um: float
+    architecture: str = "residual-unet"
+    channels: int = 3
+    input_dtype: str = "int8"
+    #: The network's input: RGB / 255, output the same scale.
+    scaling: str = "RGB / 255"
+    #: Downsampling factor of the network (tile origins must be multiples of it).
+    stride: int = 8
+    arch_config: dict[str, Any] = field(default_factory=dict)
+    params: int = 0
+    #: Pass-through guard (``runtime.guard``): {"kind": ..., parameters}; {} = none.
+    guard: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    latency: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": CARD_FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], path: str = "<card>") -> RefocusCard:
+        if data.get("format") != CARD_FORMAT:
+            raise ModelError(path, f"not a refocus model card (format {data.get('format')!r}, expected {CARD_FORMAT!r})")
+        fields = {k: v for k, v in data.items() if k != "format"}
+        unknown = set(fields) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ModelError(path, f"unknown key(s) in the refocus card: {sorted(unknown)}")
+        try:
+            card = cls(**fields)
+        except TypeError as exc:
+            raise ModelError(path, f"refocus card is incomplete: {exc}") from None
+        if card.tile < 16 or not 0 <= card.margin < card.tile // 2 or card.stride < 1:
+            raise ModelError(path, f"tile {card.tile} with margin {card.margin} and stride {card.stride} cannot be tiled")
+        if (card.tile - 2 * card.margin) % card.stride:
+            raise ModelError(path, f"tile - 2 margin ({card.tile - 2 * card.margin}) must be a multiple of the stride {card.stride}")
+        return card
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RefocusCard:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelError(str(path), "refocus model card not found (every model needs its <name>.json card)") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelError(str(path), f"refocus model card is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ModelError(str(path), "refocus model card must be a JSON object")
+        return cls.from_json(data, str(path))
+
+    def check_file(self, model_path: str | Path) -> None:
+        """The card describes this very file (name and sha256)."""
+        model_path = Path(model_path)
+        if model_path.name != self.file:
+            raise ModelError(str(model_path), f"card describes {self.file!r}, not {model_path.name!r}")
+        actual = sha256_of(model_path)
+        if actual != self.sha256:
+            raise ModelError(str(model_path), f"sha256 {actual[:12]}... does not match the card's {self.sha256[:12]}... "
+                             "(a corrupt or replaced model file)")

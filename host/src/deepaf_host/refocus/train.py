@@ -1,0 +1,305 @@
+"""Train the single-image refocus network (seed 002, Deep-R) and export it to TFLite.
+
+Needs the ``train`` extra (TensorFlow / Keras 3); nothing at run time imports this.
+
+The network is a residual U-Net: the output is the input plus what the network adds,
+so a frame already in focus needs only a zero residual. Encoder widths 16-32-64-128 with
+two 3x3 convolutions per level, max-pooling down, nearest upsampling and a 3x3
+convolution up, skip concatenations; ReLU throughout (int8-friendly); about 0.47 M
+parameters. Deep-R's generator is a residual U-Net trained as a GAN with MS-SSIM and
+BerHu losses; here the GAN is dropped (2 CPU cores, <= 30 min) and single-scale SSIM
+replaces MS-SSIM (a 128 x 128 crop is too small for five scales of an 11-pixel window):
+``loss = (1 - SSIM) + 5 BerHu`` (BerHu's threshold c = 0.2 max |error| of the batch, as
+Deep-R's reference 49-50). Inputs are RGB / 255; training crops of 128 x 128 from the
+160 x 160 pairs, with random flips and quarter turns of input and truth together.
+
+    python -m deepaf_host.refocus.train --data A.npz B.npz --val V.npz --out runs/refocus --minutes 25
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_WIDTHS = (16, 32, 64, 128)
+CROP = 128
+
+
+def _upsample_layer(name: str, dynamic: bool) -> Any:
+    """Nearest 2x upsampling. For export (``dynamic``) as ``tf.image.resize`` to twice the
+    tensor's own size (one RESIZE_NEAREST_NEIGHBOR op), so that the TFLite file takes any
+    frame size; Keras' UpSampling2D (``ops.repeat``) converts to fixed-shape reshapes.
+    Neither has weights: the same trained weights load into both."""
+    from keras import layers
+
+    if not dynamic:
+        return layers.UpSampling2D(2, interpolation="nearest", name=name)
+
+    class Upsample2x(layers.Layer):
+        def call(self, x: Any) -> Any:
+            import tensorflow as tf
+
+            return tf.image.resize(x, tf.shape(x)[1:3] * 2, method="nearest")
+
+        def compute_output_shape(self, shape: Any) -> Any:
+            return (shape[0], None if shape[1] is None else 2 * shape[1], None if shape[2] is None else 2 * shape[2], shape[3])
+
+    return Upsample2x(name=name)
+
+
+def build_unet(widths: tuple[int, ...] = DEFAULT_WIDTHS, input_shape: tuple[Any, Any, int] = (None, None, 3),
+               dynamic: bool = False) -> Any:
+    import keras
+    from keras import layers
+
+    inp = keras.Input(shape=input_shape, name="frame")
+    x = inp
+    skips = []
+    for i, w in enumerate(widths[:-1]):
+        x = layers.Conv2D(w, 3, padding="same", activation="relu", name=f"enc{i}a")(x)
+        x = layers.Conv2D(w, 3, padding="same", activation="relu", name=f"enc{i}b")(x)
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    x = layers.Conv2D(widths[-1], 3, padding="same", activation="relu", name="mid_a")(x)
+    x = layers.Conv2D(widths[-1], 3, padding="same", activation="relu", name="mid_b")(x)
+    for i in reversed(range(len(widths) - 1)):
+        w = widths[i]
+        x = _upsample_layer(f"up{i}", dynamic)(x)
+        x = layers.Conv2D(w, 3, padding="same", activation="relu", name=f"up{i}_conv")(x)
+        x = layers.Concatenate(name=f"cat{i}")([x, skips[i]])
+        x = layers.Conv2D(w, 3, padding="same", activation="relu", name=f"dec{i}a")(x)
+        x = layers.Conv2D(w, 3, padding="same", activation="relu", name=f"dec{i}b")(x)
+    res = layers.Conv2D(3, 1, padding="same", name="residual", kernel_initializer="zeros")(x)
+    out = layers.Add(name="refocused")([inp, res])
+    return keras.Model(inp, out, name="refocus_unet")
+
+
+def berhu(y: Any, p: Any) -> Any:
+    import tensorflow as tf
+
+    d = tf.abs(y - p)
+    c = tf.maximum(0.2 * tf.reduce_max(d), 1e-6)
+    return tf.reduce_mean(tf.where(d <= c, d, (d * d + c * c) / (2.0 * c)))
+
+
+def refocus_loss(y: Any, p: Any) -> Any:
+    import tensorflow as tf
+
+    ssim = tf.reduce_mean(tf.image.ssim(y, tf.clip_by_value(p, 0.0, 1.0), max_val=1.0))
+    return (1.0 - ssim) + 5.0 * berhu(y, p)
+
+
+class PairData:
+    """Pairs from ``pairs.build_dataset`` files: (input plane, its field's truth)."""
+
+    def __init__(self, paths: list[str]) -> None:
+        ins, truths, dzs = [], [], []
+        for p in paths:
+            with np.load(p) as z:
+                ins.append(z["inputs"])
+                truths.append(z["truth"])
+                dzs.append(z["dz_um"])
+        self.inputs = np.concatenate(ins)  # (F, P, H, W, 3)
+        self.truth = np.concatenate(truths)  # (F, H, W, 3)
+        self.dz = np.concatenate(dzs)  # (F, P)
+        self.n_fields, self.n_planes = self.dz.shape
+
+    def batch(self, rng: np.random.Generator, size: int, crop: int = CROP) -> tuple[np.ndarray, np.ndarray]:
+        f = rng.integers(self.n_fields, size=size)
+        p = rng.integers(self.n_planes, size=size)
+        h, w = self.truth.shape[1:3]
+        x = np.empty((size, crop, crop, 3), np.float32)
+        y = np.empty_like(x)
+        for k in range(size):
+            i, j = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
+            a = self.inputs[f[k], p[k], i : i + crop, j : j + crop]
+            b = self.truth[f[k], i : i + crop, j : j + crop]
+            t = int(rng.integers(4))
+            a, b = np.rot90(a, t), np.rot90(b, t)
+            if rng.random() < 0.5:
+                a, b = a[:, ::-1], b[:, ::-1]
+            x[k], y[k] = a, b
+        return x / np.float32(255.0), y / np.float32(255.0)
+
+
+def evaluate(model: Any, data: PairData) -> dict[str, float]:
+    """Mean SSIM (``metrics.ssim``) of input and output against truth on the whole planes."""
+    from .metrics import ssim
+
+    s_in, s_out = [], []
+    for f in range(data.n_fields):
+        x = data.inputs[f].astype(np.float32) / 255.0
+        y = np.asarray(model(x, training=False))
+        out = np.clip(np.round(y * 255.0), 0, 255).astype(np.uint8)
+        for p in range(data.n_planes):
+            s_in.append(ssim(data.inputs[f, p], data.truth[f]))
+            s_out.append(ssim(out[p], data.truth[f]))
+    return {"ssim_in": float(np.mean(s_in)), "ssim_out": float(np.mean(s_out))}
+
+
+def train(data_paths: list[str], val_path: str, out: str, minutes: float, batch: int = 8, lr: float = 1e-3,
+          seed: int = 0, widths: tuple[int, ...] = DEFAULT_WIDTHS, resume: bool = False) -> Path:
+    import keras
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(2)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    keras.utils.set_random_seed(seed)
+    run = Path(out)
+    run.mkdir(parents=True, exist_ok=True)
+    data = PairData(data_paths)
+    val = PairData([val_path])
+    model = build_unet(widths)
+    if resume and (run / "last.weights.h5").exists():
+        model.load_weights(run / "last.weights.h5")
+    opt = keras.optimizers.Adam(lr)
+
+    @tf.function
+    def step(x: Any, y: Any) -> Any:
+        with tf.GradientTape() as tape:
+            loss = refocus_loss(y, model(x, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    rng = np.random.default_rng(seed)
+    start = time.monotonic()
+    deadline = start + 60.0 * minutes
+    log = open(run / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed below
+    best = -1.0
+    n = 0
+    losses: list[float] = []
+    try:
+        while time.monotonic() < deadline:
+            frac = (time.monotonic() - start) / (deadline - start)
+            opt.learning_rate.assign(lr * 0.5 * (1.0 + np.cos(np.pi * min(frac, 1.0))) + 1e-5)
+            x, y = data.batch(rng, batch)
+            losses.append(float(step(tf.constant(x), tf.constant(y))))
+            n += 1
+            if n % 200 == 0:
+                model.save_weights(run / "last.weights.h5")
+                ev = evaluate(model, val)
+                rec = {"step": n, "minutes": round((time.monotonic() - start) / 60.0, 2),
+                       "loss": round(float(np.mean(losses[-200:])), 5), **{k: round(v, 4) for k, v in ev.items()}}
+                print(json.dumps(rec), flush=True)
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                if ev["ssim_out"] > best:
+                    best = ev["ssim_out"]
+                    model.save_weights(run / "best.weights.h5")
+    finally:
+        log.close()
+    model.save_weights(run / "last.weights.h5")
+    if best < 0:
+        model.save_weights(run / "best.weights.h5")
+    (run / "config.json").write_text(json.dumps({"widths": list(widths), "batch": batch, "lr": lr, "seed": seed,
+                                                 "steps": n, "minutes": minutes, "data": data_paths, "val": val_path,
+                                                 "crop": CROP, "loss": "(1 - SSIM) + 5 BerHu",
+                                                 "n_train_pairs": int(data.n_fields * data.n_planes)}, indent=2))
+    return run
+
+
+def calibration_frames(n: int, tile: int, seed: int = 104) -> np.ndarray:
+    """``n`` defocused frames of ``tile`` pixels (procedural and corpus ``train`` slides of
+    their own seeds) to calibrate the int8 ranges; (n, tile, tile, 3) float32 in [0, 1]."""
+    from .pairs import iter_pair_sets
+
+    frames: list[np.ndarray] = []
+    for specimen in ("procedural", "corpus:train"):
+        for ps in iter_pair_sets(seed=seed, slides=n // 4, fields_per_slide=1, planes_per_field=2, specimen=specimen,
+                                 shape=(tile, tile), p_focus=0.2):
+            frames.extend(ps.inputs)
+    return np.stack(frames[:n]).astype(np.float32) / np.float32(255.0)
+
+
+def convert(model: Any, calibration: np.ndarray | None) -> bytes:
+    """Keras model -> TFLite bytes: full int8 (builtin ops, int8 input and output) when
+    ``calibration`` is given, float32 otherwise."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if calibration is not None:
+        def representative() -> Any:
+            for frame in calibration:
+                yield [frame[None]]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return bytes(converter.convert())
+
+
+def export(run: str, out_dir: str, name: str, tile: int = 320, margin: int = 32, quantize: bool = True,
+           weights: str = "best.weights.h5", calibration_size: int = 48) -> Path:
+    """A trained run -> ``out_dir/<name>.tflite`` and its refocus card ``<name>.json``."""
+    from ..model.card import sha256_of
+    from ..optics.presets import CAMERA_MODES, get_objective, specimen_pixel_um
+    from .card import RefocusCard
+    from .pairs import TRAIN_RANGE_UM
+
+    run_dir = Path(run)
+    config = json.loads((run_dir / "config.json").read_text())
+    widths = tuple(config["widths"])
+    # Dynamic height and width: the file runs on a tile (the card's) or on a whole padded
+    # frame (``RefocusModel.full_frame``, the reference the tiling is checked against).
+    model = build_unet(widths, dynamic=True)
+    model.load_weights(run_dir / weights)
+    calib = calibration_frames(calibration_size, tile) if quantize else None
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.tflite"
+    path.write_bytes(convert(model, calib))
+    obj = get_objective("20x")
+    card = RefocusCard(
+        name=name, file=path.name, sha256=sha256_of(path), tile=tile, margin=margin, objective=obj.name,
+        pixel_size_um=round(specimen_pixel_um(obj, CAMERA_MODES["low"]), 6), range_um=TRAIN_RANGE_UM,
+        input_dtype="int8" if quantize else "float32", stride=2 ** (len(widths) - 1),
+        arch_config={"widths": list(widths), "convs_per_level": 2, "down": "maxpool", "up": "nearest + conv3x3",
+                     "output": "input + residual"},
+        params=int(model.count_params()),
+        training={k: config[k] for k in ("steps", "batch", "lr", "loss", "crop", "n_train_pairs", "data", "val") if k in config},
+    )
+    card.save(path.with_suffix(".json"))
+    return path
+
+
+def main() -> None:  # pragma: no cover - long training run
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", nargs="+", required=True)
+    ap.add_argument("--val", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--minutes", type=float, default=25.0)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--resume", action="store_true")
+    a = ap.parse_args()
+    train(a.data, a.val, a.out, a.minutes, batch=a.batch, lr=a.lr, resume=a.resume)
+
+
+def export_main() -> None:  # pragma: no cover - export of a trained run
+    ap = argparse.ArgumentParser(description="export a refocus run to TFLite with its card")
+    ap.add_argument("run")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--tile", type=int, default=320)
+    ap.add_argument("--margin", type=int, default=32)
+    ap.add_argument("--float", action="store_true", help="float32 instead of int8")
+    a = ap.parse_args()
+    print(export(a.run, a.out, a.name, tile=a.tile, margin=a.margin, quantize=not a.float))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    if len(sys.argv) > 1 and sys.argv[1] == "export":
+        sys.argv.pop(1)
+        export_main()
+    else:
+        main()
