@@ -14,7 +14,7 @@ from pathlib import Path
 import serial
 from deepaf_host.board.simavr import FirmwareSim
 
-from targets import AXES, Target
+from targets import AXES, Target, has_banner_line
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "firmware" / "build"
@@ -60,9 +60,11 @@ class FirmwareTarget(Target):
         port = serial.Serial(self.pty, 115200, timeout=READ_TIMEOUT_S)
         # deepaf-sim holds the AVR in reset for 30 ms after the open, so the banner
         # arrives after pyserial's open() has flushed its input. Wait for it: then the
-        # firmware is up and takes lines. Later boot messages stay unread.
-        got = []
-        while not (got and got[-1].startswith(b"Grbl ")):
+        # firmware is up and takes lines. Later boot messages stay unread. A read may
+        # return part of a line (its timeout ran out mid-line on a loaded machine), so
+        # the whole banner line is looked for in everything read.
+        got: list[bytes] = []
+        while not has_banner_line(b"".join(got)):
             got.append(port.read_until(b"\n"))
             if time.monotonic() > deadline:
                 port.close()

@@ -47,3 +47,9 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Stop the target and free its resources."""
+
+
+def has_banner_line(data: bytes) -> bool:
+    """Whether ``data`` holds a whole line (up to its LF) that starts with the banner."""
+    start = (b"\n" + data).find(b"\nGrbl ")
+    return start >= 0 and data.find(b"\n", start) >= 0

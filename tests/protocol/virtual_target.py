@@ -13,7 +13,7 @@ import time
 import serial
 
 from deepaf_host.board import VirtualBoard
-from targets import AXES, Target
+from targets import AXES, Target, has_banner_line
 
 READ_TIMEOUT_S = 0.2
 BOOT_TIMEOUT_S = 5.0
@@ -37,8 +37,8 @@ class VirtualTarget(Target):
         # stay for the test.
         deadline = time.monotonic() + BOOT_TIMEOUT_S
         got = b""
-        while not got.startswith(b"Grbl "):
-            got = port.read_until(b"\n")
+        while not has_banner_line(got):
+            got += port.read_until(b"\n")
             if time.monotonic() > deadline:
                 port.close()
                 raise TimeoutError(f"no banner from {self.board.url}: {got!r}")
