@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 import serial
-from deepaf_host.protocol_tables import SETTINGS
+from deepaf_host.protocol_tables import GRBL_DIALECT, RX_BUFFER_SIZE, SETTINGS
 
 from targets import Target
 
 TIMEOUT_S = 20.0
-BANNER_RE = re.compile(r"^Grbl 1\.1h \[DeepAf (\d+\.\d+\.\d+) protocol (\d+)\] \['\$' for help\]$")
+BANNER_RE = re.compile(rf"^Grbl {re.escape(GRBL_DIALECT)} \[DeepAf (\d+\.\d+\.\d+) protocol (\d+)\] \['\$' for help\]$")
 _NUM = r"-?\d+\.\d{4}"
 STATUS_RE = re.compile(
     rf"^<(?P<state>Idle|Run|Hold:[01]|Jog|Home|Alarm)"
@@ -201,7 +201,7 @@ class Board:
                 return lines
 
     def stream(self, lines: list[str], realtime: dict[int, bytes] | None = None) -> list[list[str]]:
-        """Sends lines with character counting (protocol.md 3.4): at most 127 bytes
+        """Sends lines with character counting (protocol.md 3.4): at most 127 bytes (RX_BUFFER_SIZE - 1)
         unanswered. realtime: bytes to send right after line i. Returns each line's
         reply lines (messages before the ok/error included; status reports left out)."""
         in_flight: deque[int] = deque()
@@ -213,7 +213,7 @@ class Board:
 
         for i, text in enumerate(lines):
             size = len(text) + 1
-            while in_flight and sum(in_flight) + size > 127:
+            while in_flight and sum(in_flight) + size > RX_BUFFER_SIZE - 1:
                 take()
             self.write(text + "\n")
             in_flight.append(size)

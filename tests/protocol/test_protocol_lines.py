@@ -3,23 +3,25 @@ per line, the status report format."""
 
 from __future__ import annotations
 
+from deepaf_host.protocol_tables import DEEPAF_PROTOCOL_VERSION, GRBL_DIALECT, LINE_MAX, N_AXIS, RX_BUFFER_SIZE
+
 from board_client import BANNER_RE, Board, Status
 
 
 def test_soft_reset_prints_banner(board: Board) -> None:
     lines = board.soft_reset()
     assert BANNER_RE.match(lines[-1])
-    assert BANNER_RE.match(lines[-1]).group(2) == "1"  # type: ignore[union-attr]
+    assert BANNER_RE.match(lines[-1]).group(2) == str(DEEPAF_PROTOCOL_VERSION)  # type: ignore[union-attr]
     assert lines[:-1] == [], "nothing but the banner when idle"
 
 
 def test_build_info(board: Board) -> None:
     lines = board.ok("$I")
-    assert lines[0] == "[VER:1.1h.DeepAf:]"
+    assert lines[0] == f"[VER:{GRBL_DIALECT}.DeepAf:]"
     opt = lines[1]
-    assert opt.startswith("[OPT:HL,") and opt.endswith(",128]"), opt
+    assert opt.startswith("[OPT:HL,") and opt.endswith(f",{RX_BUFFER_SIZE}]"), opt
     assert int(opt.split(",")[1]) >= 8, "the planner holds at least 8 blocks"
-    assert lines[2].startswith("[DEEPAF:FW=") and lines[2].endswith(",PROTO=1,AXES=3]"), lines[2]
+    assert lines[2].startswith("[DEEPAF:FW=") and lines[2].endswith(f",PROTO={DEEPAF_PROTOCOL_VERSION},AXES={N_AXIS}]"), lines[2]
     assert len(lines) == 3
 
 
@@ -27,7 +29,7 @@ def test_status_report_when_idle(board: Board) -> None:
     s = board.status()
     assert s.state == "Alarm"  # homing enabled: boots locked
     assert s.mpos == (0, 0, 0)
-    assert s.rx_bytes == 128
+    assert s.rx_bytes == RX_BUFFER_SIZE
     assert s.feed == 0
     assert s.pins == "" and s.wco is None
     board.unlock()
@@ -77,10 +79,10 @@ def test_realtime_bytes_never_enter_a_line(board: Board) -> None:
 
 def test_line_length_limit(board: Board) -> None:
     board.unlock()
-    exactly_80 = "G4 P0 (" + "x" * 72 + ")"
-    assert len(exactly_80) == 80
-    assert board.send(exactly_80) == ["ok"]
-    assert board.send(exactly_80 + " ") == ["error:11"]
+    longest = "G4 P0 (" + "x" * (LINE_MAX - 8) + ")"
+    assert len(longest) == LINE_MAX
+    assert board.send(longest) == ["ok"]
+    assert board.send(longest + " ") == ["error:11"]
     # A very long line is discarded up to its terminator: one error, then normal.
     board.write(b"G0 X" + b"9" * 300 + b"\n")
     assert board.reply() == ["error:11"]

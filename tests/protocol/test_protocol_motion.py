@@ -7,6 +7,7 @@ import random
 from decimal import Decimal
 
 import pytest
+from deepaf_host.protocol_tables import RX_BUFFER_SIZE
 
 from board_client import DEFAULT_SPM, FAST_SETTINGS, Board, mm_for, steps_for
 
@@ -259,7 +260,7 @@ def test_planner_full_blocks_reading_but_not_realtime(board: Board) -> None:
     # full; they wait in the receive buffer.
     in_flight = 0
     for _ in range(40):
-        while in_flight + 10 > 127:
+        while in_flight + 10 > RX_BUFFER_SIZE - 1:
             assert board.reply() == ["ok"]
             in_flight -= 10
         board.write("G91 X-0.5\n")
@@ -267,7 +268,7 @@ def test_planner_full_blocks_reading_but_not_realtime(board: Board) -> None:
     board.wait_seconds(0.05)
     s = board.status()  # realtime bytes still work
     assert s.state == "Run" and s.blocks <= 1, s
-    assert s.rx_bytes <= 128 - 100, "the unanswered lines wait in the receive buffer"
+    assert s.rx_bytes <= RX_BUFFER_SIZE - 100, "the unanswered lines wait in the receive buffer"
     while in_flight:
         assert board.reply() == ["ok"]
         in_flight -= 10
