@@ -489,6 +489,8 @@ def main(argv: list[str]) -> int:
     for path in stale:
         path.write_text(files[path], encoding="utf-8")
         print(f"wrote {path.relative_to(ROOT)}")
+    if not stale:
+        print(f"the {len(files)} generated files are up to date")
     return 0
 
 
