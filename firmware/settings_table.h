@@ -68,6 +68,38 @@ enum {
 	S(142, K_FLOAT_1, backlash[2]) \
 	S(150, K_INT_65535, idle_release)
 
+/* Each field is as wide as its kind says (settings_t is declared in settings.h). */
+_Static_assert(sizeof(((settings_t *)0)->pulse_us) == 1, "$0: settings_t.pulse_us is not u8");
+_Static_assert(sizeof(((settings_t *)0)->step_invert) == 1, "$2: settings_t.step_invert is not u8");
+_Static_assert(sizeof(((settings_t *)0)->dir_invert) == 1, "$3: settings_t.dir_invert is not u8");
+_Static_assert(sizeof(((settings_t *)0)->enable_invert) == 1, "$4: settings_t.enable_invert is not u8");
+_Static_assert(sizeof(((settings_t *)0)->limit_invert) == 1, "$5: settings_t.limit_invert is not u8");
+_Static_assert(sizeof(((settings_t *)0)->junction_deviation) == 4, "$11: settings_t.junction_deviation is not float");
+_Static_assert(sizeof(((settings_t *)0)->soft_limits) == 1, "$20: settings_t.soft_limits is not u8");
+_Static_assert(sizeof(((settings_t *)0)->hard_limits) == 1, "$21: settings_t.hard_limits is not u8");
+_Static_assert(sizeof(((settings_t *)0)->homing_enable) == 1, "$22: settings_t.homing_enable is not u8");
+_Static_assert(sizeof(((settings_t *)0)->homing_dir) == 1, "$23: settings_t.homing_dir is not u8");
+_Static_assert(sizeof(((settings_t *)0)->homing_locate) == 4, "$24: settings_t.homing_locate is not float");
+_Static_assert(sizeof(((settings_t *)0)->homing_seek) == 4, "$25: settings_t.homing_seek is not float");
+_Static_assert(sizeof(((settings_t *)0)->homing_debounce) == 2, "$26: settings_t.homing_debounce is not u16");
+_Static_assert(sizeof(((settings_t *)0)->homing_pulloff) == 4, "$27: settings_t.homing_pulloff is not float");
+_Static_assert(sizeof(((settings_t *)0)->steps_per_mm[0]) == 4, "$100: settings_t.steps_per_mm[0] is not float");
+_Static_assert(sizeof(((settings_t *)0)->steps_per_mm[1]) == 4, "$101: settings_t.steps_per_mm[1] is not float");
+_Static_assert(sizeof(((settings_t *)0)->steps_per_mm[2]) == 4, "$102: settings_t.steps_per_mm[2] is not float");
+_Static_assert(sizeof(((settings_t *)0)->max_rate[0]) == 4, "$110: settings_t.max_rate[0] is not float");
+_Static_assert(sizeof(((settings_t *)0)->max_rate[1]) == 4, "$111: settings_t.max_rate[1] is not float");
+_Static_assert(sizeof(((settings_t *)0)->max_rate[2]) == 4, "$112: settings_t.max_rate[2] is not float");
+_Static_assert(sizeof(((settings_t *)0)->acceleration[0]) == 4, "$120: settings_t.acceleration[0] is not float");
+_Static_assert(sizeof(((settings_t *)0)->acceleration[1]) == 4, "$121: settings_t.acceleration[1] is not float");
+_Static_assert(sizeof(((settings_t *)0)->acceleration[2]) == 4, "$122: settings_t.acceleration[2] is not float");
+_Static_assert(sizeof(((settings_t *)0)->max_travel[0]) == 4, "$130: settings_t.max_travel[0] is not float");
+_Static_assert(sizeof(((settings_t *)0)->max_travel[1]) == 4, "$131: settings_t.max_travel[1] is not float");
+_Static_assert(sizeof(((settings_t *)0)->max_travel[2]) == 4, "$132: settings_t.max_travel[2] is not float");
+_Static_assert(sizeof(((settings_t *)0)->backlash[0]) == 4, "$140: settings_t.backlash[0] is not float");
+_Static_assert(sizeof(((settings_t *)0)->backlash[1]) == 4, "$141: settings_t.backlash[1] is not float");
+_Static_assert(sizeof(((settings_t *)0)->backlash[2]) == 4, "$142: settings_t.backlash[2] is not float");
+_Static_assert(sizeof(((settings_t *)0)->idle_release) == 2, "$150: settings_t.idle_release is not u16");
+
 /* The defaults (settings_t initialiser): the reference build of protocol.md section 8. */
 #define SETTINGS_DEFAULTS { \
 	.pulse_us = 4, \

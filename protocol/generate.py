@@ -266,6 +266,13 @@ def settings_table_h(t: Tables) -> str:
     ]
     out += [f"\tS({s.number}, K_{s.kind.name}, {s.field}) \\" for s in t.deepaf_settings()]
     out[-1] = out[-1][:-2]
+    out += ["", "/* Each field is as wide as its kind says (settings_t is declared in settings.h). */"]
+    size = {"u8": 1, "u16": 2, "float": 4}
+    for s in t.deepaf_settings():
+        out.append(
+            f"_Static_assert(sizeof(((settings_t *)0)->{s.field}) == {size[s.kind.storage]}, "
+            f'"${s.number}: settings_t.{s.field} is not {s.kind.storage}");'
+        )
     out += ["", "/* The defaults (settings_t initialiser): the reference build of protocol.md section 8. */"]
     out.append("#define SETTINGS_DEFAULTS { \\")
     for s in t.deepaf_settings():
