@@ -60,7 +60,8 @@ def test_fourier_magnitude_is_fcfnn_input() -> None:
     patches = rng.integers(0, 256, size=(3, 96, 96, 3)).astype(np.uint8)
     x = fourier_magnitude(patches, crop=64)
     assert x.shape == (3, 64, 64, 1)
-    np.testing.assert_allclose(x.mean(axis=(1, 2, 3)), 1, rtol=1e-5)
+    np.testing.assert_allclose(np.expm1(x).mean(axis=(1, 2, 3)), 1, rtol=1e-5)  # unit mean before log1p
+    assert 0.0 <= float(x.min()) and float(x.max()) < 8.0  # a range int8 keeps (log1p of <= 64^2)
     with pytest.raises(ValueError, match="larger than the patch"):
         fourier_magnitude(patches[:, :32, :32], crop=64)
 
