@@ -40,9 +40,11 @@ from .machine import Machine
 
 BAUD = BAUD_RATE
 BYTE_S = 10.0 / BAUD
+_DEFAULT = {s.field: s.default for s in SETTINGS if s.field}  # the DeepAf defaults by firmware field
 #: Physical steps per mm of the reference build (protocol.md section 8 defaults).
-_DEFAULT = {s.field: s.default for s in SETTINGS}
 REFERENCE_STEPS_PER_MM = (_DEFAULT["steps_per_mm[0]"], _DEFAULT["steps_per_mm[1]"], _DEFAULT["steps_per_mm[2]"])
+#: Travel of the reference build (the $130-$132 defaults).
+REFERENCE_TRAVEL_MM = (_DEFAULT["max_travel[0]"], _DEFAULT["max_travel[1]"], _DEFAULT["max_travel[2]"])
 #: Default limit switches (motor steps from power-up, towards +): homing from power-up
 #: finds them after 10 mm (X, Y) and 2 mm (Z).
 DEFAULT_SWITCHES = ((8000, "+"), (8000, "+"), (32000, "+"))

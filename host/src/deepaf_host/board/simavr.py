@@ -23,12 +23,10 @@ import threading
 import time
 from pathlib import Path
 
-from .board import DEFAULT_SWITCHES, REFERENCE_STEPS_PER_MM
+from .board import DEFAULT_SWITCHES, REFERENCE_STEPS_PER_MM, REFERENCE_TRAVEL_MM
 
 F_CPU = 16_000_000
 START_TIMEOUT_S = 10.0
-#: Travel of the reference build (protocol.md section 8), for switches homed towards -.
-REFERENCE_TRAVEL_MM = (60.0, 40.0, 8.0)
 
 
 class FirmwareSim:
