@@ -38,8 +38,10 @@ def error_number(name: str) -> int:
     raise KeyError(name)
 
 
-def alarm_number(name: str) -> int:
-    for code in ALARMS.values():
-        if code.name == name:
+def alarm_number(name: str, dialect: str = "deepaf") -> int:
+    """The number of the alarm called ``name`` that a ``dialect`` board sends (stock GRBL's
+    ``SOFT_LIMIT`` is 2; a DeepAf board has none)."""
+    for code in _ALARM_ROWS:
+        if code.name == name and dialect in code.dialects:
             return code.number
     raise KeyError(name)

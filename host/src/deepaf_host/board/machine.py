@@ -127,7 +127,7 @@ class Machine(MachineCore):
                 return E("UNDEFINED_FEED_RATE")
             result = self._target(block, absolute, E("SOFT_LIMIT") if self.deepaf else GRBL_SOFT_LIMIT)
             if result == GRBL_SOFT_LIMIT:
-                self._critical_alarm(2)
+                self._critical_alarm(codes.alarm_number("SOFT_LIMIT", "grbl"))
                 return None
             if isinstance(result, int):
                 return result

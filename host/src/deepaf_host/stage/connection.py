@@ -46,7 +46,7 @@ from ..errors import (
     HandshakeError,
     ProtocolTimeout,
 )
-from ..protocol_tables import ALARMS, BAUD_RATE, SETTINGS
+from ..protocol_tables import BAUD_RATE, SETTINGS
 from .info import BoardInfo, parse_build_info
 from .port import LinePort, log
 from .replies import Kind, StatusReport
@@ -57,7 +57,7 @@ ALARM_GRACE_S = 1.0
 #: Lines that change nothing: sent again once after a garbled reply.
 QUERIES = frozenset({"$", "$I", "$$", "$G", "$#"})
 #: Stock GRBL's soft-limit alarm (not in protocol.md's table: a DeepAf board answers error:61).
-GRBL_SOFT_LIMIT_ALARM = next(c.number for c in ALARMS if c.name == "SOFT_LIMIT" and c.dialects == ("grbl",))
+GRBL_SOFT_LIMIT_ALARM = codes.alarm_number("SOFT_LIMIT", "grbl")
 #: Settings a stock GRBL board does not have (protocol/settings.csv's dialects).
 DEEPAF_ONLY_SETTINGS = frozenset(s.number for s in SETTINGS if "grbl" not in s.dialects)
 
