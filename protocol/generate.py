@@ -225,6 +225,9 @@ def settings_table_h(t: Tables) -> str:
     if any(k.low != 0 for k in floats) or any(k.low_exclusive for k in kinds if k.integer):
         raise TableError("kinds.csv: float kinds start at 0 (or >0), integer kinds at an inclusive low")
     last = {s: [k.name for k in kinds if k.storage == s][-1] for s in storages}
+    too_big = [s.number for s in t.deepaf_settings() if s.number > 255]
+    if too_big:
+        raise TableError(f"settings.csv ${too_big[0]}: the firmware's table keeps setting numbers in one byte (0-255)")
     out = [
         "/*",
         " * settings_table.h - the settings of protocol.md section 8: number, kind, field, default.",

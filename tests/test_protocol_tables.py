@@ -80,6 +80,7 @@ def test_a_changed_row_makes_the_check_fail_and_changes_every_output(
         ("settings.csv", ",INT_1000,", ",INT_999,", "not in kinds.csv"),
         ("settings.csv", "150,idle release delay,idle_release,", "150,idle release delay,,", "firmware field"),
         ("settings.csv", "101,Y steps", "99,Y steps", "increasing"),
+        ("settings.csv", "150,idle release delay,idle_release,", "256,idle release delay,idle_release,", "one byte"),
         ("errors.csv", "63,HOMING_FAILED,deepaf,", "63,HOMING_FAILED,deepaf grbl marlin,", "dialects"),
         ("alarms.csv", "9,HOMING_FAIL_APPROACH", "8,HOMING_FAIL_APPROACH", "increasing"),
         ("kinds.csv", "INT_1000,u16,0-1000", "INT_1000,u16,1000", "range"),
