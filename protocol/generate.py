@@ -119,12 +119,20 @@ def _increasing(name: str, numbers: list[int]) -> None:
         raise TableError(f"{name}: numbers must be unique and increasing")
 
 
+def _unique(name: str, names: list[str]) -> None:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise TableError(f"{name}: {', '.join(repeated)} named twice")
+
+
 def _codes(name: str) -> list[Code]:
     codes = [
         Code(int(r["number"]), r["name"], r["text"], _dialects(f"{name} {r['number']}", r["dialects"]))
         for r in _rows(name, ["number", "name", "dialects", "text"])
     ]
     _increasing(name, [c.number for c in codes])
+    for dialect in DIALECTS:
+        _unique(name, [c.name for c in codes if dialect in c.dialects])
     return codes
 
 
@@ -162,6 +170,7 @@ def read_tables() -> Tables:
             raise TableError(f"{where}: default {r['default']} is outside its kind {kind.name} ({kind.range})")
         settings.append(setting)
     _increasing("settings.csv", [s.number for s in settings])
+    _unique("settings.csv", [s.field for s in settings if s.field])
     constants = [
         Constant(r["name"], r["value"], r["type"], r["c_suffix"], r["c_override"] == "yes", r["why"])
         for r in _rows("constants.csv", ["name", "value", "type", "c_suffix", "c_override", "why"])
@@ -488,7 +497,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         files = outputs(read_tables())
-    except TableError as exc:
+    except (TableError, ValueError) as exc:  # ValueError: a number that is not one
         print(f"protocol/generate.py: {exc}", file=sys.stderr)
         return 1
     stale = [p for p, text in files.items() if not p.exists() or p.read_text(encoding="utf-8") != text]

@@ -82,6 +82,8 @@ def test_a_changed_row_makes_the_check_fail_and_changes_every_output(
         ("settings.csv", "101,Y steps", "99,Y steps", "increasing"),
         ("settings.csv", "150,idle release delay,idle_release,", "256,idle release delay,idle_release,", "one byte"),
         ("errors.csv", "63,HOMING_FAILED,deepaf,", "63,HOMING_FAILED,deepaf grbl marlin,", "dialects"),
+        ("errors.csv", "62,VALUE_OUT_OF_RANGE,", "62,SOFT_LIMIT,", "SOFT_LIMIT named twice"),
+        ("settings.csv", "141,Y backlash,backlash[1],", "141,Y backlash,backlash[0],", "named twice"),
         ("alarms.csv", "9,HOMING_FAIL_APPROACH", "8,HOMING_FAIL_APPROACH", "increasing"),
         ("kinds.csv", "INT_1000,u16,0-1000", "INT_1000,u16,1000", "range"),
         ("kinds.csv", "INT_65535,u16,0-65535", "INT_65535,u16,>0", "integer kinds"),
