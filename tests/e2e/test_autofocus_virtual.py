@@ -20,11 +20,12 @@ def test_strategy_lands_within_half_the_depth_of_field(strategy: str, board: Vir
     with Connection(board.url) as conn:
         stage = Stage(conn)
         stage.home()
-        cam = TimedCamera(open_camera(CAMERA, pose_source=board), board.sleep)
-        half_dof = cam.objective.depth_of_field_um() / 2  # 0.49 um at 20x/0.75
+        virtual = open_camera(CAMERA, pose_source=board)
+        cam = TimedCamera(virtual, board.sleep)
+        half_dof = virtual.objective.depth_of_field_um() / 2  # 0.49 um at 20x/0.75
         af = make_strategy(strategy)
         for x, y, offset in FIELDS:
-            focus = cam.true_focus_z_um(x, y)
+            focus = virtual.true_focus_z_um(x, y)
             start = round(focus + offset, 1)
             stage.move_to(x, y, start)
             ctx = FocusContext(clock=board.seconds, sleep=board.sleep)
@@ -42,9 +43,10 @@ def test_failure_leaves_the_stage_where_it_was(board: VirtualBoard) -> None:
     with Connection(board.url) as conn:
         stage = Stage(conn)
         stage.home()
-        cam = TimedCamera(open_camera(CAMERA, pose_source=board), board.sleep)
+        virtual = open_camera(CAMERA, pose_source=board)
+        cam = TimedCamera(virtual, board.sleep)
         x, y = -30000.0, -20000.0
-        start = round(cam.true_focus_z_um(x, y) + 25.0, 1)
+        start = round(virtual.true_focus_z_um(x, y) + 25.0, 1)
         stage.move_to(x, y, start)
         result = make_strategy("stack").run(stage, cam, start, FocusContext(clock=board.seconds, sleep=board.sleep))
         assert not result.ok

@@ -1,5 +1,5 @@
 """One end-to-end scan on the real firmware: ``simavr://`` runs firmware/build/deepaf.elf
-in simavr, and the virtual camera follows its motors (``Connection.pose_source``), so
+in simavr, and the virtual camera follows its motors (``deepaf_host.sim.simulated_board``), so
 homing, every move, the autofocus sweeps, parking and the release go through the same
 firmware that ships. A small area (2 x 2 tiles, one of them glass) and small frames keep
 it well under a minute."""

@@ -25,6 +25,7 @@ from deepaf_host.scan import Area, ScanConfig, ScanEvents, ScanRunner, plan_tile
 from deepaf_host.scan.manifest import MANIFEST
 from deepaf_host.scan.qc import image_sharpness
 from deepaf_host.scan.session import open_microscope
+from deepaf_host.sim import truth_of
 
 #: The demo area: 2 x 3 tiles, 3 of them tissue.
 AREA_MM = "-30.30,-15.92,-29.75,-15.62"
@@ -41,7 +42,7 @@ def scan(board: VirtualBoard, out: Path, area: str = AREA_MM, config: ScanConfig
         plan = plan_tiles(Area.parse_mm(area), (w * p, h * p))
         cam = wrap(camera) if wrap else camera
         runner = ScanRunner(stage, cam, plan, out, config or ScanConfig(), clock=clock, sleep=sleep,
-                            simulated_clock=simulated, events=events)
+                            simulated_clock=simulated, events=events, truth=truth_of(camera))
         return runner.run()
 
 
@@ -219,7 +220,7 @@ def test_focus_error_and_tile_positions_are_scored_where_the_stage_truly_was(tmp
         h, w = camera.frame_shape("high")
         p = camera.pixel_size_um("high")
         plan = plan_tiles(Area.parse_mm(AREA_MM), (w * p, h * p))
-        report = ScanRunner(stage, camera, plan, out, ScanConfig(), clock=clock, sleep=sleep, simulated_clock=simulated).run()
+        report = ScanRunner(stage, camera, plan, out, ScanConfig(), clock=clock, sleep=sleep, simulated_clock=simulated, truth=truth_of(camera)).run()
     imaged = [r for r in lines(out) if not r["empty"]]
     assert report["status"] == "complete" and imaged
     offsets = [abs(r["true_x_um"] - r["x_um"]) + abs(r["true_y_um"] - r["y_um"]) for r in imaged]
@@ -241,7 +242,7 @@ def test_registration_on_the_virtual_microscope_with_stage_errors(tmp_path: Path
         h, w = camera.frame_shape("high")
         p = camera.pixel_size_um("high")
         plan = plan_tiles(Area.parse_mm(area), (w * p, h * p))
-        ScanRunner(stage, camera, plan, out, ScanConfig(), clock=clock, sleep=sleep, simulated_clock=simulated).run()
+        ScanRunner(stage, camera, plan, out, ScanConfig(), clock=clock, sleep=sleep, simulated_clock=simulated, truth=truth_of(camera)).run()
     summary = stitch(out, StitchOptions(smallest_level_px=128))
     seams = summary["ground_truth"]["seam_error_px"]
     assert seams["stitched_all_pairs"]["median"] <= 1.0 and seams["stitched_all_pairs"]["max"] <= 3.0, seams

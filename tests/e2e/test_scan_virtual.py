@@ -20,6 +20,7 @@ from deepaf_host.errors import ConnectionLost
 from deepaf_host.scan import Area, ScanConfig, ScanRunner, plan_tiles
 from deepaf_host.scan.manifest import MANIFEST
 from deepaf_host.scan.session import ScanOptions, open_microscope, run_scan
+from deepaf_host.sim import truth_of
 
 #: 3 x 4 tiles on the upper edge of the tissue: 7 tissue tiles, 5 of glass.
 AREA_MM = "-30.30,-15.90,-29.75,-15.40"
@@ -65,7 +66,7 @@ def test_disconnect_mid_autofocus_then_resume_completes_without_loss_or_duplicat
         # Frame 50: in the autofocus of the third tissue tile (the first one takes the
         # low-res frame, the 25-plane initial focus and a 13-plane stack).
         cam = PullsTheCable(camera, stage.connection.serial, after_grabs=50)
-        runner = ScanRunner(stage, cam, plan, out, ScanConfig(), clock=clock, sleep=sleep, simulated_clock=simulated)
+        runner = ScanRunner(stage, cam, plan, out, ScanConfig(), clock=clock, sleep=sleep, simulated_clock=simulated, truth=truth_of(cam))
         with pytest.raises(ConnectionLost):
             runner.run()
     first = manifest(out)
@@ -166,7 +167,7 @@ def test_ctrl_c_while_waiting_for_a_reply_parks_and_releases(board: VirtualBoard
             return original_read(size)
 
         port.read = read  # type: ignore[method-assign]
-        runner = ScanRunner(stage, camera, plan, out, ScanConfig(), clock=clock, sleep=sleep, simulated_clock=simulated)
+        runner = ScanRunner(stage, camera, plan, out, ScanConfig(), clock=clock, sleep=sleep, simulated_clock=simulated, truth=truth_of(camera))
         with pytest.raises(KeyboardInterrupt):
             runner.run()
         report = json.loads((out / "report.json").read_text())

@@ -135,5 +135,12 @@ class FakeCamera(Camera):
     def pixel_size_um(self, mode: FrameMode = "low") -> float:
         return 0.5
 
+    # The fake's ground truth (``deepaf_host.sim.Truth``): an exact stage, a flat focus.
     def true_focus_z_um(self, x_um: float, y_um: float) -> float:
         return self.focus_z_um
+
+    def true_xy_um(self) -> tuple[float, float]:
+        return (self.stage.x, self.stage.y)
+
+    def true_defocus_um(self) -> float:
+        return self.stage.position().z_um - self.focus_z_um

@@ -20,6 +20,7 @@ from deepaf_host.errors import (
 )
 from deepaf_host.stage import Connection
 from deepaf_host.stage.replies import Kind, classify, parse_status
+from deepaf_host.sim import simulated_board
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def test_handshake_reads_the_deepaf_dialect(board: VirtualBoard) -> None:
         assert conn.info.dialect == "deepaf" and conn.info.is_deepaf
         assert (conn.info.firmware_version, conn.info.protocol_version, conn.info.axes) == ("0.1.0", 1, 3)
         assert (conn.info.planner_blocks, conn.info.rx_buffer_bytes) == (15, 128)
-        assert conn.pose_source is board
+        assert simulated_board(conn) is board
         # The boot messages came after pyserial's open(): they were taken in stride.
         assert "[MSG:'$H'|'$X' to unlock]" in conn.messages
 

@@ -15,6 +15,7 @@ import pytest
 from deepaf_host.board import VirtualBoard
 from deepaf_host.board.pty import PtyServer
 from deepaf_host.stage import Connection, Position, Stage
+from deepaf_host.sim import simulated_board
 
 ROOT = Path(__file__).resolve().parents[2]
 ELF = ROOT / "firmware" / "build" / "deepaf.elf"
@@ -43,7 +44,7 @@ def test_pty_server_serves_the_board(served: tuple[VirtualBoard, PtyServer]) -> 
     path = server.path
     with Connection(path) as conn:
         assert conn.info.is_deepaf
-        assert conn.pose_source is None, "a pty is hardware to the host"
+        assert simulated_board(conn) is None, "a pty is hardware to the host"
         stage = Stage(conn)
         assert stage.home() == Position(-1000.0, -1000.0, -1000.0)
         stage.move_to(x_um=-2500.0, z_um=-1500.0)
@@ -109,7 +110,7 @@ def test_emulate_cli_refuses_a_bad_speed() -> None:
 def test_simavr_url_runs_the_firmware_with_ground_truth() -> None:
     with Connection(f"simavr://{ELF}?speed=fast") as conn:
         assert conn.info.is_deepaf and conn.info.firmware_version == "0.1.0"
-        sim = conn.pose_source
+        sim = simulated_board(conn)
         assert sim is not None
         stage = Stage(conn)
         stage.home(timeout_s=120)

@@ -26,7 +26,8 @@ def make(tmp_path: Path, blank_x_above: float = -29700.0) -> tuple[FakeStage, Fa
     cam = FakeCamera(stage, FOCUS, blank_where=lambda x, y: x > blank_x_above)
     plan = plan_tiles(Area(-30400, -20200, -29600, -19800), (256 * 0.5 * 2, 256 * 0.5 * 2))
     cfg = ScanConfig(z_start_um=-4000.0, settle_s=0.1, image_format="png")
-    return stage, cam, ScanRunner(stage, cam, plan, tmp_path, cfg, clock=stage.clock, sleep=stage.sleep, simulated_clock=True)
+    return stage, cam, ScanRunner(stage, cam, plan, tmp_path, cfg, clock=stage.clock, sleep=stage.sleep, simulated_clock=True,
+                                    truth=cam)
 
 
 class Recorder(ScanEvents):
@@ -152,7 +153,8 @@ def test_resume_refuses_another_plan(tmp_path: Path) -> None:
         runner.run()
     stage2, cam2, runner2 = make(tmp_path)
     other = plan_tiles(Area(-30400, -20200, -29000, -19800), (256.0, 256.0))
-    runner2 = ScanRunner(stage2, cam2, other, tmp_path, runner2.config, resume=True, clock=stage2.clock, sleep=stage2.sleep)
+    runner2 = ScanRunner(stage2, cam2, other, tmp_path, runner2.config, resume=True, clock=stage2.clock, sleep=stage2.sleep,
+                         truth=cam2)
     with pytest.raises(ConfigError, match="was planned as"):
         runner2.run()
     assert not stage2.moves and not stage2.homed

@@ -15,13 +15,14 @@ from deepaf_host.board.urlhandler.protocol_sim import parse_url
 from deepaf_host.calibrate.measure import image_shift
 from deepaf_host.camera.virtual import VirtualCamera
 from deepaf_host.stage import Connection, Stage
+from deepaf_host.sim import simulated_board
 
 
 def _stage(url: str) -> tuple[Stage, VirtualBoard]:
     conn = Connection(url)
     stage = Stage(conn)
     stage.home()
-    board = conn.pose_source
+    board = simulated_board(conn)
     assert isinstance(board, VirtualBoard)
     return stage, board
 

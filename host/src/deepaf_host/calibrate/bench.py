@@ -14,6 +14,7 @@ import json
 import time
 from typing import Any
 
+from .. import sim
 from ..optics.presets import get_objective
 from ..scan.session import open_microscope
 from ..stage import Stage
@@ -35,7 +36,7 @@ def run_case(objective: str, relay: float, rotation_deg: float, z_play_um: float
     t0 = time.perf_counter()
     with open_microscope(port, camera, objective=objective) as (stage, cam, clock, sleep, _):
         stage.home()
-        board = stage.connection.pose_source
+        board = sim.simulated_board(stage.connection)
         plan = CalibrationPlan(at_um=(-30000.0, -19500.0), z_start_um=-4000.0,
                                dof_um=get_objective(objective).depth_of_field_um(), settle_s=0.2)
         result = run_calibration(stage, cam, plan, raw_stage=Stage(stage.connection, approach_um=0.0), sleep=sleep, clock=clock)

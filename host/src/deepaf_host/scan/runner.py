@@ -52,7 +52,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -67,6 +67,9 @@ from ..tissue import DEFAULT_THRESHOLDS, TissueThresholds, tissue_fraction, tiss
 from .manifest import IMAGE_FORMATS, REPORT, Manifest, tile_image_name, write_report
 from .plan import Plan, Tile
 from .qc import QCRules, Sharpness, image_sharpness, judge
+
+if TYPE_CHECKING:
+    from ..sim import Truth
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +185,7 @@ class ScanRunner:
         sleep: Callable[[float], None] = time.sleep,
         simulated_clock: bool = False,
         metadata: dict[str, Any] | None = None,
+        truth: Truth | None = None,
     ) -> None:
         self.stage = stage
         self.camera = camera
@@ -194,7 +198,9 @@ class ScanRunner:
         self.sleep = sleep
         self.simulated_clock = simulated_clock
         self.metadata = metadata or {}
-        self._true_focus: Callable[[float, float], float] | None = getattr(camera, "true_focus_z_um", None)
+        #: A simulator's ground truth (``deepaf_host.sim.truth_of``): recorded beside what
+        #: the scan measured; None on a real microscope.
+        self.truth = truth
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -354,8 +360,8 @@ class ScanRunner:
                 "tile %d (row %d, col %d): tissue %.0f%%, z %.2f um by %s, QC %s%s", tile.index, tile.row, tile.col,
                 100 * fraction, z, record["focus_source"], qc["verdict"], f" ({qc['reason']})" if qc["reason"] else "",
             )
-        if self._true_focus is not None:
-            true_z = float(self._true_focus(tile.x_um, tile.y_um))
+        if self.truth is not None:
+            true_z = float(self.truth.true_focus_z_um(tile.x_um, tile.y_um))
             record["true_focus_z_um"] = true_z
             # The high-res capture measured it where the stage truly was (a simulated
             # stage's backlash and repeatability); a tile without one: the commanded z.
@@ -408,12 +414,11 @@ class ScanRunner:
         t = self.clock()
         high = self.camera.grab("high")
         timings["high_capture"] = timings.get("high_capture", 0.0) + self.clock() - t
-        true_xy = getattr(self.camera, "true_xy_um", None)
-        if true_xy is not None:  # simulated camera: where the tile truly is (stitching's truth)
-            record["true_x_um"], record["true_y_um"] = (round(v, 3) for v in true_xy())
-        true_defocus = getattr(self.camera, "true_defocus_um", None)
-        if true_defocus is not None:  # where the stage truly is, against the focus there
-            record["focus_error_um"] = float(true_defocus())
+        if self.truth is not None:
+            # Where the tile truly is (stitching's truth), and how far the stage truly is
+            # from the focus there.
+            record["true_x_um"], record["true_y_um"] = (round(v, 3) for v in self.truth.true_xy_um())
+            record["focus_error_um"] = float(self.truth.true_defocus_um())
         w = time.perf_counter()
         sharp = image_sharpness(high, record["tissue_fraction"])
         qc = judge(autofocus, sharp, self._neighbour_sharpness(tile, manifest), self.config.qc_rules, record["tissue_fraction"])

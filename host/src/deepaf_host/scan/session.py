@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,7 +41,8 @@ import cv2
 from ..autofocus import FocusLimits, make_strategy
 from ..camera.base import Camera
 from ..camera.open import open_camera
-from ..errors import FrameSizeError, ModelError, OptionError, StageLimitError
+from .. import sim
+from ..errors import CameraError, FrameSizeError, ModelError, OptionError, StageLimitError
 from ..optics.presets import get_objective
 from ..tissue import DEFAULT_THRESHOLDS, calibrate
 from .manifest import MANIFEST, REPORT
@@ -197,22 +197,18 @@ def open_microscope(
             conn = Connection(port)
             stack.callback(conn.close)
         stage = Stage(conn, z_min_um=z_min_um, backlash_um=backlash_um or (0.0, 0.0, 0.0))
-        board = conn.pose_source
-        clock: Callable[[], float] = time.monotonic
-        sleep: Callable[[float], None] = time.sleep
-        # A virtual board keeps its own clock; at any speed but real time, motion and
+        # An emulated board keeps its own clock; at any speed but real time, motion and
         # exposures are timed on it (simulated seconds) and host computation is added.
-        simulated = board is not None and getattr(board, "speed", 1.0) != 1.0
-        if board is not None and hasattr(board, "seconds") and hasattr(board, "sleep"):
-            clock, sleep = board.seconds, board.sleep
+        timebase = sim.board_clock(conn)
         if camera is None:
-            if board is None:
-                raise OptionError("--camera", f"the virtual camera {spec!r} follows a virtual board; {port!r} is not one (use --port sim://)")
-            camera = stack.enter_context(open_camera(spec, pose_source=board))
-        if simulated and getattr(board, "speed", None) == "max" and camera_timing is not None:
+            try:
+                camera = stack.enter_context(sim.open_virtual_camera(spec, conn))
+            except CameraError as exc:
+                raise OptionError("--camera", str(exc)) from None
+        if timebase.event_driven and camera_timing is not None:
             # Event-driven clock: frames would take no time at all without a camera model.
-            camera = TimedCamera(camera, sleep, camera_timing)
-        yield stage, camera, clock, sleep, simulated
+            camera = TimedCamera(camera, timebase.sleep, camera_timing)
+        yield stage, camera, timebase.seconds, timebase.sleep, timebase.simulated
 
 
 def _mm(um: float) -> str:
@@ -350,7 +346,7 @@ def prepare_scan(opts: ScanOptions, events: ScanEvents | Any | None = None, *, c
             }
             runner = ScanRunner(
                 stage, camera, plan, o.out_dir, config, resume=o.resume, events=events,
-                clock=clock, sleep=sleep, simulated_clock=simulated, metadata=metadata,
+                clock=clock, sleep=sleep, simulated_clock=simulated, metadata=metadata, truth=sim.truth_of(camera),
             )
             ready = True
             yield PreparedScan(o, plan, runner)

@@ -59,6 +59,7 @@ class TimedCamera(Camera):
         self.sleep = sleep
         self.timing = timing
         self.name = camera.name
+        self.illumination = camera.illumination
 
     @property
     def frame_delay_s(self) -> float:
@@ -81,8 +82,4 @@ class TimedCamera(Camera):
     def close(self) -> None:
         self.camera.close()
 
-    def __getattr__(self, name: str) -> object:
-        # true_focus_z_um and other extras of the wrapped camera.
-        if name == "camera":
-            raise AttributeError(name)
-        return getattr(self.camera, name)
+

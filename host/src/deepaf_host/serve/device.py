@@ -82,9 +82,7 @@ class FrameTee(Camera):
         self.name = inner.name
         self._sink = sink
         self.stop_requested = False
-        # The runner asks the camera for the simulator's ground truth when it has one.
-        if hasattr(inner, "true_focus_z_um"):
-            self.true_focus_z_um = inner.true_focus_z_um
+        self.illumination = inner.illumination
 
     def grab(self, mode: FrameMode = "low") -> np.ndarray:
         if self.stop_requested:

@@ -8,30 +8,17 @@
         stage.move_to(x_um=-20000, y_um=-15000, z_um=-4000)
         print(stage.position())
 
-Importing this package registers the ``sim://`` and ``simavr://`` pyserial URL
-handlers (``deepaf_host.board.urlhandler``).
+The emulators' URLs (``sim://``, ``simavr://``) open like any port: the package
+registers them (``deepaf_host.sim``); this package does not know they exist.
 """
 
 from __future__ import annotations
 
-import serial
-
-_HANDLERS = "deepaf_host.board.urlhandler"
-
-
-def register_url_handlers() -> None:
-    """Let ``serial.serial_for_url`` open ``sim://`` and ``simavr://`` URLs."""
-    if _HANDLERS not in serial.protocol_handler_packages:
-        serial.protocol_handler_packages.append(_HANDLERS)
-
-
-register_url_handlers()
-
-from .connection import Connection, Reply  # noqa: E402
-from .info import BoardInfo  # noqa: E402
-from .replies import StatusReport  # noqa: E402
-from .settings import BoardSettings  # noqa: E402
-from .stage import Position, Stage  # noqa: E402
+from .connection import Connection, Reply
+from .info import BoardInfo
+from .replies import StatusReport
+from .settings import BoardSettings
+from .stage import Position, Stage
 
 __all__ = [
     "BoardInfo",
@@ -41,5 +28,4 @@ __all__ = [
     "Reply",
     "Stage",
     "StatusReport",
-    "register_url_handlers",
 ]

@@ -95,9 +95,6 @@ class Connection(LinePort):
         baudrate: int = BAUD_RATE,
         warn_outdated: bool = True,
     ) -> None:
-        from . import register_url_handlers
-
-        register_url_handlers()
         super().__init__(url, timeout_s=timeout_s, baudrate=baudrate)
         try:
             self.info = self._handshake(handshake_timeout_s)

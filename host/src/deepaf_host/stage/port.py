@@ -18,7 +18,6 @@ from dataclasses import replace
 
 import serial
 
-from ..camera.base import PoseSource
 from ..errors import ConnectionLost, FirmwareAlarm, HandshakeError, PortUnavailable
 from ..protocol_tables import LINE_MAX
 from .replies import Kind, Line, StatusReport, classify, parse_status
@@ -76,12 +75,6 @@ class LinePort:
                 self._serial.close()
             except (serial.SerialException, OSError):
                 pass
-
-    @property
-    def pose_source(self) -> PoseSource | None:
-        """The ground truth behind a simulated port (``sim://``: the ``VirtualBoard``;
-        ``simavr://``: the ``FirmwareSim``), for the virtual camera; None on hardware."""
-        return getattr(self._serial, "board", None)
 
     @property
     def serial(self) -> serial.SerialBase:
