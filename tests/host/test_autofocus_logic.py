@@ -18,10 +18,9 @@ from deepaf_host.autofocus import (
     Strategy,
     SweepAutofocus,
     make_strategy,
-    register_predictor_loader,
 )
 from deepaf_host.autofocus.fit import quadratic_peak, refine_peak, three_point_peak
-from deepaf_host.errors import AutofocusError, ConfigError
+from deepaf_host.errors import ConfigError
 from fakescope import FakeCamera, FakeStage
 
 FOCUS = -4003.3
@@ -204,23 +203,11 @@ def test_single_shot_falls_back_when_the_patches_disagree() -> None:
     assert not no_fb.ok and no_fb.reason.startswith("patch predictions disagree")
 
 
-def test_single_shot_without_a_runtime_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from deepaf_host.autofocus import single_shot
-
-    register_predictor_loader(None)
-    monkeypatch.setattr(single_shot, "RUNTIME_MODULE", "deepaf_host.no_such_runtime")
-    with pytest.raises(AutofocusError, match="model runtime deepaf_host.no_such_runtime is missing"):
-        make_strategy("single-shot")
-
-
-def test_single_shot_uses_a_registered_loader() -> None:
+def test_single_shot_takes_the_predictor_it_is_given() -> None:
     stage, cam, ctx = scope()
-    register_predictor_loader(lambda model, **kw: OraclePredictor(cam, [0.0] * 8))
-    try:
-        strategy = make_strategy("single-shot", patches=2, min_patch_tissue=0.3, learn_offset=0)
-        assert strategy.run(stage, cam, -4000.0, ctx).z_um == pytest.approx(FOCUS)
-    finally:
-        register_predictor_loader(None)
+    strategy = make_strategy("single-shot", predictor=OraclePredictor(cam, [0.0] * 8), patches=2, min_patch_tissue=0.3,
+                             learn_offset=0)
+    assert strategy.run(stage, cam, -4000.0, ctx).z_um == pytest.approx(FOCUS)
 
 
 def test_unknown_strategies_and_options() -> None:

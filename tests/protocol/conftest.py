@@ -2,8 +2,7 @@
 
 ``target`` is parametrised over the firmware in simavr and the host's virtual board.
 The firmware target FAILS when the firmware is not built (a missing build must not
-look like a pass); the virtual target is skipped until tests/protocol/virtual_target.py
-exists. Tests marked ``firmware`` use simulator extras and run on the firmware only;
+look like a pass). Tests marked ``firmware`` use simulator extras and run on the firmware only;
 every firmware run of a test carries the ``firmware`` marker, so ``-m "not firmware"``
 leaves simavr alone.
 """
@@ -33,12 +32,8 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
             pytest.fail(f"firmware not built: {', '.join(missing)}; run `make -C firmware all sim`", pytrace=False)
         t: Target = FirmwareTarget()
     else:
-        try:
-            from virtual_target import VirtualTarget  # type: ignore[import-not-found]
-        except ModuleNotFoundError as exc:
-            if exc.name != "virtual_target":
-                raise
-            pytest.skip("tests/protocol/virtual_target.py (the virtual board's Target) does not exist yet")
+        from virtual_target import VirtualTarget
+
         t = VirtualTarget()
     try:
         yield t

@@ -31,15 +31,18 @@ from .search import SearchAutofocus
 from .single_shot import (
     DefocusPredictor,
     SingleShotAutofocus,
-    load_predictor,
-    register_predictor_loader,
 )
 from .stack import StackAutofocus
 from .sweep import SweepAutofocus
 
 
-def _single_shot(model: str | None = None, model_options: dict[str, Any] | None = None, **options: Any) -> Strategy:
-    predictor = load_predictor(model, **(model_options or {}))
+def _single_shot(model: str | None = None, model_options: dict[str, Any] | None = None,
+                 predictor: DefocusPredictor | None = None, **options: Any) -> Strategy:
+    """``predictor``: the model to use; by default the TFLite runtime loads ``model``."""
+    if predictor is None:
+        from ..model.runtime import load_predictor  # ai-edge-litert: only single-shot needs it
+
+        predictor = load_predictor(model, **(model_options or {}))
     options.setdefault("fallback", SearchAutofocus())
     return SingleShotAutofocus(predictor=predictor, **options)
 
@@ -75,5 +78,5 @@ def make_strategy(name: str, **options: Any) -> Strategy:
 __all__ = [
     "DEFAULT_STRATEGY", "STRATEGIES", "AutofocusResult", "DefocusPredictor", "FocusContext", "FocusLimits",
     "FocusStage", "Found", "Probe", "SearchAutofocus", "SingleShotAutofocus", "StackAutofocus", "Strategy",
-    "SweepAutofocus", "guarded_run", "load_predictor", "make_strategy", "register_predictor_loader",
+    "SweepAutofocus", "guarded_run", "make_strategy",
 ]

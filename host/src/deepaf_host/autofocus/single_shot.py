@@ -5,12 +5,10 @@ low-res frame, predict the defocus of each, move by the MEDIAN, and report the s
 as a confidence; when the spread is too large or the prediction is outside the model's
 trained range, fall back to another strategy (``search`` by default).
 
-The model itself is NOT here: a :class:`DefocusPredictor` does the inference. The model
-issue provides the runtime (TFLite, int8) as the module ``deepaf_host.model.runtime``
-with a function ``load_predictor(model: str | None = None, **options) ->
-DefocusPredictor``; :func:`deepaf_host.autofocus.make_strategy` imports it on demand,
-or a caller registers a loader with :func:`register_predictor_loader`. Until then,
-asking for ``single-shot`` is a clear error and nothing moves.
+The model itself is not here: a :class:`DefocusPredictor` does the inference. The
+scanner's is the int8 TFLite runtime, ``deepaf_host.model.runtime.load_predictor``,
+which :func:`deepaf_host.autofocus.make_strategy` loads when ``single-shot`` is asked
+for (tests hand it a ``predictor`` instead).
 """
 
 from __future__ import annotations
@@ -54,40 +52,6 @@ class DefocusPredictor(Protocol):
     range_um: tuple[float, float]
 
     def predict(self, patches: np.ndarray) -> np.ndarray: ...
-
-
-PredictorLoader = Callable[..., DefocusPredictor]
-
-#: The TFLite runtime module, with ``load_predictor(model=None, **options)``.
-RUNTIME_MODULE = "deepaf_host.model.runtime"
-
-_loader: PredictorLoader | None = None
-
-
-def register_predictor_loader(loader: PredictorLoader | None) -> None:
-    """Make ``single-shot`` load its model with ``loader(model, **options)`` (None: unset)."""
-    global _loader
-    _loader = loader
-
-
-def load_predictor(model: str | None = None, **options: Any) -> DefocusPredictor:
-    """The registered (or the runtime module's) predictor; ``AutofocusError`` if none."""
-    loader = _loader
-    if loader is None:
-        import importlib
-
-        try:
-            runtime = importlib.import_module(RUNTIME_MODULE)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and not RUNTIME_MODULE.startswith(exc.name):
-                raise  # the runtime exists but one of its own imports is missing
-            raise AutofocusError(
-                "single-shot",
-                f"the model runtime {RUNTIME_MODULE} is missing from this installation "
-                "(reinstall deepaf-host); use --autofocus stack, search or sweep",
-            ) from None
-        loader = runtime.load_predictor
-    return loader(model, **options)
 
 
 @dataclass

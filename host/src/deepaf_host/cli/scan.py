@@ -24,6 +24,7 @@ from rich.progress import (
 )
 
 from ..autofocus import DEFAULT_STRATEGY, STRATEGIES
+from ..scan.options import DEFAULTS, VIRTUAL_Z_START_UM
 from ..errors import (
     CameraError,
     ConfigError,
@@ -313,13 +314,14 @@ Exit status:
 @click.option("--autofocus", "strategy", default=DEFAULT_STRATEGY, show_default=True, type=click.Choice(list(STRATEGIES)), help="Autofocus strategy.")
 @click.option("--model", default=None, help="single-shot: the .tflite model [default: the shipped one].")
 @click.option("--measure", default=None, help="Focus measure of stack/search/sweep (brenner, vollath4, vollath5, std, nvar, laplacian, spectral).")
-@click.option("--overlap", default=0.1, show_default=True, type=float, help="Overlap between neighbouring tiles (fraction of the field, 0 to below 0.9).")
+@click.option("--overlap", default=DEFAULTS["overlap"], show_default=True, type=float, help="Overlap between neighbouring tiles (fraction of the field, 0 to below 0.9).")
 @click.option("--resume", is_flag=True, help="Continue the scan in --out, without imaging finished tiles again; the plan (area, overlap, objective, autofocus, camera, z) comes from the folder.")
 @click.option("--z-min", "z_min_um", default=None, type=float, help="Z safety limit (um, machine coordinates): the objective is never driven below it. Required on a real port.")
-@click.option("--z-start", "z_start_um", default=None, type=float, help="Z (um, machine coordinates) where the specimen is roughly in focus; the first tissue tile searches around it. Required on a real port; -4000 on sim://.")
-@click.option("--max-correction", "max_correction_um", default=30.0, show_default=True, type=float, help="Largest Z change (um) one autofocus may make.")
-@click.option("--settle", "settle_s", default=0.2, show_default=True, type=float, help="Wait (s) after each XY move.")
-@click.option("--format", "image_format", default="jpg", show_default=True, type=click.Choice(["jpg", "png", "tif"]), help="Tile image format.")
+@click.option("--z-start", "z_start_um", default=None, type=float, help="Z (um, machine coordinates) where the specimen is roughly in focus; the first tissue tile searches around it. Required on a real port; "
+              f"{VIRTUAL_Z_START_UM:g} on sim://.")
+@click.option("--max-correction", "max_correction_um", default=DEFAULTS["max_correction_um"], show_default=True, type=float, help="Largest Z change (um) one autofocus may make.")
+@click.option("--settle", "settle_s", default=DEFAULTS["settle_s"], show_default=True, type=float, help="Wait (s) after each XY move.")
+@click.option("--format", "image_format", default=DEFAULTS["image_format"], show_default=True, type=click.Choice(["jpg", "png", "tif"]), help="Tile image format.")
 @click.option("--blank", "blank_image", default=None, type=click.Path(dir_okay=False, exists=True, path_type=Path), help="An image of blank glass to calibrate the tissue detection.")
 @click.option("--pixel-size-um", default=None, type=float, help="OpenCV cameras: specimen pixel size of the low-res frame as delivered (um) [default: the objective preset's at 1280 px wide, scaled by --low-size's width].")
 @click.option("--low-size", default=None, metavar="WxH", help="Low-res frame size (tissue detection, autofocus); the camera must deliver it [default: 1280x720; sim:// cameras take it into their URL].")

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..autofocus import DEFAULT_STRATEGY, STRATEGIES
+from ..autofocus import DEFAULT_STRATEGY, STRATEGIES, FocusLimits
 from ..errors import ConfigError, OptionError
 from ..focus.measures import MEASURES
 from .manifest import IMAGE_FORMATS, MANIFEST, REPORT, write_atomic
 from .plan import DEMO_AREA_MM, Area
+from .runner import ScanConfig
 from .timing import PI_HQ_TIMING, CameraTiming
 
 #: The resolved options of the scan in a folder (written when the scan starts).
@@ -32,8 +33,8 @@ OPTIONS_FILE = "scan_options.json"
 OPTIONS_FORMAT = "deepaf-scan-options/1"
 
 #: Where the virtual slide's specimen is roughly in focus: the default ``--z-start``
-#: on a ``sim://`` port only.
-VIRTUAL_Z_START_UM = -4000.0
+#: on a ``sim://`` port only (the runner's own default, for library use).
+VIRTUAL_Z_START_UM = ScanConfig().z_start_um
 
 #: ScanOptions field -> the CLI flag that sets it (errors name the flag).
 FLAGS: dict[str, str] = {
@@ -56,8 +57,8 @@ TUNABLE_FIELDS = ("camera", "z_start_um", "z_min_um", "max_correction_um", "sett
 
 #: Defaults that hold on any port (None in ScanOptions means "not given").
 DEFAULTS: dict[str, Any] = {
-    "objective": "20x", "autofocus": DEFAULT_STRATEGY, "overlap": 0.1, "max_correction_um": 30.0,
-    "settle_s": 0.2, "image_format": "jpg",
+    "objective": "20x", "autofocus": DEFAULT_STRATEGY, "overlap": 0.1,
+    "max_correction_um": FocusLimits().max_correction_um, "settle_s": ScanConfig().settle_s, "image_format": "jpg",
 }
 
 #: Largest frame side accepted by --low-size/--high-size (a 64 MP sensor is 9248 wide).

@@ -169,7 +169,7 @@ def open_microscope(
     objective preset's at the 1280-pixel-wide frame, scaled by the frame width. Nothing
     moves here.
     """
-    from ..stage import Connection, Stage  # helper-3's package
+    from ..stage import Connection, Stage
 
     virtual_camera = camera_spec is None and port.startswith("sim://") or (camera_spec or "").startswith("sim://")
     spec = camera_spec if camera_spec is not None else ("sim://" if port.startswith("sim://") else "0")
