@@ -32,6 +32,7 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from ..optics.presets import CAMERA_MODES, get_objective, specimen_pixel_um
 from ..scan.plan import Area, plan_tiles
@@ -71,7 +72,8 @@ def _vm_hwm_mb() -> float | None:
 
 
 def _generate(directory: str, spec_json: str) -> None:
-    spec = SyntheticSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(spec_json).items()})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(spec_json).items()}
+    spec = SyntheticSpec(**fields)
     t0 = time.perf_counter()
     made = write_synthetic_scan(directory, spec)
     gen_s = time.perf_counter() - t0

@@ -25,6 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+# A source tile placed in an output tile: (index, x0, y0, x1, y1 in output-tile
+# coordinates, the tile's mosaic corner tx0, ty0, and the mosaic row its band slice starts at).
+_Rect = tuple[int, int, int, int, int, int, int, int]
+
 
 class TileScratch:
     """Fixed-size slots for decoded tiles in an unlinked temporary file."""
@@ -46,7 +50,7 @@ class TileScratch:
         if slot == self._next:
             self._next += 1
         self.peak_slots = max(self.peak_slots, self._next)
-        view = memoryview(np.ascontiguousarray(rgb)).cast("B")
+        view = np.ascontiguousarray(rgb).data.cast("B")
         offset, done = slot * self.slot_bytes, 0
         while done < len(view):
             done += os.pwrite(self._fd, view[done:], offset + done)
@@ -58,7 +62,7 @@ class TileScratch:
     def rows(self, key: int, y0: int, y1: int) -> np.ndarray:
         """Rows ``y0:y1`` of tile ``key`` (a new array)."""
         out = np.empty((y1 - y0, self.w, 3), dtype=np.uint8)
-        view = memoryview(out).cast("B")
+        view = out.data.cast("B")
         offset, done = self._slots[key] * self.slot_bytes + y0 * self.w * 3, 0
         while done < len(view):
             n = os.preadv(self._fd, [view[done:]], offset + done)
@@ -173,7 +177,7 @@ class Composer:
                         band[k] = scratch.rows(key, ry0, ry1)
                 self.stats.peak_band_slices = max(self.stats.peak_band_slices, len(band))
                 yield self._compose(cands, band, by0, by1, bx0, bx1)
-            for k in active:
+            for k in active.tolist():
                 if self.y1[k] <= by1:
                     scratch.free(int(self.keys[k]))
 
@@ -186,7 +190,7 @@ class Composer:
             self.stats.background += 1
             return out
         # Each source's rectangle in output-tile coordinates, and where its pixels start.
-        rects = []
+        rects: list[_Rect] = []
         for k in cands:
             k = int(k)
             tx0, ty0 = int(self.x0[k]), int(self.y0[k])
@@ -212,7 +216,7 @@ class Composer:
             self.stats.single_source += 1
         return out
 
-    def _blend(self, out: np.ndarray, rects: list[tuple[int, ...]], band: dict[int, np.ndarray],
+    def _blend(self, out: np.ndarray, rects: list[_Rect], band: dict[int, np.ndarray],
                ox0: int, oy0: int, ox1: int, oy1: int, by0: int, bx0: int) -> None:
         """Weighted mean of every source covering the rectangle (ox0, oy0)-(ox1, oy1)."""
         acc = np.zeros((oy1 - oy0, ox1 - ox0, 3), dtype=np.float32)

@@ -20,6 +20,7 @@ with fewer tiles the estimate is refused (None, with the reason).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -56,10 +57,12 @@ class FlatField:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> FlatField:
+    def from_dict(cls, d: dict[str, Any]) -> FlatField:
+        """From :meth:`to_dict`'s JSON; a malformed dict raises KeyError, TypeError,
+        ValueError or IndexError (the stitch cache's loader treats those as unreadable)."""
         g = np.asarray(d["grid_gain"], dtype=np.float32)
-        rgb = tuple(int(v) for v in d["glass_rgb"])  # type: ignore[attr-defined]
-        return cls(g, (rgb[0], rgb[1], rgb[2]), float(d["coverage"]), int(d["frames"]), str(d.get("method", "glass")))  # type: ignore[arg-type]
+        rgb = tuple(int(v) for v in d["glass_rgb"])
+        return cls(g, (rgb[0], rgb[1], rgb[2]), float(d["coverage"]), int(d["frames"]), str(d.get("method", "glass")))
 
 
 def apply_gain(rgb: np.ndarray, gain: np.ndarray, rows: int = 512) -> np.ndarray:
@@ -161,9 +164,9 @@ class FlatFieldEstimator:
         for c in range(3):
             coef, *_ = np.linalg.lstsq(terms[valid_cells], median[valid_cells, c], rcond=None)
             fitted[:, c] = terms @ coef
-        fitted = np.maximum(fitted, 1.0).reshape(gh, gw, 3)
-        ref = fitted.reshape(-1, 3)[valid_cells].max(axis=0)
-        gain = np.clip(ref / fitted, 0.5, 2.5).astype(np.float32)
+        surface = np.maximum(fitted, 1.0).reshape(gh, gw, 3)
+        ref = surface.reshape(-1, 3)[valid_cells].max(axis=0)
+        gain = np.clip(ref / surface, 0.5, 2.5).astype(np.float32)
         glass = self.glass_rgb() if method == "tiles" else tuple(int(min(255, round(r))) for r in ref)
         if glass is None:
             glass = (242, 242, 242)

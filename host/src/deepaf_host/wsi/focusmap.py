@@ -96,7 +96,7 @@ def focus_map_image(folder: ScanFolder, placed: np.ndarray, thumbnail: np.ndarra
 
 def _legend(width: int, zr: tuple[float, float] | None, qc: bool) -> np.ndarray:
     h = 78
-    panel = np.full((h, max(width, 480), 3), 255, dtype=np.uint8)
+    panel: np.ndarray = np.full((h, max(width, 480), 3), 255, dtype=np.uint8)
     font = cv2.FONT_HERSHEY_SIMPLEX
     bar_w = min(260, panel.shape[1] // 2 - 20)
     ramp = cv2.applyColorMap(np.tile(np.linspace(0, 255, bar_w).astype(np.uint8), (14, 1)), cv2.COLORMAP_VIRIDIS)

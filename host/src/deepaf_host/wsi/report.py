@@ -68,7 +68,7 @@ def report_html(folder: ScanFolder, summary: dict[str, Any]) -> str:
     if gt:
         for name, stats in gt["seam_error_px"].items():
             stitch_items[f"seam error vs truth, {name.replace('_', ' ')} (px)"] = stats
-    scan_items = {k: rep[k] for k in ("status", "started", "finished", "objective", "camera", "port", "autofocus",
+    scan_items: dict[str, Any] = {k: rep[k] for k in ("status", "started", "finished", "objective", "camera", "port", "autofocus",
                                       "model", "plan", "tiles", "focus_error_um", "autofocus_options",
                                       "tissue_thresholds", "version") if k in rep}
     rows = []

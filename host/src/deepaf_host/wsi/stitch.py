@@ -280,7 +280,7 @@ def _load_cache(folder: ScanFolder, opts: StitchOptions, digest: str) -> Analysi
             return None
         ff = FlatField.from_dict(data["flat_field"]) if data.get("flat_field") else None
         glass = tuple(data["glass_rgb"]) if data.get("glass_rgb") else None
-        return Analysis([Pair.from_dict(p) for p in data["pairs"]], ff, data.get("flat_field_note", ""), glass,  # type: ignore[arg-type]
+        return Analysis([Pair.from_dict(p) for p in data["pairs"]], ff, data.get("flat_field_note", ""), glass,
                         float(data.get("seconds", 0.0)))
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         log.warning("ignoring an unreadable %s", path)
