@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from .. import sim
+from ..board import VirtualBoard
 from ..optics.presets import get_objective
 from ..scan.session import open_microscope
 from ..stage import Stage
@@ -37,6 +38,8 @@ def run_case(objective: str, relay: float, rotation_deg: float, z_play_um: float
     with open_microscope(port, camera, objective=objective) as (stage, cam, clock, sleep, _):
         stage.home()
         board = sim.simulated_board(stage.connection)
+        if not isinstance(board, VirtualBoard):  # the truth below is the Python emulator's injected errors
+            raise RuntimeError(f"{port!r} did not open the virtual board (got {type(board).__name__})")
         plan = CalibrationPlan(at_um=(-30000.0, -19500.0), z_start_um=-4000.0,
                                dof_um=get_objective(objective).depth_of_field_um(), settle_s=0.2)
         result = run_calibration(stage, cam, plan, raw_stage=Stage(stage.connection, approach_um=0.0), sleep=sleep, clock=clock)

@@ -152,7 +152,7 @@ def flat_field(frames: Sequence[np.ndarray], smooth_px: float = 2.0) -> np.ndarr
     stack = np.asarray(frames, np.float32)
     if stack.ndim != 4 or stack.shape[-1] != 3 or len(stack) < 1:
         raise ValueError(f"need RGB frames (N, H, W, 3), got {stack.shape}")
-    med = np.median(stack, axis=0).astype(np.float32)
+    med: np.ndarray = np.median(stack, axis=0).astype(np.float32)
     if smooth_px > 0:
         med = cv2.GaussianBlur(med, (0, 0), smooth_px)
     means = med.reshape(-1, 3).mean(axis=0)

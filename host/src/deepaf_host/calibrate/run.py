@@ -194,7 +194,7 @@ def run_calibration(
         _flat(s, result)
     settings = getattr(stage, "settings", None)
     board = getattr(settings, "backlash_mm", None)
-    result.board_backlash_um = None if board is None else tuple(round(v * 1000.0, 3) for v in board)  # type: ignore[assignment]
+    result.board_backlash_um = None if board is None else tuple(round(v * 1000.0, 3) for v in board)
     s.move(x_um=x, y_um=y, z_um=z_focus)
     result.frames = s.frames
     result.seconds = clock() - t0

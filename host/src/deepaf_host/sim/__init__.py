@@ -102,10 +102,11 @@ def truth_of(camera: Camera) -> Truth | None:
     """The ground truth behind ``camera`` (unwrapping cameras that wrap another), or None
     for a real camera."""
     seen = 0
-    while camera is not None and seen < 8:
-        if isinstance(camera, Truth):
-            return camera
-        camera = getattr(camera, "inner", None) or getattr(camera, "camera", None)
+    current: object = camera
+    while current is not None and seen < 8:
+        if isinstance(current, Truth):
+            return current
+        current = getattr(current, "inner", None) or getattr(current, "camera", None)
         seen += 1
     return None
 
