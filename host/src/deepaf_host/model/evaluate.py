@@ -44,7 +44,7 @@ def _dof_for(objective: str) -> float:
 def _records(data_dirs: Sequence[str | Path]) -> list[tuple[Any, Any]]:
     from ..stacks import open_stacks
 
-    out = []
+    out: list[tuple[Any, Any]] = []
     for d in data_dirs:
         dataset = open_stacks(d)
         out.extend((dataset, record) for record in dataset)

@@ -35,7 +35,7 @@ def _interpreter_class() -> Any:
     except ImportError:
         pass
     try:
-        from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
+        from tflite_runtime.interpreter import Interpreter
 
         return Interpreter
     except ImportError:

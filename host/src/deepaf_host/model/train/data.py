@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from ...errors import DatasetError
 from ...focus import measures
@@ -179,7 +180,7 @@ def extract_patches(
         np.repeat(np.asarray([p.dz_um for p in planes], np.float32), counts),
         np.repeat(np.asarray([p.image for p in planes], np.int64), counts),
         np.repeat(np.asarray([p.stack for p in planes], np.int64), counts),
-        np.concatenate([p.second for p in planes]) if planes[0].second is not None else None,  # type: ignore[misc]
+        np.concatenate([p.second for p in planes]) if planes[0].second is not None else None,
     )
 
 
@@ -270,7 +271,7 @@ class _NpyAppender:
     rows are written after it with ordinary file writes (no memory map: the pages of a
     written map count as the process's resident memory until they are flushed)."""
 
-    def __init__(self, path: Path, row_shape: tuple[int, ...], dtype: np.dtype) -> None:
+    def __init__(self, path: Path, row_shape: tuple[int, ...], dtype: DTypeLike) -> None:
         self.path, self.row_shape, self.dtype, self.rows = path, tuple(row_shape), np.dtype(dtype), 0
         self._header = len(_npy_header((sys.maxsize, *self.row_shape), self.dtype))
         self._fh: BinaryIO | None = open(path, "wb")  # noqa: SIM115 - closed by finish/discard
@@ -338,7 +339,7 @@ def augment(batch: np.ndarray, rng: np.random.Generator, second: np.ndarray | No
     for i in range(len(out)):
         k = int(rng.integers(4))
         flip = bool(rng.integers(2))
-        gamma = rng.uniform(0.75, 1.35, size=out.shape[-1]).astype(np.float32)
+        gamma = rng.uniform(0.75, 1.35, size=int(out.shape[-1])).astype(np.float32)
         noise = float(rng.uniform(0.0, 3.0))
 
         def geometric(img: np.ndarray) -> np.ndarray:
