@@ -117,14 +117,14 @@ class OffAxisTransfer:
         for na_x, na_y in self.leds:
             sx, sy = na_x / lam, na_y / lam
             s = math.hypot(sx, sy)
-            d0 = float(model._defocus_basis(np.array([s]))[0])
+            d0 = float(model.defocus_basis(np.array([s]))[0])
             w0 = float(model.spherical_opd_um(np.array([s]))[0])
             for sign, bucket in ((1.0, self._plus), (-1.0, self._minus)):
                 # Pupil at s + f (the term C(f)) and at s - f (for C*(-f)).
                 nu = np.hypot(sy + sign * fy[:, None], sx + sign * fx[None, :]).ravel()
                 index = np.flatnonzero(nu <= model.cutoff)
                 v = nu[index]
-                bucket.append(_Shifted(index, model._defocus_basis(v) - d0, model.spherical_opd_um(v) - w0))
+                bucket.append(_Shifted(index, model.defocus_basis(v) - d0, model.spherical_opd_um(v) - w0))
         self._column: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
 
     def _depth_samples(self, extent_um: float) -> np.ndarray:

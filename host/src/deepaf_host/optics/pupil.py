@@ -81,7 +81,7 @@ class PupilModel:
         """Coherent cut-off NA / lambda (cycles/um); the OTF reaches zero at twice this."""
         return self.na / self.wavelength_um
 
-    def _defocus_basis(self, nu: np.ndarray) -> np.ndarray:
+    def defocus_basis(self, nu: np.ndarray) -> np.ndarray:
         """OPD per micrometre of defocus (um/um), zero on axis."""
         s2 = (self.wavelength_um * nu) ** 2
         n = self.immersion_index
@@ -97,7 +97,7 @@ class PupilModel:
         rho = (np.arange(4096) + 0.5) / 4096
         nu = rho * self.cutoff
         w = self._raw_spherical(nu)
-        basis = np.stack([np.ones_like(nu), self._defocus_basis(nu)], axis=1)
+        basis = np.stack([np.ones_like(nu), self.defocus_basis(nu)], axis=1)
         sw = np.sqrt(rho)[:, None]  # area weights (rho d rho) in the least squares
         coef, *_ = np.linalg.lstsq(basis * sw, w * sw[:, 0], rcond=None)
         return (float(coef[0]), float(coef[1]))
@@ -112,7 +112,7 @@ class PupilModel:
         if self.coverslip_error_um == 0.0:
             return np.zeros_like(nu)
         a, b = self._spherical_fit
-        return self._raw_spherical(nu) - a - b * self._defocus_basis(nu)
+        return self._raw_spherical(nu) - a - b * self.defocus_basis(nu)
 
     def spherical_rms_waves(self) -> float:
         """RMS of the balanced spherical aberration over the pupil, in waves."""
@@ -123,7 +123,7 @@ class PupilModel:
     def phase(self, nu: np.ndarray, dz_um: float | np.ndarray) -> np.ndarray:
         """Pupil phase (radians) at frequencies ``nu`` (cycles/um) for defocus ``dz_um``."""
         nu = np.asarray(nu, dtype=np.float64)
-        opd = dz_um * self._defocus_basis(nu) + self.spherical_opd_um(nu)
+        opd = dz_um * self.defocus_basis(nu) + self.spherical_opd_um(nu)
         return (2.0 * math.pi / self.wavelength_um) * opd
 
     def pupil(self, nu: np.ndarray, dz_um: float | np.ndarray) -> np.ndarray:
