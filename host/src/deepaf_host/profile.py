@@ -26,7 +26,8 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, TypeGuard
 from urllib.parse import parse_qsl, urlsplit
 
 from .errors import ConfigError, OptionError
@@ -145,7 +146,7 @@ def _preset(name: str) -> str | None:
     return next(k for k, v in OBJECTIVES.items() if v is obj)
 
 
-def _number(v: Any) -> bool:
+def _number(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -213,12 +214,18 @@ class _Reader:
         return p
 
 
-def load(path: str | Path) -> Profile:
-    """Read and check the profile at ``path``; raises :class:`ProfileError`."""
+def _tomllib(path: str | Path) -> ModuleType:
+    """The standard library's TOML reader; :class:`ProfileError` on Python 3.10, which has none."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         raise ProfileError(path, "", "reading a profile needs Python 3.11 or later (tomllib)") from None
+    return tomllib
+
+
+def load(path: str | Path) -> Profile:
+    """Read and check the profile at ``path``; raises :class:`ProfileError`."""
+    tomllib = _tomllib(path)
     p = Path(path).expanduser()
     try:
         text = p.read_text(encoding="utf-8")
@@ -486,7 +493,7 @@ def update_file(path: str | Path, values: dict[tuple[str, str], Any]) -> Profile
     """Write ``{(table, key): value}`` into the profile at ``path`` (created from the
     template when missing), atomically, after checking that the result reads back as a
     valid profile with those values. Returns the profile as read back."""
-    import tomllib
+    tomllib = _tomllib(path)
 
     p = Path(path).expanduser()
     text = p.read_text(encoding="utf-8") if p.exists() else template()
@@ -510,7 +517,7 @@ def update_file(path: str | Path, values: dict[tuple[str, str], Any]) -> Profile
 
 def write_template(path: str | Path, *, force: bool = False, **kwargs: Any) -> Path:
     """Write :func:`template` to ``path`` (not over an existing file unless ``force``)."""
-    import tomllib
+    tomllib = _tomllib(path)
 
     p = Path(path).expanduser()
     if p.exists() and not force:

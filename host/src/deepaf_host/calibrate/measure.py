@@ -108,7 +108,7 @@ def along(axis_px_per_um: tuple[float, float], shift_px: tuple[float, float]) ->
     return float(np.dot(shift_px, a) / np.dot(a, a))
 
 
-def fit_peak(z_um: Sequence[float], scores: Sequence[float], fraction: float = 0.5) -> float | None:
+def fit_peak(z_um: Sequence[float] | np.ndarray, scores: Sequence[float] | np.ndarray, fraction: float = 0.5) -> float | None:
     """The z of a focus curve's maximum: a parabola fitted (least squares) to the log of
     the scores of the contiguous samples around the best one that stay above ``fraction``
     of its height over the curve's floor -- a Gaussian peak, fitted on many samples so

@@ -143,7 +143,7 @@ class OffAxisTransfer:
             sub = self._depth_samples(extent_um)
             hit = []
             for plus, minus in zip(self._plus, self._minus):
-                hit.append(tuple(  # type: ignore[arg-type]
+                hit.append(tuple(
                     np.mean(np.cos(self.k * np.multiply.outer(sub, part.d_defocus)), axis=0) for part in (plus, minus)
                 ))
             self._column[key] = hit

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -181,6 +182,12 @@ def simulate_dataset(
             z_um = np.round(focus + u + offsets, 4)
             frames = renderer.render_stack(slide, x, y, z_um, rng=np.random.default_rng([seed, k + 1]))
             renderer.clear_cache()
+            # The record's extra fields, in the order the manifest lists them.
+            extra: dict[str, Any] = {"protocol_params": proto.to_dict()} if randomised else {}
+            extra.update(x_um=round(x, 3), y_um=round(y, 3), slide_seed=slide.seed, specimen=specimen, mode=mode)
+            if leds:
+                extra["illumination"] = illumination
+            extra.update(slide_info)
             writer.add(
                 frames,
                 z_um=z_um,
@@ -189,14 +196,7 @@ def simulate_dataset(
                 pixel_size_um=round(renderer.pixel_um, 6),
                 protocol=proto.name,
                 source="simulated",
-                **({"protocol_params": proto.to_dict()} if randomised else {}),
-                x_um=round(x, 3),
-                y_um=round(y, 3),
-                slide_seed=slide.seed,
-                specimen=specimen,
-                mode=mode,
-                **({"illumination": illumination} if leds else {}),
-                **slide_info,
+                **extra,
             )
             if progress is not None:
                 progress(k + 1, stacks)
