@@ -49,7 +49,7 @@ def fetch(split: str, timeout_s: float) -> None:
     ($DEEPAF_CORPUS_DIR, else ~/.cache/deepaf/specimens) only once its sha256 matches.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
     from ..optics.corpus import CorpusDownloadError, base_url, cache_dir, corpus_images, fetch_image
 
@@ -62,11 +62,12 @@ def fetch(split: str, timeout_s: float) -> None:
         with Progress(TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True,
                       console=console, disable=not console.is_terminal) as bar:
             task = bar.add_task("download", total=None)
+
+            def on_progress(done: int, total: int | None, bar: Progress = bar, task: TaskID = task) -> None:
+                bar.update(task, completed=done, total=total)
+
             try:
-                path, downloaded = fetch_image(
-                    img, timeout_s=timeout_s,
-                    progress=lambda done, total, bar=bar, task=task: bar.update(task, completed=done, total=total),
-                )
+                path, downloaded = fetch_image(img, timeout_s=timeout_s, progress=on_progress)
             except CorpusDownloadError as exc:
                 raise BadInput(str(exc)) from None
         fetched += downloaded

@@ -136,14 +136,14 @@ def refusal_message(exc: BaseException) -> str:
 # --- logging -------------------------------------------------------------------------
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time (a live progress bar swaps it to
     print log lines above itself)."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stderr
 
@@ -215,7 +215,7 @@ class ScanLog:
         for h in self.handlers:
             self.logger.removeHandler(h)
             if isinstance(h, logging.handlers.MemoryHandler):
-                h.setTarget(None)  # type: ignore[arg-type]  # a refused scan: --out stays untouched
+                h.setTarget(None)  # a refused scan: --out stays untouched
                 h.buffer.clear()
             h.close()
         self.handlers = []

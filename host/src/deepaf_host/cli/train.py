@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import ConfigError
 
+if TYPE_CHECKING:  # fit imports TensorFlow: at run time it is imported inside the command
+    from ..model.train.fit import EpochReport
 
-def _import_training():  # type: ignore[no-untyped-def]
+
+def _import_training() -> tuple[ModuleType, ModuleType]:
+    """The ``arch`` and ``fit`` modules, or ConfigError when TensorFlow is not installed."""
     try:
         from ..model.train import arch, fit
     except ModuleNotFoundError as exc:
@@ -75,7 +81,7 @@ def train(
         def on_progress(phase: str, done: int, total: int) -> None:
             bar.update(task, description=phase, completed=done, total=total)
 
-        def on_epoch(report: fit.EpochReport) -> None:
+        def on_epoch(report: EpochReport) -> None:
             console.print(
                 f"epoch {report.epoch}: loss {report.train_loss:.3f}, val loss {report.val_loss:.3f}, "
                 f"val focus error {report.val_focus_error_um:.3f} um, within DoF {report.val_within_dof:.1%} "

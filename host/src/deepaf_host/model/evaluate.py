@@ -69,7 +69,7 @@ def optics_mismatches(
 
 def evaluate_model(
     data_dirs: Sequence[str | Path],
-    model: str | Path | TFLitePredictor,
+    model: str | Path | TFLitePredictor | None,
     *,
     patches_per_image: int = 8,
     min_tissue: float = 0.5,
@@ -77,7 +77,8 @@ def evaluate_model(
     allow_mismatch: bool = False,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Seed 000's metrics for ``model`` on every plane within its trained range.
+    """Seed 000's metrics for ``model`` (a predictor, a .tflite path, or None for the
+    shipped default model) on every plane within its trained range.
 
     Raises ``OpticsMismatchError`` (before any inference) when a stack of any dataset
     was taken with other optics than the model's card states, or does not state them;

@@ -149,7 +149,9 @@ def _saved_options(out_dir: Path) -> dict[str, Any]:
         return saved
     if not isinstance(report, dict):
         return saved
-    plan = report.get("plan") if isinstance(report.get("plan"), dict) else {}
+    plan = report.get("plan")
+    if not isinstance(plan, dict):
+        plan = {}
     area = plan.get("area_mm")
     if isinstance(area, list) and len(area) == 4:
         saved["area_mm"] = ",".join(repr(float(v)) for v in area)

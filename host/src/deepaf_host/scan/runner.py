@@ -50,7 +50,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -216,7 +216,7 @@ class ScanRunner:
         except BaseException:
             manifest.close()
             raise
-        started = datetime.now(UTC)
+        started = datetime.now(timezone.utc)
         t0_wall = time.perf_counter()
         t0_clock = self.clock()
         status, error = "failed", None
@@ -578,7 +578,7 @@ class ScanRunner:
             "error": error,
             "version": __version__,
             "started": started.isoformat(timespec="seconds"),
-            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "plan": self.plan.to_dict(),
             "autofocus": getattr(self.config.autofocus, "name", type(self.config.autofocus).__name__),
             "tiles": {

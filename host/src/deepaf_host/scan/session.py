@@ -218,7 +218,7 @@ def _mm(um: float) -> str:
 def _check_devices(o: ScanOptions, strategy: Any, stage: Any, camera: Camera) -> Plan:
     """The checks that need the camera and the board; returns the tile plan."""
     for mode in ("low", "high"):
-        camera.frame_shape(mode)  # type: ignore[arg-type]  # an OpenCV camera switches to it: FrameSizeError
+        camera.frame_shape(mode)  # an OpenCV camera switches to it: FrameSizeError
     card = getattr(getattr(strategy, "predictor", None), "card", None)
     if card is not None:
         # The model must see the defocus at the pixel scale it was trained on.

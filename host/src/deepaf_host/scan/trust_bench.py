@@ -57,7 +57,7 @@ def _z_blind_video(tmp: Path, frames: int = 400) -> Path:
     """A video of tissue-like texture that moves with time, never with Z."""
     rng = np.random.default_rng(0)
     path = tmp / "z-blind.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (1280, 720))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10, (1280, 720))
     base = cv2.resize((rng.random((90, 160, 3)) * 255).astype(np.uint8), (1280, 720), interpolation=cv2.INTER_CUBIC)
     for i in range(frames):
         writer.write(np.roll(base, 7 * i, axis=1))
