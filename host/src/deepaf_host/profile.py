@@ -24,10 +24,11 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard, overload
 from urllib.parse import parse_qsl, urlsplit
 
 from .errors import ConfigError, OptionError
@@ -181,7 +182,18 @@ class _Reader:
             raise self.fail(key, f"must be a number{' ' + valid if valid else ''}, not {v!r}")
         return float(v)
 
-    def numbers(self, key: str, n: int, ok: Any = lambda v: True, valid: str = "") -> tuple[float, ...] | None:
+    # One signature per list length, so that a profile field gets a tuple of its own length.
+    @overload
+    def numbers(self, key: str, n: Literal[2], ok: Callable[[float], bool] = ..., valid: str = "") -> tuple[float, float] | None: ...
+
+    @overload
+    def numbers(self, key: str, n: Literal[3], ok: Callable[[float], bool] = ..., valid: str = "") -> tuple[float, float, float] | None: ...
+
+    @overload
+    def numbers(self, key: str, n: Literal[4], ok: Callable[[float], bool] = ...,
+                valid: str = "") -> tuple[float, float, float, float] | None: ...
+
+    def numbers(self, key: str, n: int, ok: Callable[[float], bool] = lambda v: True, valid: str = "") -> tuple[float, ...] | None:
         v = self.data.get(key)
         if v is None:
             return None
@@ -302,13 +314,13 @@ def from_dict(doc: dict[str, Any], path: Path) -> Profile:
         low_size=mic.size("low_size"),
         high_size=mic.size("high_size"),
         objective=objective,
-        travel_mm=stage.numbers("travel_mm", 3, lambda v: v > 0, "> 0"),  # type: ignore[arg-type]
-        area_mm=stage.numbers("area_mm", 4),  # type: ignore[arg-type]
+        travel_mm=stage.numbers("travel_mm", 3, lambda v: v > 0, "> 0"),
+        area_mm=stage.numbers("area_mm", 4),
         z_start_um=stage.number("z_start_um"),
         z_min_um=stage.number("z_min_um"),
-        backlash_um=stage.numbers("backlash_um", 3, lambda v: 0 <= v <= 5000, "from 0 to 5000 um"),  # type: ignore[arg-type]
-        glass_mm=stage.numbers("glass_mm", 2),  # type: ignore[arg-type]
-        calibrate_at_mm=stage.numbers("calibrate_at_mm", 2),  # type: ignore[arg-type]
+        backlash_um=stage.numbers("backlash_um", 3, lambda v: 0 <= v <= 5000, "from 0 to 5000 um"),
+        glass_mm=stage.numbers("glass_mm", 2),
+        calibrate_at_mm=stage.numbers("calibrate_at_mm", 2),
         scan={k: v for k, v in scan_values.items() if v is not None},
         objectives=objectives,
     )

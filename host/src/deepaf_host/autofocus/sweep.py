@@ -20,7 +20,7 @@ spacing_um / frame_time``, the frame time measured on the first frame at the top
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from ..camera.base import Camera
 from ..errors import AutofocusError, ConfigError
@@ -73,7 +73,7 @@ class SweepAutofocus:
         context = context or FocusContext()
         if not hasattr(stage, "status"):
             raise ConfigError("autofocus", f"the sweep needs a stage that reports its state while moving; {type(stage).__name__} cannot")
-        sweep_stage: SweepStage = stage  # type: ignore[assignment]
+        sweep_stage = cast(SweepStage, stage)  # it has status(), checked above
         probe = Probe(stage, camera, start_z_um, context, self.measure, self.settle_s, self.roi, self.score_width_px)
 
         def body(p: Probe) -> Found:

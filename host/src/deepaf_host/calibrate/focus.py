@@ -8,15 +8,16 @@ search around it: the same two stages a scan's first tissue tile goes through.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
-from ..autofocus import FocusContext, FocusLimits, SearchAutofocus, StackAutofocus
+from ..autofocus import FocusContext, FocusLimits, FocusStage, SearchAutofocus, StackAutofocus
 from ..camera.base import Camera
 from ..errors import AutofocusError
 from ..focus.measures import BROAD_MEASURE
 
 
 def find_focus(
-    stage: object,
+    stage: FocusStage,
     camera: Camera,
     z_guess_um: float,
     dof_um: float,
@@ -33,11 +34,11 @@ def find_focus(
     span = (planes - 1) * step
     broad = StackAutofocus(planes=planes, step_um=step, measure=BROAD_MEASURE, name="broad-stack")
     fine = SearchAutofocus(range_um=max(12.0, 8.0 * dof_um), tolerance_um=max(0.05, dof_um / 5.0))
-    context: dict[str, object] = {}
+    context = FocusContext()
     if sleep is not None:
-        context["sleep"] = sleep
+        context = replace(context, sleep=sleep)
     if clock is not None:
-        context["clock"] = clock
+        context = replace(context, clock=clock)
     frames = 0
     centres = [z_guess_um]
     for k in range(1, windows + 1):
@@ -47,13 +48,13 @@ def find_focus(
     for centre in centres:
         if z_min is not None and centre - span / 2 < z_min:
             continue
-        result = broad.run(stage, camera, centre, FocusContext(limits=FocusLimits(span), **context))  # type: ignore[arg-type]
+        result = broad.run(stage, camera, centre, replace(context, limits=FocusLimits(span)))
         frames += result.frames
         if result.ok:
             found = result.z_um
             break
     if found is None:
         raise AutofocusError("broad-stack", f"no focus peak within {len(centres) * span:.0f} um around z = {z_guess_um:.1f} um")
-    result = fine.run(stage, camera, found, FocusContext(limits=FocusLimits(fine.range_um), **context))  # type: ignore[arg-type]
+    result = fine.run(stage, camera, found, replace(context, limits=FocusLimits(fine.range_um)))
     frames += result.frames
     return (result.z_um if result.ok else found), frames

@@ -176,19 +176,21 @@ def _locate(file: str, base: Path) -> Path:
     return beside if beside.is_file() else cache_dir() / file
 
 
-def _entry_to_image(entry: dict[str, object], base: Path) -> CorpusImage:
+def _entry_to_image(entry: object, base: Path) -> CorpusImage:
+    if not isinstance(entry, dict):
+        raise DatasetError(str(base / "manifest.json"), f"malformed entry {entry!r}: not a JSON object")
     try:
         return CorpusImage(
             id=str(entry["id"]),
             path=_locate(str(entry["file"]), base),
-            pixel_um=float(entry["pixel_um"]),  # type: ignore[arg-type]
+            pixel_um=float(entry["pixel_um"]),
             pixel_um_source=str(entry["pixel_um_source"]),
             split=str(entry["split"]),
             sha256=str(entry["sha256"]).lower(),
             licence=str(entry["licence"]),
             licence_evidence=str(entry["licence_evidence"]),
-            width=int(entry["width"]),  # type: ignore[call-overload]
-            height=int(entry["height"]),  # type: ignore[call-overload]
+            width=int(entry["width"]),
+            height=int(entry["height"]),
             organ=str(entry.get("organ", "")),
             tissue=str(entry.get("tissue", "")),
             source=str(entry.get("source", "")),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -204,8 +205,8 @@ class Protocol:
         """The axial colour in force with ``objective`` (um, R, G, B)."""
         return objective.axial_colour_um() if self.axial_colour_um is None else self.axial_colour_um
 
-    def with_(self, **changes: object) -> Protocol:
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def with_(self, **changes: Any) -> Protocol:
+        return replace(self, **changes)
 
     def to_dict(self) -> dict[str, object]:
         """The parameters as JSON-ready data (recorded with each randomised stack)."""
@@ -271,7 +272,8 @@ def random_protocol(rng: np.random.Generator) -> Protocol:
 
     def stain(vector: tuple[float, float, float]) -> tuple[float, float, float]:
         v = np.clip(np.asarray(vector) + rng.uniform(-0.2, 0.2, size=3), 0.02, None)
-        return tuple(float(c) for c in np.round(v / np.linalg.norm(v), 4))  # type: ignore[return-value]
+        r = np.round(v / np.linalg.norm(v), 4)
+        return float(r[0]), float(r[1]), float(r[2])
 
     return Protocol(
         name=RANDOM_PROTOCOL,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -140,7 +140,20 @@ def parse_index(doc: object, path: str) -> tuple[list[StackRecord], dict[str, An
     return records, meta
 
 
-def check_frames(frames: np.ndarray, planes: int, path: str) -> None:
+class Shaped(Protocol):
+    """What :func:`check_frames` reads of a stack: an array, or a file header's shape and dtype."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def dtype(self) -> np.dtype: ...
+
+    @property
+    def ndim(self) -> int: ...
+
+
+def check_frames(frames: Shaped, planes: int, path: str) -> None:
     """A stack's pixels must be (Z, Y, X, 3) uint8 with one plane per z position."""
     if frames.dtype != np.uint8:
         raise DatasetError(path, f"pixels must be uint8, got {frames.dtype}")

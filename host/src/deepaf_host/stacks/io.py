@@ -168,7 +168,7 @@ class StackDataset:
                         raise DatasetError(str(path / f), "image listed for this stack is missing")
                 continue
             shape, dtype = _tiff_header(path)
-            check_frames(_Probe(shape, dtype), record.planes, str(path))  # type: ignore[arg-type]
+            check_frames(_Probe(shape, dtype), record.planes, str(path))
 
 
 class _Probe:
