@@ -37,6 +37,7 @@ import numpy as np
 
 from ..protocol_tables import BAUD_RATE, SETTINGS
 from .machine import Machine
+from .motion import vec3
 
 BAUD = BAUD_RATE
 BYTE_S = 10.0 / BAUD
@@ -123,13 +124,13 @@ class VirtualBoard:
         self.speed = speed
         self.dialect = dialect
         self.steps_per_mm = tuple(float(s) for s in steps_per_mm)
-        play = tuple(round(p / 1000.0 * s) for p, s in zip(play_um, self.steps_per_mm))
+        play = vec3(round(p / 1000.0 * s) for p, s in zip(play_um, self.steps_per_mm))
         self._cond = threading.Condition(threading.RLock())
         self._rate = 0.0 if speed == "max" else float(speed)
         self._jump = speed == "max" or jump
         self._offset = 0.0
         self._t0 = time.monotonic()
-        self._machine = Machine(dialect, boot_s, play, list(switches))  # type: ignore[arg-type]
+        self._machine = Machine(dialect, boot_s, play, list(switches))
         self.play_um = tuple(float(p) for p in play_um)
         self.repeat_um = tuple(float(r) for r in repeat_um)
         self.skew_deg = float(skew_deg)

@@ -190,12 +190,12 @@ def parse(text: str, jog: bool = False, grbl: bool = False) -> GBlock | int:
             if jog and code not in _JOG_G:
                 return bad_word
             group = _G_GROUPS.get(code, "") if code is not None else ""
-            if not group or (code == 200 and not grbl):
+            if code is None or not group or (code == 200 and not grbl):
                 return E("UNSUPPORTED_COMMAND")
             if group == "motion":
-                block.motion = code // 10  # type: ignore[operator]
+                block.motion = code // 10
             elif group == "nonmodal":
-                block.nonmodal = _NONMODAL[code]  # type: ignore[index]
+                block.nonmodal = _NONMODAL[code]
             elif group == "distance":
                 block.absolute = code == 900
             elif group == "units":

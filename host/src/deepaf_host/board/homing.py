@@ -19,7 +19,7 @@ from typing import Protocol
 from .. import codes
 from .. import protocol_tables as _tables
 from .fixed import f32, lround
-from .motion import make_block
+from .motion import make_block, vec3
 from .motors import Motors
 from .settings import Settings
 
@@ -47,7 +47,7 @@ def _move(board: HomingBoard, axis: int, delta: int, rate: float, until: str | N
     vec = [0, 0, 0]
     vec[axis] = delta
     s = board.settings
-    block = make_block(tuple(vec), s.axis(100), rate, s.axis(110), s.axis(120), kind="homing")  # type: ignore[arg-type]
+    block = make_block(vec3(vec), s.axis(100), rate, s.axis(110), s.axis(120), kind="homing")
     if block is None:
         return False
     if until is not None:

@@ -21,7 +21,7 @@ from .gcode import (
     validate_jog,
 )
 from .homing import HOMING_ORDER, home_axis
-from .motion import Block, make_block
+from .motion import Block, make_block, vec3
 from .reports import BUILD_INFO, HELP
 
 E = codes.error_number
@@ -48,7 +48,7 @@ class Machine(MachineCore):
                 take_up[i] = direction * lround(f32(self.settings[140 + i] * spm[i]))
         blocks = []
         for vec, reported in ((take_up, False), (delta, True)):
-            block = make_block(tuple(vec), spm, rate, rates, accels, kind, reported=reported)  # type: ignore[arg-type]
+            block = make_block(vec3(vec), spm, rate, rates, accels, kind, reported=reported)
             if block is not None:
                 blocks.append(block)
         return blocks

@@ -8,11 +8,21 @@ from the answers. Units: millimetres along the path, seconds, mm/s, mm/s^2.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 AXES = "xyz"
 #: Tolerance of the step arithmetic (a fraction of one step).
 STEP_EPS = 1e-9
+
+_T = TypeVar("_T")
+
+
+def vec3(values: Iterable[_T]) -> tuple[_T, _T, _T]:
+    """``values`` -- one per axis, exactly three (ValueError otherwise) -- as a 3-tuple."""
+    x, y, z = values
+    return x, y, z
 
 
 @dataclass(frozen=True)
@@ -168,9 +178,7 @@ class Block:
         if self.length <= 0.0 or s >= self.length:
             return self.steps
         f = max(0.0, s) / self.length
-        return tuple(  # type: ignore[return-value]
-            int(math.copysign(math.floor(abs(n) * f + STEP_EPS), n)) if n else 0 for n in self.steps
-        )
+        return vec3(int(math.copysign(math.floor(abs(n) * f + STEP_EPS), n)) if n else 0 for n in self.steps)
 
     def distance_for_steps(self, axis: int, k: int) -> float:
         """Distance along the block at which ``axis`` has taken ``k`` steps (k >= 0)."""
@@ -194,11 +202,11 @@ def make_block(
     length = math.sqrt(sum(d * d for d in delta_mm))
     if length == 0.0:
         return None
-    unit = tuple(d / length for d in delta_mm)
+    unit = vec3(d / length for d in delta_mm)
     rate_limit = _limit_by_axes(unit, tuple(r / 60.0 for r in max_rate_mm_min))
     accel = _limit_by_axes(unit, accel_mm_s2)
     v = rate_limit if rate_mm_min is None else min(rate_mm_min / 60.0, rate_limit)
-    return Block(steps, length, unit, v, accel, kind=kind, reported=reported)  # type: ignore[arg-type]
+    return Block(steps, length, unit, v, accel, kind=kind, reported=reported)
 
 
 def _limit_by_axes(unit: tuple[float, ...], limits: tuple[float, ...]) -> float:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from .motion import Block, Profile, junction_speed, plan_entries
+from .motion import Block, Profile, junction_speed, plan_entries, vec3
 
 Vec = tuple[int, int, int]
 
@@ -79,15 +79,13 @@ class Motors:
     def live(self, t: float) -> tuple[Vec, Vec, Vec]:
         """(motor steps, mechanical stage steps, offset) at time ``t``."""
         if self.exec is None:
-            return tuple(self.motor), tuple(self.stage), tuple(self.offset)  # type: ignore[return-value]
+            return vec3(self.motor), vec3(self.stage), vec3(self.offset)
         ex = self.exec
         steps = ex.block.steps_at(self._distance(t))
-        motor = tuple(m + n for m, n in zip(ex.start_motor, steps))
-        stage = tuple(
-            self._drag(ex.start_stage[i], motor[i], _sign(ex.block.steps[i]), self.play[i]) for i in range(3)
-        )
-        offset = ex.start_offset if ex.block.reported else tuple(o + n for o, n in zip(ex.start_offset, steps))
-        return motor, stage, offset  # type: ignore[return-value]
+        motor = vec3(m + n for m, n in zip(ex.start_motor, steps))
+        stage = vec3(self._drag(ex.start_stage[i], motor[i], _sign(ex.block.steps[i]), self.play[i]) for i in range(3))
+        offset = ex.start_offset if ex.block.reported else vec3(o + n for o, n in zip(ex.start_offset, steps))
+        return motor, stage, offset
 
     @staticmethod
     def _drag(stage: int, motor: int, direction: int, play: int) -> int:
@@ -101,7 +99,7 @@ class Motors:
 
     def position(self, t: float) -> Vec:
         motor, _, offset = self.live(t)
-        return tuple(m - o for m, o in zip(motor, offset))  # type: ignore[return-value]
+        return vec3(m - o for m, o in zip(motor, offset))
 
     def speed(self, t: float) -> float:
         """Speed along the path in mm/s."""
@@ -239,7 +237,7 @@ class Motors:
         else:
             profile = Profile.trapezoid(block.length, entry, block.v_nominal, self._exit_speed(), block.accel)
         self.exec = _Exec(
-            block, t, 0.0, profile, tuple(self.motor), tuple(self.stage), tuple(self.offset)  # type: ignore[arg-type]
+            block, t, 0.0, profile, vec3(self.motor), vec3(self.stage), vec3(self.offset)
         )
         self.carry = 0.0
         self._compute_trigger(t)

@@ -249,8 +249,10 @@ class Stage:
             self._homed = False
             raise NotHomedError("move")
         start = self._start_of(report)
-        target = tuple(start[i] if requested[a] is None else float(requested[a]) for i, a in enumerate(AXES))  # type: ignore[arg-type]
-        legs = plan_legs(start, target, self._overshoot_um(), self._uppers_um(), tuple(self._settled))  # type: ignore[arg-type]
+        tx, ty, tz = (start[i] if v is None else float(v) for i, v in enumerate(requested[a] for a in AXES))
+        target = (tx, ty, tz)
+        sx, sy, sz = self._settled
+        legs = plan_legs(start, target, self._overshoot_um(), self._uppers_um(), (sx, sy, sz))
         lines: list[str] = []
         previous = start
         for leg in legs:
