@@ -346,8 +346,8 @@ def _read_jpeg_tiled_tiff(path: Path) -> np.ndarray:
     from PIL import Image
 
     with tifffile.TiffFile(path) as tif:
-        page = tif.pages[0]
-        if page.compression != 7 or not page.is_tiled:
+        page = tif.pages[0]  # the first page is always read in full (a TiffPage, not a TiffFrame)
+        if not isinstance(page, tifffile.TiffPage) or page.compression != 7 or not page.is_tiled:
             raise ValueError("not a tiled JPEG TIFF")
         h, w = page.shape[:2]
         th, tw = page.tilelength, page.tilewidth
