@@ -123,6 +123,7 @@ def iter_pair_sets(
     range_um: float = TRAIN_RANGE_UM,
     p_focus: float = 0.15,
     dz_fixed: np.ndarray | None = None,
+    mode: str = "low",
 ) -> Iterator[PairSet]:
     """Pair sets over ``slides`` slides drawn from ``seed`` (the slide seeds of one set are
     disjoint from another set's when their ``seed`` differ: hold-out by slide).
@@ -152,7 +153,7 @@ def iter_pair_sets(
             key = f"random-{seed}-{s}"
         else:
             raise ConfigError("labs", f"expected same, random or mixed, got {labs!r}")
-        pr = renderers.get(key) or PairRenderer(lab, shape=shape, max_dz_um=max(range_um, 10.0))
+        pr = renderers.get(key) or PairRenderer(lab, shape=shape, mode=mode, max_dz_um=max(range_um, 10.0))
         if key == "same":
             renderers[key] = pr
         for _ in range(fields_per_slide):

@@ -5,9 +5,8 @@ Which tiles: those whose focus QC (``record["qc"]["verdict"]``) is ``suspect`` o
 
 How: a tile is taken to the model's pixel size (its own pixel is the plan's field of
 view over the image width, ``report.json``'s ``plan.fov_um``, unless given), refocused
-there (tiled, with the guard), and the network's correction (output - input at the
-model's scale) is resampled back to the tile's pixels and added to the captured tile.
-Sharp detail the tile already has is kept; what the network restores is added. The
+there (tiled, with the guard), and the network's output is interpolated back to the
+tile's pixels (host/docs/refocus/README.md: why, and what it scores on high-res tiles). The
 repaired image is written beside the original as ``<stem>.refocused.png`` (lossless);
 a captured tile is never overwritten (a name the manifest holds as a tile image is
 refused). A tile the guard judges already in focus gets no file.
@@ -166,10 +165,10 @@ def repair_image(model: RefocusModel, rgb: np.ndarray, pixel_um: float, guard: b
     res = model.refocus(low, guard=guard)
     if res.passed_through:
         return rgb.copy(), True, res.detail_ratio
-    correction = res.image.astype(np.float32) - low.astype(np.float32)
-    correction = np.asarray(cv2.resize(correction, (w, h), interpolation=cv2.INTER_CUBIC), dtype=np.float32)
-    out = np.clip(np.round(rgb.astype(np.float32) + correction), 0, 255).astype(np.uint8)
-    return out, False, res.detail_ratio
+    # The network's output, interpolated back: the optics pass nothing finer than the
+    # model's pixel (host/docs/refocus), and the output is also free of the tile's noise.
+    out = cv2.resize(res.image, (w, h), interpolation=cv2.INTER_CUBIC if scale < 1 else cv2.INTER_AREA)
+    return np.asarray(out, dtype=np.uint8), False, res.detail_ratio
 
 
 def repair_scan(
