@@ -192,8 +192,8 @@ def repair_scan(
     try:
         for k, rec in enumerate(chosen):
             tile = int(rec["tile"])
-            verdict = str((rec.get("qc") or {}).get("verdict"))
-            outcome = TileOutcome(tile, rec["image"], verdict)
+            verdict = (rec.get("qc") or {}).get("verdict")
+            outcome = TileOutcome(tile, rec["image"], str(verdict) if verdict else "no qc")
             t0 = time.perf_counter()
             try:
                 name = output_name(rec["image"])
