@@ -285,3 +285,19 @@ def test_exit_status_of_a_scan_that_started(
     assert "Traceback" not in result.output
     if code == 3:
         assert "tile 10 (row" not in text  # the first 10 are listed, the rest counted
+
+
+@pytest.mark.parametrize(("camera", "model", "needle"), [
+    ("sim://20x", "deepaf-fcfnn-offaxis-20x.tflite", "trained under off-axis illumination, the scan is lit by koehler"),
+    ("sim://20x?illumination=off-axis", "deepaf-spatiospectral-20x.tflite", "trained under koehler illumination, the scan is lit by off-axis"),
+])
+def test_a_model_is_refused_under_other_light(board: VirtualBoard, tmp_path: Path, camera: str, model: str, needle: str) -> None:
+    """Seed 001's model reads the Fourier pattern of one LED: under the condenser it reads
+    nothing (and the condenser model nothing under the LED); refused before any motion."""
+    from deepaf_host.model.runtime import default_model_path
+
+    steps = board.motor_steps()
+    result = scan("--port", board.url, "--camera", camera, "--out", str(tmp_path / "o"), "--autofocus", "single-shot",
+                  "--model", str(default_model_path().parent / model))
+    assert_refused(result, "--model", needle, "illumination=")
+    assert board.motor_steps() == steps and not (tmp_path / "o").exists()

@@ -227,6 +227,11 @@ def objective_key(objective: str) -> str:
 def render_markdown(card: ModelCard) -> str:
     """The human-readable model card."""
     data = card.to_json()
+    preprocessing = {
+        "patch": "per-patch channel-wise standardisation",
+        "pair": "both frames standardised per channel",
+        "fourier": "log(1 + unit-mean magnitude) of the grey patch's centred Fourier transform",
+    }.get(card.input_kind, card.input_kind)
     lines = [
         f"# Model card: {card.name}",
         "",
@@ -234,9 +239,9 @@ def render_markdown(card: ModelCard) -> str:
         f"- **Architecture**: {card.architecture}, {card.params:,} parameters",
         f"- **Input**: {card.input_kind} {card.patch_size}x{card.patch_size}x{card.channels} RGB "
         f"patch of the low-resolution frame, {card.input_dtype}, after "
-        "`deepaf_host.model.preprocess.prepare` (per-patch channel-wise standardisation)",
+        f"`deepaf_host.model.preprocess.prepare` ({preprocessing})",
         f"- **Optics**: objective {card.objective}, {card.pixel_size_um:.4f} um per pixel in the specimen plane, "
-        f"depth of field {card.dof_um:.2f} um",
+        f"depth of field {card.dof_um:.2f} um, {card.illumination} illumination",
         f"- **Output**: signed distance to focus in {card.units} ({card.convention}), "
         f"trained on [{card.range_um[0]:g}, {card.range_um[1]:g}] um",
         "",

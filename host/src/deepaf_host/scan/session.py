@@ -226,10 +226,12 @@ def _check_devices(o: ScanOptions, strategy: Any, stage: Any, camera: Camera) ->
         problems = card.optics_mismatches(o.objective, camera.pixel_size_um("low"), illumination=camera.illumination,
                                           frames=f"the scan's {low_w}x{low_h} low-res frames are")
         if problems:
-            raise ModelError(
-                card.file, f"{problems[0].reason}; the low-res frames must be at the model's pixel size "
-                "(--low-size, --pixel-size-um, or the virtual camera's low=), or choose another --model",
-            )
+            hint = {
+                "illumination": "light the autofocus frames as the model was trained (the virtual camera's "
+                                "illumination=), or choose another --model",
+            }.get(problems[0].quantity, "the low-res frames must be at the model's pixel size (--low-size, "
+                                        "--pixel-size-um, or the virtual camera's low=), or choose another --model")
+            raise ModelError(card.file, f"{problems[0].reason}; {hint}")
     (x_lo, x_hi), (y_lo, y_hi), (z_lo, z_hi) = (stage.limits_um[a] for a in ("x", "y", "z"))
     for value, flag in ((o.z_start_um, "--z-start"), (o.z_min_um, "--z-min")):
         if value is not None and not z_lo <= value <= z_hi:

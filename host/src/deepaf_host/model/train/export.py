@@ -57,7 +57,7 @@ def training_sources(data_dirs: list[str]) -> list[dict[str, Any]]:
         entry["stacks"] = len(dataset)
         gen = dataset.metadata.get("generator")
         if gen:
-            entry["generator"] = {k: gen[k] for k in ("tool", "specimen", "protocol", "seed", "z_offsets_um") if k in gen}
+            entry["generator"] = {k: gen[k] for k in ("tool", "specimen", "protocol", "seed", "z_offsets_um", "illumination") if k in gen}
         ids = sorted({str(r.extra["specimen_image"]) for r in dataset if "specimen_image" in r.extra})
         if ids:
             entry["real_images"] = [
