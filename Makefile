@@ -43,6 +43,7 @@ bench: $(VENV)/.dev firmware
 	$(BIN)/python firmware/sim/bench.py
 	$(BIN)/python -m deepaf_host.optics.bench
 	$(BIN)/python -m deepaf_host.scan.bench
+	$(BIN)/python -m deepaf_host.refocus.bench
 
 firmware: system-deps
 	$(MAKE) -C firmware all sim optiboot
