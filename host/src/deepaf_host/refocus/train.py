@@ -237,7 +237,7 @@ def convert(model: Any, calibration: np.ndarray | None) -> bytes:
 
 
 def export(run: str, out_dir: str, name: str, tile: int = 320, margin: int = 32, quantize: bool = True,
-           weights: str = "best.weights.h5", calibration_size: int = 48) -> Path:
+           weights: str = "best.weights.h5", calibration_size: int = 48, guard_ratio: float | None = None) -> Path:
     """A trained run -> ``out_dir/<name>.tflite`` and its refocus card ``<name>.json``."""
     from ..model.card import sha256_of
     from ..optics.presets import CAMERA_MODES, get_objective, specimen_pixel_um
@@ -264,6 +264,7 @@ def export(run: str, out_dir: str, name: str, tile: int = 320, margin: int = 32,
         arch_config={"widths": list(widths), "convs_per_level": 2, "down": "maxpool", "up": "nearest + conv3x3",
                      "output": "input + residual"},
         params=int(model.count_params()),
+        guard={"kind": "detail_ratio", "min_detail_ratio": guard_ratio} if guard_ratio is not None else {},
         training={k: config[k] for k in ("steps", "batch", "lr", "loss", "crop", "n_train_pairs", "data", "val") if k in config},
     )
     card.save(path.with_suffix(".json"))
@@ -291,8 +292,9 @@ def export_main() -> None:  # pragma: no cover - export of a trained run
     ap.add_argument("--tile", type=int, default=320)
     ap.add_argument("--margin", type=int, default=32)
     ap.add_argument("--float", action="store_true", help="float32 instead of int8")
+    ap.add_argument("--guard-ratio", type=float, default=None, help="pass frames through below this detail ratio")
     a = ap.parse_args()
-    print(export(a.run, a.out, a.name, tile=a.tile, margin=a.margin, quantize=not a.float))
+    print(export(a.run, a.out, a.name, tile=a.tile, margin=a.margin, quantize=not a.float, guard_ratio=a.guard_ratio))
 
 
 if __name__ == "__main__":  # pragma: no cover
