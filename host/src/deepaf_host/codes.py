@@ -1,16 +1,17 @@
 """Error and alarm codes of the stage protocol (protocol.md, section 10).
 
 The rows are kept once, in protocol/errors.csv and protocol/alarms.csv, and reach this
-module through the generated ``protocol_tables``; this module only looks them up.
+module through the generated ``protocol_tables``; this module only looks them up (and
+the settings table's defaults, for the host's own defaults that follow the board's).
 """
 
 from __future__ import annotations
 
 from .protocol_tables import ALARMS as _ALARM_ROWS
 from .protocol_tables import ERRORS as _ERROR_ROWS
-from .protocol_tables import Code
+from .protocol_tables import SETTINGS, Code
 
-__all__ = ["ALARMS", "ERRORS", "Code", "alarm_number", "alarm_text", "error_number", "error_text"]
+__all__ = ["ALARMS", "ERRORS", "Code", "alarm_number", "alarm_text", "default_setting", "error_number", "error_text"]
 
 #: The codes a DeepAf board sends (protocol.md's tables), by number.
 ERRORS: dict[int, Code] = {c.number: c for c in _ERROR_ROWS if "deepaf" in c.dialects}
@@ -45,3 +46,11 @@ def alarm_number(name: str, dialect: str = "deepaf") -> int:
         if code.name == name and dialect in code.dialects:
             return code.number
     raise KeyError(name)
+
+
+def default_setting(number: int) -> float:
+    """The default value of setting ``$number`` (protocol/settings.csv)."""
+    for s in SETTINGS:
+        if s.number == number:
+            return s.default
+    raise KeyError(f"no setting ${number} in the protocol's table")

@@ -32,6 +32,7 @@ from typing import Any, Literal, TypeGuard, overload
 from urllib.parse import parse_qsl, urlsplit
 
 from .errors import ConfigError, OptionError
+from .codes import default_setting
 
 FILE_NAME = "profile.toml"
 
@@ -395,7 +396,8 @@ def template(*, port: str | None = None, camera: str | None = None, objective: s
         line("objective", preset, "", "the objective in use: one of the [objectives.*] tables"),
         "",
         "[stage]",
-        line("travel_mm", None, "[60.0, 40.0, 8.0]", "X, Y, Z travel (the board's $130-$132)"),
+        line("travel_mm", None, "[" + ", ".join(f"{default_setting(n):g}" for n in (130, 131, 132)) + "]",
+             "X, Y, Z travel (the board's $130-$132)"),
         line("area_mm", None, "[-32.0, -22.0, -28.0, -18.0]", "scan / collect area X0, Y0, X1, Y1 (mm)"),
         line("z_start_um", None, "-4100.0", "Z where the specimen is roughly in focus"),
         line("z_min_um", None, "-7500.0", "Z safety limit: the objective is never driven below it"),

@@ -17,13 +17,17 @@ import math
 from dataclasses import asdict, dataclass
 
 from ..errors import ConfigError, StageLimitError
+from ..codes import default_setting
 
 #: The default scan area (mm): 3 x 2 tiles of the 20x field on the upper edge of the
 #: virtual slide's tissue section, so that the demo images tissue and skips glass.
 DEMO_AREA_MM = "-30.30,-15.92,-29.75,-15.62"
 
-#: Default machine travel (protocol.md $130-$132): X [-60000, 0], Y [-40000, 0] um.
-DEFAULT_TRAVEL_UM: tuple[tuple[float, float], tuple[float, float]] = ((-60000.0, 0.0), (-40000.0, 0.0))
+#: Default machine travel: the defaults of $130 and $131 (protocol/settings.csv), as
+#: (min, max) um in machine coordinates (0 is the homed corner): X [-60000, 0], Y [-40000, 0].
+DEFAULT_TRAVEL_UM: tuple[tuple[float, float], tuple[float, float]] = (
+    (-1000.0 * default_setting(130), 0.0), (-1000.0 * default_setting(131), 0.0),
+)
 
 
 @dataclass(frozen=True)
