@@ -36,7 +36,7 @@ test-fast: $(VENV)/.dev
 
 # Settings in host/pyproject.toml ([tool.ruff], [tool.mypy]).
 lint: $(VENV)/.dev
-	$(BIN)/ruff check --config host/pyproject.toml host/src tests firmware/sim
+	$(BIN)/ruff check --config host/pyproject.toml host/src tests firmware/sim protocol
 	$(BIN)/python -m mypy --config-file host/pyproject.toml
 
 bench: $(VENV)/.dev firmware
