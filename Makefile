@@ -3,7 +3,7 @@
 #   make demo   scan a slide on the virtual microscope (pip only)
 #   make test   everything CI runs: system packages, firmware, simavr harness, all tests
 #   make protocol  regenerate the files written from protocol/*.csv (committed)
-#   make lint   ruff over the host, tests and simulator scripts; mypy over the host package (CI too)
+#   make lint   ruff over the host, tests, simulator scripts and protocol/; mypy over the host package (CI too)
 #
 # Everything Python goes into .venv, pinned by host/constraints.txt.
 
