@@ -124,32 +124,15 @@ class ModelCard:
         return card
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        tmp.replace(path)
+        save_card_json(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> ModelCard:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ModelError(str(path), "model card not found (every model needs its <name>.json card)") from None
-        except json.JSONDecodeError as exc:
-            raise ModelError(str(path), f"model card is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise ModelError(str(path), "model card must be a JSON object")
-        return cls.from_json(data, str(path))
+        return cls.from_json(read_card_json(path, "model card"), str(path))
 
     def check_file(self, model_path: str | Path) -> None:
         """The card describes this very file (name and sha256)."""
-        model_path = Path(model_path)
-        if model_path.name != self.file:
-            raise ModelError(str(model_path), f"card describes {self.file!r}, not {model_path.name!r}")
-        actual = sha256_of(model_path)
-        if actual != self.sha256:
-            raise ModelError(str(model_path), f"sha256 {actual[:12]}... does not match the card's {self.sha256[:12]}...")
+        check_model_file(model_path, self.file, self.sha256)
 
     def check_scan(self, objective: str | None = None, pixel_size_um: float | None = None,
                    illumination: str | None = None) -> None:
@@ -222,6 +205,39 @@ class OpticsMismatch:
 def objective_key(objective: str) -> str:
     """'20x', '20x/0.75' and '20X/0.75' name the same preset."""
     return objective.lower().split("/")[0].strip()
+
+
+def save_card_json(path: str | Path, data: dict[str, Any]) -> None:
+    """Write a card atomically (a temporary file, then a rename)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def read_card_json(path: str | Path, what: str) -> dict[str, Any]:
+    """A card's JSON object; ``ModelError`` naming ``what`` when missing or malformed."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(str(path), f"{what} not found (every model needs its <name>.json card)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(str(path), f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ModelError(str(path), f"{what} must be a JSON object")
+    return data
+
+
+def check_model_file(model_path: str | Path, file: str, sha256: str) -> None:
+    """The model file is the one a card describes: its name and sha256."""
+    model_path = Path(model_path)
+    if model_path.name != file:
+        raise ModelError(str(model_path), f"card describes {file!r}, not {model_path.name!r}")
+    actual = sha256_of(model_path)
+    if actual != sha256:
+        raise ModelError(str(model_path), f"sha256 {actual[:12]}... does not match the card's {sha256[:12]}... "
+                         "(a corrupt or replaced model file)")
 
 
 def render_markdown(card: ModelCard) -> str:

@@ -9,13 +9,12 @@ passes frames already in focus through unchanged.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
-from ..model.card import sha256_of
+from ..model.card import check_model_file, read_card_json, save_card_json
 
 CARD_FORMAT = "deepaf-refocus/1"
 
@@ -73,30 +72,12 @@ class RefocusCard:
         return card
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        tmp.replace(path)
+        save_card_json(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> RefocusCard:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ModelError(str(path), "refocus model card not found (every model needs its <name>.json card)") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelError(str(path), f"refocus model card is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise ModelError(str(path), "refocus model card must be a JSON object")
-        return cls.from_json(data, str(path))
+        return cls.from_json(read_card_json(path, "refocus model card"), str(path))
 
     def check_file(self, model_path: str | Path) -> None:
         """The card describes this very file (name and sha256)."""
-        model_path = Path(model_path)
-        if model_path.name != self.file:
-            raise ModelError(str(model_path), f"card describes {self.file!r}, not {model_path.name!r}")
-        actual = sha256_of(model_path)
-        if actual != self.sha256:
-            raise ModelError(str(model_path), f"sha256 {actual[:12]}... does not match the card's {self.sha256[:12]}... "
-                             "(a corrupt or replaced model file)")
+        check_model_file(model_path, self.file, self.sha256)
