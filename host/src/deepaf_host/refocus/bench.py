@@ -141,7 +141,8 @@ def guard_stats(model: RefocusModel, val_npz: str) -> dict[str, list[float]]:
     (|dz| >= 1 um) planes of a validation set (not the test sets): where the guard's
     threshold can sit. Percentiles 0, 5, 50, 95, 100."""
     z = np.load(val_npz)
-    focus, blur = [], []
+    focus: list[float] = []
+    blur: list[float] = []
     for f in range(len(z["dz_um"])):
         for p, dz in enumerate(z["dz_um"][f]):
             if dz == 0.0 or abs(dz) >= 1.0:
