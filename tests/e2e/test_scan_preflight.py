@@ -73,6 +73,7 @@ REFUSALS: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("objective-against-url", ["--objective", "10x"], ("--objective", "10x", "sim://20x")),
     ("single-shot-pixel-scale", ["--autofocus", "single-shot"], ("--model", "um/pixel", "at most 10%", "--low-size")),
     ("no-home-unhomed", ["--no-home"], ("--no-home", "not homed")),
+    ("illumination-unknown", ["--illumination", "ring"], ("--illumination", "unknown light 'ring'", "off-axis")),
     ("resume-nothing", ["--resume"], ("--resume", "holds no scan")),
 ]
 
@@ -301,3 +302,14 @@ def test_a_model_is_refused_under_other_light(board: VirtualBoard, tmp_path: Pat
                   "--model", str(default_model_path().parent / model))
     assert_refused(result, "--model", needle, "illumination=")
     assert board.motor_steps() == steps and not (tmp_path / "o").exists()
+
+
+def test_the_light_goes_into_the_virtual_camera_and_a_contradiction_is_refused(board: VirtualBoard, tmp_path: Path) -> None:
+    assert session._virtual_camera_url("sim://20x", "20x", None, None, "off-axis") == "sim://20x?illumination=off-axis"
+    assert session._virtual_camera_url("sim://20x?illumination=off-axis", "20x", None, None, "off-axis") == (
+        "sim://20x?illumination=off-axis")
+    steps = board.motor_steps()
+    result = scan("--port", board.url, "--camera", "sim://20x?illumination=off-axis", "--out", str(tmp_path / "o"),
+                  "--illumination", "koehler")
+    assert_refused(result, "--illumination", "koehler differs from the virtual camera's illumination=off-axis")
+    assert board.motor_steps() == steps

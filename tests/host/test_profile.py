@@ -86,6 +86,7 @@ def test_a_good_profile_reads_with_units_and_paths(tmp_path: Path) -> None:
         (('model = "m.tflite"', 'model = "gone.tflite"'), "[objectives.40x] model", "does not exist"),
         (("[objectives.\"20x/0.75\"]", "[objectives.20x]\npixel_size_um = 1\n[objectives.\"20x/0.75\"]"), "[objectives.20x/0.75]", "a second table"),
         (("[scan]", "[scans]"), "[scans]", "unknown table"),
+        (('objective = "40x"', 'objective = "40x"\nillumination = "ring"'), "[microscope] illumination", "unknown light 'ring'"),
     ],
 )
 def test_a_profile_that_contradicts_itself_is_refused_naming_the_file_and_key(
@@ -156,6 +157,10 @@ def test_scan_options_flags_over_profile_over_defaults(tmp_path: Path) -> None:
     assert (o.objective, o.pixel_size_um, o.z_start_um, o.settle_s) == ("20x", 0.1806, -4000.0, 0.1)
     o = _opts(tmp_path, p, objective="40x", autofocus="single-shot")
     assert o.model == str(tmp_path / "m.tflite")
+    assert o.illumination is None  # not in the profile: the camera's own (the condenser)
+    lit = profiles.load(write(tmp_path, GOOD.replace('objective = "40x"', 'objective = "40x"\nillumination = "off-axis"')))
+    assert _opts(tmp_path, lit).illumination == "off-axis"
+    assert _opts(tmp_path, lit, illumination="koehler").illumination == "koehler"  # the flag wins
 
 
 def test_a_virtual_camera_takes_no_pixel_size_and_a_resumed_scan_keeps_its_plan(tmp_path: Path) -> None:

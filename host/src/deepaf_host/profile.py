@@ -37,7 +37,7 @@ from .codes import default_setting
 FILE_NAME = "profile.toml"
 
 #: Table -> its keys (an unknown key is an error: a typo must not silently do nothing).
-MICROSCOPE_KEYS = ("name", "port", "camera", "low_size", "high_size", "objective")
+MICROSCOPE_KEYS = ("name", "port", "camera", "low_size", "high_size", "objective", "illumination")
 STAGE_KEYS = ("travel_mm", "area_mm", "z_start_um", "z_min_um", "backlash_um", "glass_mm", "calibrate_at_mm")
 SCAN_KEYS = ("autofocus", "overlap", "settle_s")
 OBJECTIVE_KEYS = ("pixel_size_um", "high_pixel_size_um", "rotation_deg", "skew_deg", "blank_image", "flat_field", "model")
@@ -80,6 +80,9 @@ class Profile:
     low_size: tuple[int, int] | None = None
     high_size: tuple[int, int] | None = None
     objective: str | None = None
+    #: The light of the autofocus frames: ``koehler`` (the condenser) or an LED added
+    #: for seed 001's model (``optics.illumination.ILLUMINATIONS``).
+    illumination: str | None = None
     travel_mm: tuple[float, float, float] | None = None
     area_mm: tuple[float, float, float, float] | None = None
     z_start_um: float | None = None
@@ -146,6 +149,16 @@ def _preset(name: str) -> str | None:
     from .optics.presets import OBJECTIVES
 
     return next(k for k, v in OBJECTIVES.items() if v is obj)
+
+
+def _illumination(mic: _Reader) -> str | None:
+    """``[microscope] illumination``: a named light of ``optics.illumination``."""
+    from .optics.illumination import ILLUMINATIONS
+
+    light = mic.text("illumination")
+    if light is not None and light not in ILLUMINATIONS:
+        raise mic.fail("illumination", f"unknown light {light!r}; one of {', '.join(ILLUMINATIONS)}")
+    return light
 
 
 def _number(v: Any) -> TypeGuard[int | float]:
@@ -315,6 +328,7 @@ def from_dict(doc: dict[str, Any], path: Path) -> Profile:
         low_size=mic.size("low_size"),
         high_size=mic.size("high_size"),
         objective=objective,
+        illumination=_illumination(mic),
         travel_mm=stage.numbers("travel_mm", 3, lambda v: v > 0, "> 0"),
         area_mm=stage.numbers("area_mm", 4),
         z_start_um=stage.number("z_start_um"),
@@ -394,6 +408,8 @@ def template(*, port: str | None = None, camera: str | None = None, objective: s
         line("low_size", None, '"1280x720"', "low-res frame (tissue detection, autofocus); the camera must deliver it"),
         line("high_size", None, '"4056x3040"', "high-res tile"),
         line("objective", preset, "", "the objective in use: one of the [objectives.*] tables"),
+        line("illumination", None, '"koehler"', "light of the autofocus frames: koehler (the condenser), or off-axis "
+             "(an LED at 24 deg, for the FCFNN model)"),
         "",
         "[stage]",
         line("travel_mm", None, "[" + ", ".join(f"{default_setting(n):g}" for n in (130, 131, 132)) + "]",

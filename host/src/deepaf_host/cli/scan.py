@@ -326,6 +326,10 @@ Exit status:
 @click.option("--pixel-size-um", default=None, type=float, help="OpenCV cameras: specimen pixel size of the low-res frame as delivered (um) [default: the objective preset's at 1280 px wide, scaled by --low-size's width].")
 @click.option("--low-size", default=None, metavar="WxH", help="Low-res frame size (tissue detection, autofocus); the camera must deliver it [default: 1280x720; sim:// cameras take it into their URL].")
 @click.option("--high-size", default=None, metavar="WxH", help="High-res tile size; the camera must deliver it [default: 4056x3040; sim:// cameras: into their URL].")
+@click.option("--illumination", default=None, metavar="LIGHT",
+              help="Light of the autofocus frames: koehler (the condenser) or off-axis (an LED at 24 deg added for seed "
+                   "001's FCFNN model, which is refused under other light) [default: the profile's, else koehler; "
+                   "sim:// cameras take it into their URL].")
 @click.option("--no-home", is_flag=True, help="Do not home first (the board must already be homed).")
 @click.option("--no-stitch", is_flag=True, help="Do not stitch the tiles into --out/slide.ome.tif at the end (run `deepaf-host stitch` later).")
 @click.option("--log-file", default=None, type=click.Path(dir_okay=False, path_type=Path), help="Also write the log here (INFO: one line per tile; DEBUG with -vv).")
@@ -335,7 +339,8 @@ def scan(
     ctx: click.Context, port: str | None, profile_path: Path | None, camera_spec: str | None, out_dir: Path, area: str | None, objective: str, strategy: str,
     model: str | None, measure: str | None, overlap: float, resume: bool, z_min_um: float | None, z_start_um: float | None,
     max_correction_um: float, settle_s: float, image_format: str, blank_image: Path | None, pixel_size_um: float | None,
-    low_size: str | None, high_size: str | None, no_home: bool, no_stitch: bool, log_file: Path | None, verbose: int,
+    low_size: str | None, high_size: str | None, illumination: str | None, no_home: bool, no_stitch: bool,
+    log_file: Path | None, verbose: int,
 ) -> None:
     """Scan the --area of a slide into --out: one image per tissue tile, a manifest and a report.
 
@@ -367,7 +372,7 @@ def scan(
         resume=resume, z_min_um=z_min_um, z_start_um=z_start_um,
         max_correction_um=_given(ctx, "max_correction_um", max_correction_um), settle_s=_given(ctx, "settle_s", settle_s),
         image_format=_given(ctx, "image_format", image_format), blank_image=blank_image, pixel_size_um=pixel_size_um,
-        low_size=low_size, high_size=high_size, home=not no_home,
+        low_size=low_size, high_size=high_size, illumination=illumination, home=not no_home,
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     progress = Progress(*columns, console=console, transient=False)

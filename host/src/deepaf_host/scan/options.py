@@ -42,14 +42,14 @@ FLAGS: dict[str, str] = {
     "autofocus": "--autofocus", "model": "--model", "measure": "--measure", "overlap": "--overlap",
     "resume": "--resume", "z_min_um": "--z-min", "z_start_um": "--z-start", "max_correction_um": "--max-correction",
     "settle_s": "--settle", "image_format": "--format", "blank_image": "--blank", "pixel_size_um": "--pixel-size-um",
-    "low_size": "--low-size", "high_size": "--high-size", "home": "--no-home",
+    "low_size": "--low-size", "high_size": "--high-size", "home": "--no-home", "illumination": "--illumination",
 }
 
 #: Options that define the tiles and their images: a resumed scan keeps the folder's
 #: (given again with another value, they are refused).
 PLAN_FIELDS = (
     "area_mm", "overlap", "objective", "autofocus", "model", "measure", "image_format", "pixel_size_um",
-    "low_size", "high_size",
+    "low_size", "high_size", "illumination",
 )
 #: Options a resumed scan takes from the folder unless given again (then the new value
 #: holds: a camera on another path, a corrected start z, a longer settle).
@@ -92,6 +92,10 @@ class ScanOptions:
     #: 4056x3040]; the virtual camera takes them into its URL.
     low_size: str | tuple[int, int] | None = None
     high_size: str | tuple[int, int] | None = None
+    #: The light of the low-res (autofocus) frames (``optics.illumination``): the
+    #: condenser, or seed 001's LED added to the microscope; a model is refused under
+    #: other light. The virtual camera takes it into its URL.
+    illumination: str | None = None
     home: bool = True
     #: Simulated scans only: the camera time model (None: frames take no simulated time).
     camera_timing: CameraTiming | None = PI_HQ_TIMING
@@ -264,6 +268,7 @@ def _from_profile(o: ScanOptions, profile: Any, keep: set[str]) -> ScanOptions:
     the microscope profile; the objective's own values follow the objective in use."""
     values: dict[str, Any] = {
         "camera": profile.camera, "low_size": profile.low_size, "high_size": profile.high_size,
+        "illumination": profile.illumination,
         "area_mm": profile.area_text, "z_start_um": profile.z_start_um, "z_min_um": profile.z_min_um,
         **profile.scan,
     }
@@ -326,6 +331,10 @@ def _check_values(o: ScanOptions) -> None:
     for name in ("low_size", "high_size"):
         if getattr(o, name) is not None:
             parse_size(getattr(o, name), FLAGS[name])
+    from ..optics.illumination import ILLUMINATIONS
+
+    if o.illumination is not None and o.illumination not in ILLUMINATIONS:
+        raise OptionError("--illumination", f"unknown light {o.illumination!r}; one of {', '.join(ILLUMINATIONS)}")
     camera = (o.camera or "").strip()
     if o.camera is not None and not camera:
         raise OptionError("--camera", "empty camera name (an index like 0, a device path, a video file, or sim://)")

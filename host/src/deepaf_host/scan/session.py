@@ -130,20 +130,23 @@ def _remove_created(created: list[Path]) -> None:
 # --- devices -------------------------------------------------------------------------
 
 
-def _virtual_camera_url(spec: str, objective: str, low: tuple[int, int] | None, high: tuple[int, int] | None) -> str:
-    """``spec`` with --objective's preset when it names none, and the frame sizes."""
+def _virtual_camera_url(spec: str, objective: str, low: tuple[int, int] | None, high: tuple[int, int] | None,
+                        illumination: str | None = None) -> str:
+    """``spec`` with --objective's preset when it names none, the frame sizes and the light."""
     parts = urlsplit(spec)
     preset = parts.netloc + parts.path.strip("/")
     keys = dict(parse_qsl(parts.query, keep_blank_values=True))
     added: list[tuple[str, str]] = []
-    for key, size, flag in (("low", low, "--low-size"), ("high", high, "--high-size")):
-        if size is None:
+    wanted = [("low", _size_text(low) if low else None, "--low-size"), ("high", _size_text(high) if high else None, "--high-size"),
+              ("illumination", illumination, "--illumination")]
+    for key, value, flag in wanted:
+        if value is None:
             continue
         if key in keys:
-            if keys[key].lower() != _size_text(size):
-                raise OptionError(flag, f"{_size_text(size)} differs from the virtual camera's {key}={keys[key]} ({spec})")
+            if keys[key].lower() != value:
+                raise OptionError(flag, f"{value} differs from the virtual camera's {key}={keys[key]} ({spec})")
             continue
-        added.append((key, _size_text(size) or ""))
+        added.append((key, value))
     if preset and not added:
         return spec
     query = "&".join(q for q in (parts.query, urlencode(added)) if q)
@@ -155,7 +158,7 @@ def open_microscope(
     port: str, camera_spec: str | None, *, z_min_um: float | None = None, objective: str = "20x",
     pixel_size_um: float | None = None, camera_timing: CameraTiming | None = PI_HQ_TIMING,
     low_size: tuple[int, int] | None = None, high_size: tuple[int, int] | None = None,
-    backlash_um: tuple[float, float, float] | None = None, connection: Any = None,
+    backlash_um: tuple[float, float, float] | None = None, connection: Any = None, illumination: str | None = None,
 ) -> Iterator[tuple[Any, Camera, Callable[[], float], Callable[[float], None], bool]]:
     """Connect the stage and open the camera: yields ``(stage, camera, clock, sleep, simulated)``.
 
@@ -166,15 +169,16 @@ def open_microscope(
     A non-virtual camera is opened before the port, so a missing camera fails before
     anything talks to the board. An OpenCV camera must deliver the frame sizes asked
     for (``FrameSizeError``); without ``pixel_size_um`` its low-res pixel is the
-    objective preset's at the 1280-pixel-wide frame, scaled by the frame width. Nothing
-    moves here.
+    objective preset's at the 1280-pixel-wide frame, scaled by the frame width.
+    ``illumination``: the light of the autofocus frames (the virtual camera takes it
+    into its URL; another camera is told it, since it cannot see it). Nothing moves here.
     """
     from ..stage import Connection, Stage
 
     virtual_camera = camera_spec is None and port.startswith("sim://") or (camera_spec or "").startswith("sim://")
     spec = camera_spec if camera_spec is not None else ("sim://" if port.startswith("sim://") else "0")
     if virtual_camera:
-        spec = _virtual_camera_url(spec, objective, low_size, high_size)
+        spec = _virtual_camera_url(spec, objective, low_size, high_size, illumination)
     with contextlib.ExitStack() as stack:
         camera: Camera | None = None
         if not virtual_camera:
@@ -192,6 +196,8 @@ def open_microscope(
             if resolutions:
                 options["resolutions"] = resolutions
             camera = stack.enter_context(open_camera(spec, **options))
+            if illumination is not None:  # what the user says lights the autofocus frames
+                camera.illumination = illumination
         conn = connection
         if conn is None:
             conn = Connection(port)
@@ -328,7 +334,7 @@ def prepare_scan(opts: ScanOptions, events: ScanEvents | Any | None = None, *, c
             o.port, o.camera, z_min_um=o.z_min_um, objective=str(o.objective), pixel_size_um=o.pixel_size_um,
             camera_timing=o.camera_timing, low_size=low, high_size=high,
             backlash_um=getattr(o.profile, "backlash_um", None),  # measured by `deepaf-host calibrate`
-            connection=connection,
+            connection=connection, illumination=o.illumination,
         ) as (stage, camera, clock, sleep, simulated):
             plan = _check_devices(o, strategy, stage, camera)
             log.info(
