@@ -313,3 +313,20 @@ def test_the_light_goes_into_the_virtual_camera_and_a_contradiction_is_refused(b
                   "--illumination", "koehler")
     assert_refused(result, "--illumination", "koehler differs from the virtual camera's illumination=off-axis")
     assert board.motor_steps() == steps
+
+
+def test_a_scan_focused_under_an_led_is_never_called_complete(board: VirtualBoard, tmp_path: Path) -> None:
+    """The checks look at frames under the LED, whose sharpest plane is not the condenser
+    image's: every focused tile stays suspect (exit 3), and nothing is refocused under
+    the same light."""
+    out = tmp_path / "o"
+    result = scan("--port", board.url, "--camera", CAMERA + "&illumination=off-axis", "--out", str(out),
+                  "--area", AREA_MM, "--no-stitch")
+    assert result.exit_code == 3, result.output
+    report = json.loads((out / REPORT).read_text())
+    assert report["status"] == "complete_with_defects"
+    lines = [json.loads(line) for line in (out / MANIFEST).read_text().splitlines()]
+    focused = [r for r in lines if r.get("focus_source") == "autofocus"]
+    assert focused and all(r["qc"]["verdict"] != "ok" for r in focused)
+    assert all("under off-axis light" in r["qc"]["reason"] for r in focused if r["qc"]["verdict"] == "suspect")
+    assert not any(r.get("refocus") for r in focused)
