@@ -139,8 +139,8 @@ class DatasetError(DeepAfError):
 
 
 class OpticsMismatchError(DatasetError):
-    """A stack was taken with other optics (objective, pixel size) than a model was
-    trained for, or with optics it does not state; the model was not run on it."""
+    """A stack was taken with other optics (objective, pixel size, illumination) than a
+    model was trained for, or with optics it does not state; the model was not run on it."""
 
     def __init__(self, path: str, stack: str, quantity: str, stack_value: object, card_value: object,
                  model: str, reason: str, others: int = 0) -> None:

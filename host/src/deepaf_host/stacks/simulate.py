@@ -78,7 +78,7 @@ PIXEL_SCALE_RANGE = (0.8, 1.2)
 
 
 class _CorpusSpecimens:
-    """One real image per slide from a split of the shipped corpus."""
+    """One real image per slide from a split of the corpus (``deepaf-host corpus fetch``)."""
 
     def __init__(self, split: str) -> None:
         from ..optics.corpus import corpus_images, read_image
