@@ -144,10 +144,53 @@ def test_an_exported_model_is_a_fine_tuning_start(trained: tuple[Path, Path], st
     other.arch = ArchConfig(name="spatiospectral", patch_size=PATCH, widths=(4, 4, 8, 16), stem_stride=2, fcfnn_units=(8,))
     with pytest.raises(ConfigError, match="was trained as"):
         train(tmp_path / "other", [str(stacks)], other, init=model)
-    bare = tmp_path / "old.tflite"  # a model exported before the weights were written beside it
+    bare = tmp_path / "old.tflite"  # a model file without its card
     shutil.copy(model, bare)
-    with pytest.raises(ConfigError, match="no float weights beside it"):
+    with pytest.raises(ConfigError, match="with its card"):
         train(tmp_path / "none", [str(stacks)], config, init=bare)
+
+
+def test_an_int8_model_without_its_float_weights_is_rebuilt_as_a_fine_tuning_start(
+    trained: tuple[Path, Path], stacks: Path, tmp_path: Path
+) -> None:
+    """Models shipped before export kept their float weights: the int8 graph is read
+    back into the network (folded normalisations included) and fine-tuned from there."""
+    import keras
+
+    from deepaf_host.model.preprocess import prepare
+    from deepaf_host.model.train.dequantize import keras_from_tflite, recalibrate
+
+    run, model = trained
+    shipped = tmp_path / "models" / model.name
+    shipped.parent.mkdir()
+    shutil.copy(model, shipped)
+    shutil.copy(model.with_suffix(".json"), shipped.with_suffix(".json"))
+    config = tiny_config()
+    float_model = keras.saving.load_model(run / "best.keras")
+    rebuilt = keras_from_tflite(shipped, config.arch)
+    # Every convolution holds the float model's kernel with its normalisation folded in,
+    # to the int8 rounding (half a quantisation step of that output channel).
+    for layer in float_model.layers:
+        if isinstance(layer, keras.layers.Conv2D) and layer.name.endswith("_conv"):
+            gamma, _, _, var = float_model.get_layer(layer.name[:-5] + "_bn").get_weights()
+            folded = layer.get_weights()[0] * gamma / np.sqrt(var + 1e-3)
+            got = rebuilt.get_layer(layer.name).get_weights()[0]
+            step = np.abs(folded).max(axis=(0, 1, 2)) / 127
+            assert np.all(np.abs(got - folded) <= step * 0.51 + 1e-7), layer.name
+    patches = open_stacks(stacks).load(0)[:, :PATCH, :PATCH]
+    x = prepare("patch", patches)
+    want = float_model.predict(x, verbose=0).ravel()
+    got = rebuilt.predict(x, verbose=0).ravel()
+    assert np.abs(got - want).max() <= 0.05 * max(1.0, np.abs(want).max())
+    # Recalibration moves each normalisation onto its input's statistics, keeping the function.
+    recalibrate(rebuilt, x)
+    assert np.allclose(rebuilt.predict(x, verbose=0).ravel(), got, atol=1e-4)
+    # And `train --init X.tflite` runs from it, with no X.keras beside the model.
+    assert not shipped.with_suffix(".keras").exists()
+    config.epochs = 1
+    state = train(tmp_path / "tuned", [str(stacks)], config, init=shipped)
+    assert state["done"]
+    assert json.loads((tmp_path / "tuned" / "config.json").read_text())["init"] == str(shipped.resolve())
 
 
 def test_export_is_full_int8_with_builtin_ops_and_a_card(trained: tuple[Path, Path]) -> None:

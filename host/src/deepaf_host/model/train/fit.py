@@ -48,7 +48,7 @@ import keras  # noqa: E402
 
 from ...errors import ConfigError, DatasetError  # noqa: E402
 from ..metrics import focus_metrics, median_per_image  # noqa: E402
-from ..preprocess import input_kind  # noqa: E402
+from ..preprocess import input_kind, prepare  # noqa: E402
 from .arch import ArchConfig, build  # noqa: E402
 from .data import PatchSet, batches, iter_stacks, split_by_stack, write_patch_cache  # noqa: E402
 
@@ -154,17 +154,20 @@ def dof_for(objective: str) -> float:
 
 def init_weights_path(init: str | Path) -> Path:
     """The weights a fine-tuning run starts from: a run folder's best.keras, a .keras
-    file, or an exported model (``X.tflite``: its float weights ``X.keras`` beside it,
-    which ``deepaf-host export`` writes, so a shipped model is a fine-tuning start)."""
+    file, or an exported model ``X.tflite``: its float weights ``X.keras`` beside it when
+    ``deepaf-host export`` wrote them, else the int8 model itself, rebuilt in float
+    (``dequantize``), so any shipped model is a fine-tuning start."""
     path = Path(init)
     if path.is_dir():
         path = path / "best.keras"
     elif path.suffix == ".tflite":
         weights = path.with_suffix(".keras")
-        if not weights.is_file():
-            raise ConfigError(str(init), f"has no float weights beside it ({weights.name}; models exported before they were "
-                              "written lack them): fine-tune from a training run folder or a model exported with them")
-        path = weights
+        if weights.is_file():
+            path = weights
+        elif path.is_file() and path.with_suffix(".json").is_file():
+            return path.resolve()
+        else:
+            raise ConfigError(str(init), "--init needs an exported model with its card (X.json) beside it")
     if not path.is_file() or path.suffix != ".keras":
         raise ConfigError(str(init), "--init needs a training run folder (with best.keras), a .keras file or an exported .tflite model")
     return path.resolve()
@@ -185,7 +188,7 @@ def _check_init(init: Path, config: TrainConfig, optics: dict[str, Any]) -> None
         arch, objective, pixel = json.loads(json.dumps(card.arch_config)), card.objective, card.pixel_size_um
         light = card.illumination
     else:  # a bare .keras file: its layers must fit this architecture
-        _load_init(build(config.arch), init)
+        _load_init(build(config.arch), init, config.arch)
         return
     if arch != json.loads(json.dumps(config.arch.to_dict())):
         raise ConfigError(str(init), f"was trained as {arch}, not {config.arch.to_dict()}")
@@ -197,8 +200,17 @@ def _check_init(init: Path, config: TrainConfig, optics: dict[str, Any]) -> None
         raise ConfigError(str(init), f"was trained under {light} illumination; these stacks are lit by {optics['illumination']}")
 
 
-def _load_init(model: keras.Model, init: Path) -> None:
-    source = keras.saving.load_model(init, compile=False)
+def _load_init(model: keras.Model, init: Path, arch: ArchConfig, sample: np.ndarray | None = None) -> None:
+    """Put the start's weights into ``model``. An int8 .tflite is rebuilt in float, and
+    its folded normalisations get the statistics of ``sample`` (prepared training inputs)."""
+    if init.suffix == ".tflite":
+        from .dequantize import keras_from_tflite, recalibrate
+
+        source = keras_from_tflite(init, arch)
+        if sample is not None:
+            recalibrate(source, sample)
+    else:
+        source = keras.saving.load_model(init, compile=False)
     theirs, ours = source.get_weights(), model.get_weights()
     if [w.shape for w in theirs] != [w.shape for w in ours]:
         raise ConfigError(str(init), "its layers differ from this architecture's; use the same --model and sizes")
@@ -315,7 +327,11 @@ def train(
     else:
         model = build(config.arch)
         if meta.get("init"):
-            _load_init(model, Path(meta["init"]))
+            pick = np.random.default_rng(config.seed).choice(train_idx, min(512, train_idx.size), replace=False)
+            sel = np.sort(pick)
+            sample = prepare(kind, np.asarray(patchset.patches[sel]),
+                             None if patchset.second is None else np.asarray(patchset.second[sel]))
+            _load_init(model, Path(meta["init"]), config.arch, sample)
         model.compile(
             optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay),
             loss=keras.losses.Huber(delta=config.huber_delta_um),
