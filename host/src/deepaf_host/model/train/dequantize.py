@@ -107,9 +107,8 @@ def keras_from_tflite(path: str | Path, arch: ArchConfig) -> keras.Model:
                 raise ConfigError(str(path), f"has no scale and shift for {layer.name!r}")
             _affine_bn(layer, mul[0], sub[0])
         elif isinstance(layer, keras.layers.Dense):
-            kernel = _pick(found, 2, layer.name, path)  # (out, in)
-            bias = _pick(found, 1, layer.name, path)
-            layer.set_weights([kernel.T, bias])
+            dense = _pick(found, 2, layer.name, path)  # (out, in)
+            layer.set_weights([dense.T, _pick(found, 1, layer.name, path)])
     return model
 
 
