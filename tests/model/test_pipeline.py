@@ -185,12 +185,20 @@ def test_an_int8_model_without_its_float_weights_is_rebuilt_as_a_fine_tuning_sta
     # Recalibration moves each normalisation onto its input's statistics, keeping the function.
     recalibrate(rebuilt, x)
     assert np.allclose(rebuilt.predict(x, verbose=0).ravel(), got, atol=1e-4)
-    # And `train --init X.tflite` runs from it, with no X.keras beside the model.
+    # And `train --init X.tflite` runs from it, with no X.keras beside the model, on a
+    # user's stacks of other optics (made here by giving the start another objective):
+    # the start's optics are recorded, the run's model is bound to its stacks'.
     assert not shipped.with_suffix(".keras").exists()
+    card = json.loads(shipped.with_suffix(".json").read_text())
+    card["input"].update(objective="10x/0.25", pixel_size_um=0.3611)
+    shipped.with_suffix(".json").write_text(json.dumps(card))
     config.epochs = 1
     state = train(tmp_path / "tuned", [str(stacks)], config, init=shipped)
     assert state["done"]
-    assert json.loads((tmp_path / "tuned" / "config.json").read_text())["init"] == str(shipped.resolve())
+    meta = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    assert meta["init"] == str(shipped.resolve())
+    assert meta["init_optics"] == {"objective": "10x/0.25", "pixel_size_um": 0.3611}
+    assert meta["objective"] == "20x/0.75"
 
 
 def test_export_is_full_int8_with_builtin_ops_and_a_card(trained: tuple[Path, Path]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -89,5 +90,9 @@ def train(
             )
 
         state = fit.train(run, data_dirs, config, progress=on_progress, on_epoch=on_epoch, init=init)
+    adapted = json.loads((run / "config.json").read_text()).get("init_optics")
+    if adapted:
+        click.echo(f"started from a model made for {adapted['objective']} at {adapted['pixel_size_um']} um/px; "
+                   "this run's model is for its stacks' optics")
     click.echo(f"best validation focus error {state['best_val_focus_error_um']:.3f} um at epoch "
                f"{state['best_epoch']}; run in {run}")

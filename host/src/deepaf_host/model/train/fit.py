@@ -17,7 +17,10 @@ is at that epoch (a warm restart). Any other change needs a new run folder.
 
 ``init`` starts a new run from another run's best weights (fine-tuning: a trained
 model adapted to a lab's own stacks, usually with a lower learning rate and a few
-epochs). The architecture, the objective and the pixel size must be the same.
+epochs). The architecture and the illumination must be the same; the objective and
+pixel size may differ (recorded as ``init_optics``): the run's model is bound to its
+stacks' optics. An exported int8 model without its float weights is rebuilt from
+the int8 graph (``dequantize``).
 
 ``pack`` chooses the patch layout of the cache (:func:`deepaf_host.tissue.select_patches`):
 packed (up to 4 patches per 512 x 512 plane) for new runs, since the cache is streamed
@@ -173,15 +176,20 @@ def init_weights_path(init: str | Path) -> Path:
     return path.resolve()
 
 
-def _check_init(init: Path, config: TrainConfig, optics: dict[str, Any]) -> None:
-    """A fine-tuning start must be the same network for the same optics."""
+def _check_init(init: Path, config: TrainConfig, optics: dict[str, Any]) -> dict[str, Any] | None:
+    """A fine-tuning start must be the same network under the same light.
+
+    Its objective and pixel size may differ from the stacks' (a user's microscope is not
+    the one the shipped model was made for: that is what fine-tuning is for). Returns
+    the start's optics when they differ, recorded in the run's config.json; the model
+    exported from the run is bound to the stacks' optics, as any other."""
     meta_path = init.parent / "config.json"
     card_path = init.with_suffix(".json")
     if meta_path.exists():  # a training run's best.keras
         meta = json.loads(meta_path.read_text())
         arch, objective, pixel = meta.get("train", {}).get("arch"), meta.get("objective"), meta.get("pixel_size_um")
         light = str(meta.get("illumination", "koehler"))
-    elif card_path.exists():  # an exported model's weights, beside its card
+    elif card_path.exists():  # an exported model (its float weights, or the int8 model itself), beside its card
         from ..card import ModelCard
 
         card = ModelCard.load(card_path)
@@ -189,15 +197,15 @@ def _check_init(init: Path, config: TrainConfig, optics: dict[str, Any]) -> None
         light = card.illumination
     else:  # a bare .keras file: its layers must fit this architecture
         _load_init(build(config.arch), init, config.arch)
-        return
+        return None
     if arch != json.loads(json.dumps(config.arch.to_dict())):
         raise ConfigError(str(init), f"was trained as {arch}, not {config.arch.to_dict()}")
-    if objective != optics["objective"]:
-        raise ConfigError(str(init), f"was trained for objective {objective!r}; these stacks have {optics['objective']!r}")
-    if pixel is None or abs(float(pixel) / float(optics["pixel_size_um"]) - 1) > 0.01:
-        raise ConfigError(str(init), f"was trained for pixel_size_um {pixel!r}; these stacks have {optics['pixel_size_um']!r}")
     if light != optics["illumination"]:
         raise ConfigError(str(init), f"was trained under {light} illumination; these stacks are lit by {optics['illumination']}")
+    same_pixel = pixel is not None and abs(float(pixel) / float(optics["pixel_size_um"]) - 1) <= 0.01
+    if objective == optics["objective"] and same_pixel:
+        return None
+    return {"objective": objective, "pixel_size_um": pixel}
 
 
 def _load_init(model: keras.Model, init: Path, arch: ArchConfig, sample: np.ndarray | None = None) -> None:
@@ -237,8 +245,7 @@ def prepare_run(run: Path, data_dirs: Sequence[str], config: TrainConfig, init: 
             _write_json(config_path, saved)
         return saved
     optics = _dataset_optics(data_dirs)
-    if init_path is not None:
-        _check_init(init_path, config, optics)
+    adapted = None if init_path is None else _check_init(init_path, config, optics)
     kind = input_kind(config.arch.name)
     patchset = write_patch_cache(
         run / "patches",
@@ -255,6 +262,8 @@ def prepare_run(run: Path, data_dirs: Sequence[str], config: TrainConfig, init: 
     np.save(run / "patches" / "val_index.npy", val_idx)
     saved = {**wanted, **optics, "dof_um": dof_for(optics["objective"]),
              "n_patches": len(patchset), "n_train": int(train_idx.size), "n_val": int(val_idx.size)}
+    if adapted is not None:
+        saved["init_optics"] = adapted
     tmp = config_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(saved, indent=2) + "\n")
     tmp.replace(config_path)
