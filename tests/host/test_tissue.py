@@ -134,3 +134,27 @@ def test_select_patches_order_overlap_and_limits(ihc: np.ndarray, ihc_blank: np.
     assert tissue.select_patches(np.zeros((720, 1280), bool)) == []
     assert tissue.select_patches(np.ones((100, 100), bool), size=224) == []
     assert len(tissue.select_patches(np.ones((720, 1280), bool), size=224, k=100)) == 3 * 5
+
+
+def test_glass_under_a_yellow_lamp_is_blank_although_the_default_thresholds_call_it_tissue() -> None:
+    """A camera without white balance (the `diff` lab's halogen lamp): the default HSV
+    thresholds see glass as stained, the texture test sees it as glass; tissue in focus,
+    under either lamp, is never blank."""
+    from deepaf_host.camera.virtual import VirtualCamera
+
+    class Pose:
+        position = (-45000.0, -20000.0, 0.0)
+
+        def true_position_um(self) -> tuple[float, float, float]:
+            return self.position
+
+    for protocol in ("diff", "same"):
+        pose = Pose()
+        camera = VirtualCamera(pose, objective="10x", protocol=protocol, seed=21)
+        glass = camera.grab("low")
+        assert tissue.looks_blank(glass)
+        if protocol == "diff":
+            assert tissue.tissue_fraction(tissue.tissue_mask(glass)) > 0.9
+        pose.position = (-30000.0, -20000.0, camera.true_focus_z_um(-30000.0, -20000.0))
+        assert not tissue.looks_blank(camera.grab("low"))
+    assert not tissue.looks_blank(np.zeros((64, 64, 3), np.uint8))  # too dark to judge

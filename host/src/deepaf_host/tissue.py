@@ -126,6 +126,28 @@ def tissue_fraction(mask: np.ndarray) -> float:
     return float(np.count_nonzero(m)) / m.size if m.size else 0.0
 
 
+def looks_blank(frame: np.ndarray, *, deviation: float = 0.04, background_px: int = 61, blur_px: int = 9) -> bool:
+    """True for a frame of blank glass, whatever the lamp's colour and the exposure.
+
+    The thresholds of :func:`tissue_mask` need a blank frame first; a camera that is not
+    white-balanced (a yellow halogen lamp) makes glass look saturated, so the default
+    thresholds call it tissue. Glass is featureless instead: each channel, blurred over
+    ``blur_px``, stays within ``deviation`` (relative) of its own smooth background
+    (``background_px`` box: vignetting and uneven light pass) at all but 0.2 % of the
+    pixels. Stained tissue at any magnification has detail that fails it. A frame too
+    dark to judge (mean below 20 DN) is not blank.
+    """
+    rgb = np.asarray(frame, dtype=np.float32)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an RGB frame (H, W, 3), got shape {rgb.shape}")
+    if float(rgb.mean()) < 20.0:
+        return False
+    fine = cv2.blur(rgb, (blur_px, blur_px), borderType=cv2.BORDER_REFLECT)
+    smooth = cv2.blur(rgb, (background_px, background_px), borderType=cv2.BORDER_REFLECT)
+    off = np.abs(fine - smooth) / np.maximum(smooth, 1.0)
+    return float(np.count_nonzero((off > deviation).any(axis=2))) / off.shape[0] / off.shape[1] < 0.002
+
+
 def has_tissue_by_mean_value(frame: np.ndarray, thresholds: TissueThresholds) -> bool:
     """Seed 000 eq. 1, with the brightfield direction: mean V below tau means tissue."""
     tau = thresholds.mean_value_max if thresholds.mean_value_max is not None else thresholds.value_max

@@ -32,7 +32,7 @@ import numpy as np
 from ..camera.base import Camera, FrameMode
 from ..errors import DeepAfError
 from ..focus import measures
-from ..tissue import DEFAULT_THRESHOLDS, TissueThresholds, tissue_fraction, tissue_mask
+from ..tissue import DEFAULT_THRESHOLDS, TissueThresholds, looks_blank, tissue_fraction, tissue_mask
 from .focus import find_focus
 from .measure import MIN_RESPONSE, CameraAxes, along, axis_vector, corner_falloff, fit_peak, flat_field, image_shift
 
@@ -329,7 +329,9 @@ def _z_backlash(s: _Session, raw: Any, result: Calibration) -> None:
 
 
 def _is_glass(frame: np.ndarray, thresholds: TissueThresholds) -> bool:
-    return tissue_fraction(tissue_mask(frame, thresholds)) < 0.002
+    """Glass by the tissue test, or featureless (a lamp that is not white-balanced makes
+    glass look stained to the default thresholds, which the blank frame is for)."""
+    return tissue_fraction(tissue_mask(frame, thresholds)) < 0.002 or looks_blank(frame)
 
 
 def _glass_candidates(s: _Session) -> list[tuple[float, float]]:
