@@ -56,3 +56,19 @@ def test_config_round_trips_and_unknown_names_are_refused() -> None:
     assert ArchConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown architecture"):
         build(ArchConfig(name="resnet"))
+
+
+@pytest.mark.parametrize("name", ["spatiospectral", "fcfnn"])
+def test_a_start_for_another_objective_answers_in_this_objectives_depths_of_field(name: str) -> None:
+    """Fine-tuning a 20x model for 10x stacks: its answers start scaled by the ratio of the
+    depths of field (8.64 / 0.96 = 9); the same objective leaves them as they were."""
+    from deepaf_host.model.train.fit import _rescale_output
+
+    config = ArchConfig(name=name, patch_size=64, widths=(8, 8, 16, 16), fcfnn_units=(16, 8))
+    model = build(config, batch_size=2)
+    x = np.random.default_rng(1).normal(size=(2, *model.input_shape[1:])).astype(np.float32)
+    before = np.asarray(model(x)).ravel()
+    _rescale_output(model, 0.96, 0.96)
+    np.testing.assert_allclose(np.asarray(model(x)).ravel(), before, rtol=1e-6)
+    _rescale_output(model, 0.96, 8.64)
+    np.testing.assert_allclose(np.asarray(model(x)).ravel(), 9.0 * before, rtol=1e-5, atol=1e-6)

@@ -19,8 +19,9 @@ is at that epoch (a warm restart). Any other change needs a new run folder.
 model adapted to a lab's own stacks, usually with a lower learning rate and a few
 epochs). The architecture and the illumination must be the same; the objective and
 pixel size may differ (recorded as ``init_optics``): the run's model is bound to its
-stacks' optics. An exported int8 model without its float weights is rebuilt from
-the int8 graph (``dequantize``).
+stacks' optics, and its output starts scaled by the ratio of the depths of field
+(``_rescale_output``). An exported int8 model without its float weights is rebuilt
+from the int8 graph (``dequantize``).
 
 ``pack`` chooses the patch layout of the cache (:func:`deepaf_host.tissue.select_patches`):
 packed (up to 4 patches per 512 x 512 plane) for new runs, since the cache is streamed
@@ -225,6 +226,21 @@ def _load_init(model: keras.Model, init: Path, arch: ArchConfig, sample: np.ndar
     model.set_weights(theirs)
 
 
+def _rescale_output(model: keras.Model, dof_from: float, dof_to: float) -> None:
+    """Bring a start made for another objective to this one's distances: multiply the
+    output layer by the ratio of the depths of field.
+
+    The presets sample near Nyquist (pixel about lambda / 4 NA), so the defocus blur per
+    depth of field spans about the same number of pixels at every objective (20x/0.75:
+    6.0 px per DoF, 10x/0.25: 6.2): a frame 1 DoF from focus at 10x looks like one 1 DoF
+    from focus at 20x, and only the unit (um) of the answer changes.
+    """
+    if dof_from <= 0 or abs(dof_to / dof_from - 1) < 0.01:
+        return
+    head = model.get_layer("dz_um")
+    head.set_weights([w * (dof_to / dof_from) for w in head.get_weights()])
+
+
 def prepare_run(run: Path, data_dirs: Sequence[str], config: TrainConfig, init: str | Path | None = None) -> dict[str, Any]:
     """Create or check the run folder; extract (or reuse) the patch cache."""
     run.mkdir(parents=True, exist_ok=True)
@@ -341,6 +357,8 @@ def train(
             sample = prepare(kind, np.asarray(patchset.patches[sel]),
                              None if patchset.second is None else np.asarray(patchset.second[sel]))
             _load_init(model, Path(meta["init"]), config.arch, sample)
+            if meta.get("init_optics"):
+                _rescale_output(model, dof_for(str(meta["init_optics"]["objective"])), dof_um)
         model.compile(
             optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay),
             loss=keras.losses.Huber(delta=config.huber_delta_um),
