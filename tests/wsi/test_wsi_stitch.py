@@ -174,6 +174,41 @@ def test_island_with_glass_and_vignetting(tmp_path: Path) -> None:
     assert abs(tile[60:84, 80:112].mean() - tile[2:14, 2:14].mean()) < 4
 
 
+def test_a_scan_without_glass_takes_the_profiles_calibrated_flat_field(tmp_path: Path) -> None:
+    """Tissue in every field and too few tiles to average: the scan's own estimate is
+    refused; the flat field `calibrate` took on blank glass (recorded by the scan in its
+    report) corrects the tiles instead. A missing or broken file is only a note."""
+    from deepaf_host.wsi.synthetic import vignetting_field
+
+    spec = SyntheticSpec(rows=3, cols=3, tile_shape=(144, 192), tissue="full", vignetting=0.3, seed=7)
+    d = tmp_path / "full"
+    write_synthetic_scan(d, spec)
+    plain = stitch(d, StitchOptions(smallest_level_px=128, reports=False))
+    assert not plain["flat_field"]["applied"]
+
+    def corner_minus_centre(summary: dict) -> float:
+        mosaic = _level0(d / "slide.ome.tif").astype(float)
+        pos = summary["positions"][4]  # the middle tile
+        tile = mosaic[pos["y_px"]:pos["y_px"] + 144, pos["x_px"]:pos["x_px"] + 192, 1]
+        return float(tile[:20, :20].mean() - tile[62:82, 86:106].mean())
+
+    before = corner_minus_centre(plain)
+    report = json.loads((d / "report.json").read_text())
+    light = np.repeat(vignetting_field(spec.tile_shape, 0.3)[..., None], 3, axis=2) * np.array([0.9, 1.0, 1.1], np.float32)
+    tifffile.imwrite(tmp_path / "flat-20x.tif", light, photometric="rgb")
+    report["flat_field_path"] = str(tmp_path / "flat-20x.tif")
+    (d / "report.json").write_text(json.dumps(report))
+    summary = stitch(d, StitchOptions(smallest_level_px=128, reports=False, force=True, use_cache=False))
+    ff = summary["flat_field"]
+    assert ff["applied"] and ff["method"] == "calibrated", ff
+    assert 1 / 0.7 * 0.9 <= ff["gain_max"] <= 1 / 0.7 * 1.1  # corners 30 % darker
+    # The vignetting is gone: a tile's corner is no longer darker than its centre.
+    assert before < -10 and abs(corner_minus_centre(summary)) < 0.5 * abs(before)
+    (tmp_path / "flat-20x.tif").write_bytes(b"not a tiff")
+    broken = stitch(d, StitchOptions(smallest_level_px=128, reports=False, force=True, use_cache=False))
+    assert not broken["flat_field"]["applied"] and "cannot be used" in broken["flat_field"]["note"]
+
+
 def test_not_a_scan_folder(tmp_path: Path) -> None:
     with pytest.raises(StitchError, match="manifest"):
         stitch(tmp_path)

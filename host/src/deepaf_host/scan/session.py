@@ -351,6 +351,8 @@ def prepare_scan(opts: ScanOptions, events: ScanEvents | Any | None = None, *, c
                 "camera_timing": None if not simulated or o.camera_timing is None else asdict(o.camera_timing),
                 # Calibrated by `deepaf-host calibrate`: the stitcher turns the tiles back by it.
                 "camera_rotation_deg": _profile_rotation(o),
+                # And its flat field on blank glass: the stitcher's when the scan sees too little glass.
+                "flat_field_path": _profile_flat_field(o),
             }
             runner = ScanRunner(
                 stage, camera, plan, o.out_dir, config, resume=o.resume, events=events,
@@ -379,6 +381,13 @@ __all__ = [
     "OPTIONS_FILE", "PreparedScan", "ScanOptions", "is_virtual_port", "open_microscope", "prepare_scan",
     "resolve_options", "run_scan",
 ]
+
+
+def _profile_flat_field(o: ScanOptions) -> str | None:
+    """The profile's calibrated flat field for the objective, when the file is there."""
+    table = o.profile.for_objective(o.objective) if o.profile is not None else None
+    path = None if table is None else table.flat_field
+    return str(Path(path).resolve()) if path is not None and Path(path).is_file() else None
 
 
 def _profile_rotation(o: ScanOptions) -> float | None:

@@ -65,6 +65,20 @@ class FlatField:
         return cls(g, (rgb[0], rgb[1], rgb[2]), float(d["coverage"]), int(d["frames"]), str(d.get("method", "glass")))
 
 
+def from_calibration(image: np.ndarray, grid: tuple[int, int], glass_rgb: tuple[int, int, int] | None) -> FlatField:
+    """The flat field `deepaf-host calibrate` measured on blank glass (a (H, W, 3) map of
+    the light, any scale per channel), on the estimator's grid: gain = brightest / map
+    per channel, as the scan's own estimate. Raises ValueError for a map that is not
+    positive, finite and (H, W, 3)."""
+    light = np.asarray(image, dtype=np.float32)
+    if light.ndim != 3 or light.shape[2] != 3 or not np.all(np.isfinite(light)) or light.min() <= 0:
+        raise ValueError(f"a flat field must be a positive, finite (H, W, 3) map, got shape {light.shape}")
+    gh, gw = grid
+    cells = cv2.resize(light, (gw, gh), interpolation=cv2.INTER_AREA)
+    gain = np.clip(cells.reshape(-1, 3).max(axis=0) / cells, 0.5, 2.5).astype(np.float32)
+    return FlatField(gain, glass_rgb or (242, 242, 242), 1.0, 0, "calibrated")
+
+
 def apply_gain(rgb: np.ndarray, gain: np.ndarray, rows: int = 512) -> np.ndarray:
     """``rgb * gain`` rounded and clipped to uint8 (in bands of ``rows`` to bound memory)."""
     if rgb.shape != gain.shape:

@@ -35,8 +35,10 @@ from typing import Any
 
 import cv2
 import numpy as np
+import tifffile
 
 from .. import __version__
+from . import flatfield
 from .compose import Composer
 from .flatfield import FlatField, FlatFieldEstimator, apply_gain
 from .folder import MANIFEST, ScanFolder, StitchError, write_atomic
@@ -229,11 +231,34 @@ def analyse(folder: ScanFolder, opts: StitchOptions, progress: Progress | None =
                 progress("analyse", done + 1, len(imaged))
     if estimator is not None:
         out.flat_field, out.flat_field_note = estimator.estimate()
+        if out.flat_field is None or out.flat_field.method == "tiles":
+            # Too little glass in the scan: the flat field the profile's calibration took
+            # on blank glass, when the scan recorded one, is a measurement, not a guess.
+            calibrated, note = _calibrated_flat_field(folder, estimator)
+            if calibrated is not None:
+                out.flat_field, out.flat_field_note = calibrated, note
+            elif note:
+                out.flat_field_note = f"{out.flat_field_note}; {note}"
         out.glass_rgb = out.flat_field.glass_rgb if out.flat_field is not None else estimator.glass_rgb()
     else:
         out.flat_field_note = "flat-field correction switched off"
     out.seconds = time.perf_counter() - t0
     return out
+
+
+def _calibrated_flat_field(folder: ScanFolder, estimator: FlatFieldEstimator) -> tuple[FlatField | None, str]:
+    """The profile's calibrated flat field named in the scan report (``flat_field_path``),
+    or None and why not (never an error: the stitch goes on without it)."""
+    path = folder.report.get("flat_field_path")
+    if not path:
+        return None, ""
+    try:
+        image = tifffile.imread(path)
+        ff = flatfield.from_calibration(image, estimator.grid, estimator.glass_rgb())
+    except (OSError, ValueError) as exc:
+        log.warning("the calibrated flat field %s cannot be used: %s", path, exc)
+        return None, f"the calibrated flat field {path} cannot be used ({exc})"
+    return ff, f"the profile's calibrated flat field ({path})"
 
 
 def _stats(values: np.ndarray) -> dict[str, float] | None:
