@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -72,3 +74,23 @@ def test_a_start_for_another_objective_answers_in_this_objectives_depths_of_fiel
     np.testing.assert_allclose(np.asarray(model(x)).ravel(), before, rtol=1e-6)
     _rescale_output(model, 0.96, 8.64)
     np.testing.assert_allclose(np.asarray(model(x)).ravel(), 9.0 * before, rtol=1e-5, atol=1e-6)
+
+
+def test_the_default_training_range_follows_the_stacks_depth_of_field(tmp_path: Path) -> None:
+    """+-10 um at 20x/0.75 is about +-10 depths of field: at 10x/0.25 the default is +-90 um,
+    not +-10 (one DoF, which would train a model blind beyond it)."""
+    import json
+
+    from deepaf_host.cli.train import default_range_um
+
+    def dataset(name: str, objective: str) -> str:
+        d = tmp_path / name
+        d.mkdir()
+        entry = {"file": "s.ome.tif", "z_um": [0.0, 1.0], "focus_z_um": 0.5, "objective": objective,
+                 "pixel_size_um": 0.36, "protocol": "same", "source": "simulated"}
+        (d / "index.json").write_text(json.dumps({"format": "deepaf-stacks/1", "stacks": [entry]}))
+        return str(d)
+
+    assert default_range_um([dataset("a", "20x/0.75")]) == 10.0
+    assert default_range_um([dataset("b", "10x/0.25")]) == 90.0
+    assert default_range_um([dataset("c", "unknown")]) == 10.0
