@@ -81,7 +81,7 @@ def test_the_default_training_range_follows_the_stacks_depth_of_field(tmp_path: 
     not +-10 (one DoF, which would train a model blind beyond it)."""
     import json
 
-    from deepaf_host.cli.train import default_range_um
+    from deepaf_host.model.train.fit import default_range_um
 
     def dataset(name: str, objective: str) -> str:
         d = tmp_path / name

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import ConfigError, DatasetError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:  # fit imports TensorFlow: at run time it is imported inside the command
     from ..model.train.fit import EpochReport
@@ -54,7 +54,8 @@ def _import_training() -> tuple[ModuleType, ModuleType]:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--init", "init", default=None, type=click.Path(exists=True),
               help="Fine-tune from: a run folder's best weights, a .keras file, or an exported model X.tflite "
-                   "(its float weights X.keras, written by export, beside it).")
+                   "(its float weights X.keras beside it, or else the int8 model read back); another objective or "
+                   "pixel size is allowed.")
 def train(
     data_dirs: tuple[str, ...], architecture: str, run: Path, epochs: int, steps_per_epoch: int | None,
     batch_size: int, learning_rate: float, weight_decay: float, patience: int, patch_size: int, widths: str,
@@ -70,7 +71,7 @@ def train(
     except ValueError:
         raise click.BadParameter(f"{widths!r} is not a comma-separated list of integers", param_hint="--widths") from None
     if range_um is None:
-        range_um = default_range_um(data_dirs)
+        range_um = fit.default_range_um(data_dirs)
     config = fit.TrainConfig(
         arch=arch.ArchConfig(name=architecture, patch_size=patch_size, widths=width_tuple, stem_stride=stem_stride),
         epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, learning_rate=learning_rate,
@@ -100,16 +101,3 @@ def train(
     click.echo(f"best validation focus error {state['best_val_focus_error_um']:.3f} um at epoch "
                f"{state['best_epoch']}; run in {run}")
 
-
-def default_range_um(data_dirs: tuple[str, ...] | list[str]) -> float:
-    """+-10 um at 20x/0.75 (about +-10 depths of field), scaled by the depth of field of
-    the first stacks' objective; 10 um when it is not one of the presets."""
-    from ..optics.presets import OBJECTIVES, get_objective
-    from ..stacks import open_stacks
-
-    try:
-        objective = open_stacks(data_dirs[0], check=False).records[0].objective
-        dof = get_objective(objective.split("/")[0]).depth_of_field_um()
-    except (ConfigError, DatasetError, IndexError, ValueError):
-        return 10.0
-    return round(10.0 * dof / OBJECTIVES["20x"].depth_of_field_um() * 2) / 2

@@ -38,9 +38,8 @@ import numpy as np
 import tifffile
 
 from .. import __version__
-from . import flatfield
 from .compose import Composer
-from .flatfield import FlatField, FlatFieldEstimator, apply_gain
+from .flatfield import FlatField, FlatFieldEstimator, apply_gain, from_calibration
 from .folder import MANIFEST, ScanFolder, StitchError, write_atomic
 from .ometiff import SlideMetadata, write_pyramid
 from .pyramid import PyramidBuilder
@@ -254,7 +253,7 @@ def _calibrated_flat_field(folder: ScanFolder, estimator: FlatFieldEstimator) ->
         return None, ""
     try:
         image = tifffile.imread(path)
-        ff = flatfield.from_calibration(image, estimator.grid, estimator.glass_rgb())
+        ff = from_calibration(image, estimator.grid, estimator.glass_rgb())
     except (OSError, ValueError) as exc:
         log.warning("the calibrated flat field %s cannot be used: %s", path, exc)
         return None, f"the calibrated flat field {path} cannot be used ({exc})"

@@ -156,6 +156,19 @@ def dof_for(objective: str) -> float:
     return float(get_objective(objective.split("/")[0]).depth_of_field_um())
 
 
+def default_range_um(data_dirs: Sequence[str]) -> float:
+    """``--range-um`` when not given: +-10 um at 20x/0.75 (about +-10 depths of field),
+    scaled by the depth of field of the first stacks' objective (90 um at 10x/0.25);
+    10 um when that is not one of the presets."""
+    from ...stacks import open_stacks
+
+    try:
+        dof = dof_for(open_stacks(data_dirs[0], check=False).records[0].objective)
+    except (ConfigError, DatasetError, IndexError):
+        return 10.0
+    return round(10.0 * dof / dof_for("20x") * 2) / 2
+
+
 def init_weights_path(init: str | Path) -> Path:
     """The weights a fine-tuning run starts from: a run folder's best.keras, a .keras
     file, or an exported model ``X.tflite``: its float weights ``X.keras`` beside it when
@@ -352,11 +365,13 @@ def train(
     else:
         model = build(config.arch)
         if meta.get("init"):
-            pick = np.random.default_rng(config.seed).choice(train_idx, min(512, train_idx.size), replace=False)
-            sel = np.sort(pick)
-            sample = prepare(kind, np.asarray(patchset.patches[sel]),
-                             None if patchset.second is None else np.asarray(patchset.second[sel]))
-            _load_init(model, Path(meta["init"]), config.arch, sample)
+            start = Path(meta["init"])
+            sample = None
+            if start.suffix == ".tflite":  # an int8 start: its normalisations need real inputs' statistics
+                sel = np.sort(np.random.default_rng(config.seed).choice(train_idx, min(512, train_idx.size), replace=False))
+                sample = prepare(kind, np.asarray(patchset.patches[sel]),
+                                 None if patchset.second is None else np.asarray(patchset.second[sel]))
+            _load_init(model, start, config.arch, sample)
             if meta.get("init_optics"):
                 _rescale_output(model, dof_for(str(meta["init_optics"]["objective"])), dof_um)
         model.compile(
