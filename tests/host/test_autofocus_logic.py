@@ -203,6 +203,19 @@ def test_single_shot_falls_back_when_the_patches_disagree() -> None:
     assert not no_fb.ok and no_fb.reason.startswith("patch predictions disagree")
 
 
+def test_single_shot_trusts_a_spread_in_depths_of_field() -> None:
+    # Patches 2.5 um apart: most of a 20x depth of field (0.96 um), a quarter of a 10x
+    # one (8.64 um), where a model's patches disagree by as many microns per DoF.
+    errors = [-1.0, 1.0, -1.5, 1.5]
+    stage, cam, ctx = scope()
+    at_20x = SingleShotAutofocus(OraclePredictor(cam, errors), patches=4, min_patch_tissue=0.3, dof_um=0.96)
+    assert at_20x.run(stage, cam, -4000.0, ctx).reason.startswith("patch predictions disagree (spread 1.85 um > 1.50 um)")
+    stage, cam, ctx = scope()
+    at_10x = SingleShotAutofocus(OraclePredictor(cam, errors), patches=4, min_patch_tissue=0.3, dof_um=8.64, verify=False)
+    result = at_10x.run(stage, cam, -4000.0, ctx)
+    assert result.ok and result.frames == 1, result.reason
+
+
 def test_single_shot_takes_the_predictor_it_is_given() -> None:
     stage, cam, ctx = scope()
     strategy = make_strategy("single-shot", predictor=OraclePredictor(cam, [0.0] * 8), patches=2, min_patch_tissue=0.3,

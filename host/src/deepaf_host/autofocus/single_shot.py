@@ -54,12 +54,18 @@ class DefocusPredictor(Protocol):
     def predict(self, patches: np.ndarray) -> np.ndarray: ...
 
 
+#: Depth of field of the 20x/0.75 preset: the scale of the thresholds for a predictor
+#: without a model card.
+_DOF_20X_UM = 0.96
+
+
 @dataclass
 class SingleShotAutofocus:
     """Predict dz on up to ``patches`` tissue patches of one frame, move by the median.
 
-    ``max_spread_um``: the largest spread (1.4826 x the median absolute deviation of
-    the patch predictions) trusted; beyond it, or with a median outside the model's
+    ``max_spread_dof``: the largest spread (1.4826 x the median absolute deviation of
+    the patch predictions) trusted, in depths of field (1.5 um at 20x/0.75; a 10x
+    model's patches disagree by as many microns per depth of field); beyond it, or with a median outside the model's
     range, or with no tissue patch, the ``fallback`` strategy runs from the start (None:
     fail, stage back at the start). ``shots`` > 1 repeats predict-and-move from the new
     plane while the last correction was larger than ``repeat_above_um``.
@@ -83,7 +89,7 @@ class SingleShotAutofocus:
     predictor: DefocusPredictor
     patches: int = 8
     min_patch_tissue: float = 0.5
-    max_spread_um: float = 1.5
+    max_spread_dof: float = 1.5 / _DOF_20X_UM
     shots: int = 1
     repeat_above_um: float = 1.0
     fallback: Strategy | None = None
@@ -139,8 +145,9 @@ class SingleShotAutofocus:
                 if shot == 0 and self.fallback is not None and len(self.offsets) < self.learn_offset:
                     raise _Fallback(f"learning the model's offset on this slide ({len(self.offsets) + 1} of {self.learn_offset})")
                 lo, hi = self.predictor.range_um
-                if spread > self.max_spread_um:
-                    raise _Fallback(f"patch predictions disagree (spread {spread:.2f} um > {self.max_spread_um} um)")
+                max_spread = self.max_spread_dof * self._dof_um()
+                if spread > max_spread:
+                    raise _Fallback(f"patch predictions disagree (spread {spread:.2f} um > {max_spread:.2f} um)")
                 if not lo <= median <= hi:
                     raise _Fallback(f"predicted dz {median:.2f} um is outside the model's range [{lo}, {hi}] um")
                 z = z + median - offset
@@ -186,8 +193,7 @@ class SingleShotAutofocus:
         offset: float = 0.0,
     ) -> None:
         """Move to ``z``, grab a second frame and fill ``out`` with the verdict."""
-        dof = self.dof_um if self.dof_um is not None else getattr(getattr(self.predictor, "card", None), "dof_um", None)
-        half = 0.5 * float(dof) if dof else 0.5
+        half = 0.5 * self._dof_um()
         p.move_z(z, self.name)
         frame = p.frame()
         score_start, score_after = p.score(start_frame), p.score(frame)
@@ -205,6 +211,12 @@ class SingleShotAutofocus:
             out.update(passed=False, reason=f"the focus measure fell from {score_start:.4g} to {score_after:.4g}")
         else:
             out.update(passed=True, reason="")
+
+    def _dof_um(self) -> float:
+        """The depth of field the thresholds scale with: ``dof_um``, else the model
+        card's, else 0.96 um (20x/0.75)."""
+        dof = self.dof_um if self.dof_um is not None else getattr(getattr(self.predictor, "card", None), "dof_um", None)
+        return float(dof) if dof else _DOF_20X_UM
 
     def _details(self, shots: list[dict[str, Any]], verify: dict[str, Any] | None = None) -> dict[str, Any]:
         d: dict[str, Any] = {
