@@ -23,7 +23,7 @@ from deepaf_host.errors import ConfigError, ModelError  # noqa: E402
 from deepaf_host.model.card import ModelCard  # noqa: E402
 from deepaf_host.model.runtime import load_model  # noqa: E402
 from deepaf_host.model.train.arch import ArchConfig  # noqa: E402
-from deepaf_host.model.train.export import check_int8, export  # noqa: E402
+from deepaf_host.model.train.export import check_int8, export, int8_allowance_um  # noqa: E402
 from deepaf_host.model.train.fit import TrainConfig, train  # noqa: E402
 from deepaf_host.stacks import open_stacks, simulate_dataset  # noqa: E402
 
@@ -231,8 +231,18 @@ def test_a_model_worse_after_int8_than_allowed_is_not_shipped(trained: tuple[Pat
     out = tmp_path / "refused.tflite"
     # A negative tolerance no int8 model can meet: the refusal path, deterministically.
     with pytest.raises(ModelError, match="not shipping it"):
-        export(run, out, calibration_size=20, max_degradation=-1.0)
+        export(run, out, calibration_size=20, max_degradation=-1.0, max_degradation_dof=-1.0)
     assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+def test_the_int8_allowance_is_relative_or_a_fraction_of_the_depth_of_field() -> None:
+    # The shipped 20x model (float 0.743 um, DoF 0.96): 10 % of its error.
+    assert int8_allowance_um(0.743, 0.96) == pytest.approx(0.0743)
+    # A 10x fine-tune (float 0.686 um, DoF 8.64): 0.05 DoF; its int8 0.99 um is kept,
+    # the +-90 um run's (float 2.22, int8 3.37) is not.
+    assert int8_allowance_um(0.686, 8.64) == pytest.approx(0.432)
+    assert 0.99 <= 0.686 + int8_allowance_um(0.686, 8.64)
+    assert 3.37 > 2.22 + int8_allowance_um(2.22, 8.64)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ The network is rebuilt with a fixed batch of 1 (fixed shapes convert to plain bu
 ops, no dynamic-shape helpers), calibrated on representative tissue patches drawn
 evenly over the trained dz range, converted with int8 input and output, and checked:
 builtin ops only, every activation tensor int8, and the int8 model's focus error on the
-validation fields no more than ``max_degradation`` worse than the float model's.
+validation fields no worse than the float model's than :func:`int8_allowance_um` allows.
 """
 
 from __future__ import annotations
@@ -66,6 +66,21 @@ def training_sources(data_dirs: list[str]) -> list[dict[str, Any]]:
             ]
         out.append(entry)
     return out
+
+#: The int8 loss always allowed, in depths of field. The rounding of int8 activations
+#: costs about a tenth of a DoF in RMS: a relative rule alone refuses a float model so
+#: good that this is most of its error (a 10x fine-tune: float 0.69 um = 0.08 DoF, int8
+#: 0.99 um), though a scan cannot see 0.05 DoF (its bar is DoF/2).
+MAX_DEGRADATION_DOF = 0.05
+
+
+def int8_allowance_um(fe_float_um: float, dof_um: float, max_degradation: float = 0.10,
+                      max_degradation_dof: float = MAX_DEGRADATION_DOF) -> float:
+    """How much worse (um of focus error) the int8 model may be than the float one:
+    ``max_degradation`` of the float error or ``max_degradation_dof`` depths of field,
+    whichever is larger."""
+    return max(max_degradation * fe_float_um, max_degradation_dof * dof_um)
+
 
 def representative_index(patchset: PatchSet, index: np.ndarray, n: int, seed: int) -> np.ndarray:
     """``n`` training patches spread evenly over the dz range (stratified by dz bins)."""
@@ -152,6 +167,7 @@ def export(
     name: str | None = None,
     calibration_size: int = 400,
     max_degradation: float = 0.10,
+    max_degradation_dof: float = MAX_DEGRADATION_DOF,
     force: bool = False,
 ) -> ModelCard:
     meta = json.loads((run / "config.json").read_text())
@@ -234,14 +250,16 @@ def export(
     float_card.save(float_path.with_suffix(".json"))
 
     fe_float, fe_int8 = m_float["focus_error_um_mean"], m_int8["focus_error_um_mean"]
-    if fe_int8 > fe_float * (1 + max_degradation) and not force:
+    allowed = int8_allowance_um(fe_float, dof_um, max_degradation, max_degradation_dof)
+    if fe_int8 > fe_float + allowed and not force:
         # Nothing refused stays where the scanner would pick it up; the float model and
         # its card stay for inspection.
         for path in (out, out.with_suffix(".json"), out.with_suffix(".md"), out.with_suffix(".keras")):
             path.unlink(missing_ok=True)
         raise ModelError(
             str(out),
-            f"int8 focus error {fe_int8:.3f} um is more than {max_degradation:.0%} worse than the float model's "
-            f"{fe_float:.3f} um; not shipping it (use --force to keep it anyway)",
+            f"int8 focus error {fe_int8:.3f} um is more than {allowed:.3f} um worse than the float model's "
+            f"{fe_float:.3f} um (allowed: {max_degradation:.0%} of it or {max_degradation_dof:g} of the depth of field "
+            f"{dof_um:.2f} um, whichever is larger); not shipping it (use --force to keep it anyway)",
         )
     return card
