@@ -230,9 +230,15 @@ def test_a_model_worse_after_int8_than_allowed_is_not_shipped(trained: tuple[Pat
     run, _ = trained
     out = tmp_path / "refused.tflite"
     # A negative tolerance no int8 model can meet: the refusal path, deterministically.
-    with pytest.raises(ModelError, match="not shipping it"):
+    with pytest.raises(ModelError, match="not shipping it") as refused:
         export(run, out, calibration_size=20, max_degradation=-1.0, max_degradation_dof=-1.0)
     assert not out.exists() and not out.with_suffix(".json").exists()
+    # What the user is pointed to instead: the float model, which the runtime takes.
+    float_model = tmp_path / "refused-float.tflite"
+    assert str(float_model) in str(refused.value)
+    predictor = load_model(float_model, objective="20x/0.75")
+    assert not predictor.quantized
+    assert np.isfinite(predictor.predict(np.full((1, PATCH, PATCH, 3), 128, np.uint8))).all()
 
 
 def test_the_int8_allowance_is_relative_or_a_fraction_of_the_depth_of_field() -> None:

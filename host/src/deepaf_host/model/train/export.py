@@ -247,6 +247,7 @@ def export(
     card.save(out.with_suffix(".json"))
     out.with_suffix(".md").write_text(render_markdown(card))
     float_card.metrics = {"validation_float": m_float}
+    float_card.latency = {k: v for k, v in float_latency.items()}
     float_card.save(float_path.with_suffix(".json"))
 
     fe_float, fe_int8 = m_float["focus_error_um_mean"], m_int8["focus_error_um_mean"]
@@ -260,6 +261,8 @@ def export(
             str(out),
             f"int8 focus error {fe_int8:.3f} um is more than {allowed:.3f} um worse than the float model's "
             f"{fe_float:.3f} um (allowed: {max_degradation:.0%} of it or {max_degradation_dof:g} of the depth of field "
-            f"{dof_um:.2f} um, whichever is larger); not shipping it (use --force to keep it anyway)",
+            f"{dof_um:.2f} um, whichever is larger); not shipping it (use --force to keep it anyway). The float model "
+            f"beside it, {float_path} ({float_latency['ms_per_patch_1_thread']:.1f} ms per patch against "
+            f"{card.latency['ms_per_patch_1_thread']:.1f} int8), runs in eval and scan as it is",
         )
     return card
