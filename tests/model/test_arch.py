@@ -12,7 +12,7 @@ pytest.importorskip("tensorflow", reason="the train extra is not installed")
 import keras  # noqa: E402
 
 from deepaf_host.model.preprocess import FOURIER_CROP  # noqa: E402
-from deepaf_host.model.train.arch import ARCHITECTURES, ArchConfig, build, irdft2, rdft2  # noqa: E402
+from deepaf_host.model.train.arch import ARCHITECTURES, ArchConfig, build, copy_weights, irdft2, rdft2  # noqa: E402
 
 
 @pytest.mark.parametrize(("h", "w"), [(8, 8), (7, 10), (14, 14)])
@@ -94,3 +94,23 @@ def test_the_default_training_range_follows_the_stacks_depth_of_field(tmp_path: 
     assert default_range_um([dataset("a", "20x/0.75")]) == 10.0
     assert default_range_um([dataset("b", "10x/0.25")]) == 90.0
     assert default_range_um([dataset("c", "unknown")]) == 10.0
+
+
+def test_quantisation_noise_acts_in_training_only_and_keeps_the_weights() -> None:
+    config = ArchConfig(patch_size=64, widths=(8, 8, 16, 16))
+    plain, noisy = build(config), build(config, quant_noise=True)
+    assert any(layer.name.endswith("_qn") for layer in noisy.layers)
+    assert not any(layer.name.endswith("_qn") for layer in plain.layers)
+    copy_weights(plain, noisy)
+    x = np.random.default_rng(0).normal(size=(4, 64, 64, 3)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(noisy(x)), np.asarray(plain(x)))  # inference: the identity
+    # Training: about one int8 step of noise per tensor of the spectral encoder.
+    assert np.abs(np.asarray(noisy(x, training=True)) - np.asarray(plain(x, training=True))).max() > 1e-4
+    # Back into a plain model (what export converts), by layer name.
+    again = build(config)
+    copy_weights(noisy, again)
+    for layer in again.layers:
+        for mine, theirs in zip(layer.get_weights(), noisy.get_layer(layer.name).get_weights(), strict=True):
+            np.testing.assert_array_equal(mine, theirs)
+    with pytest.raises(ValueError, match="layers differ"):
+        copy_weights(build(ArchConfig(name="spatial", patch_size=64, widths=(8, 8, 16, 16))), again)

@@ -8,6 +8,7 @@ int8 conversion, cards, errors), not accuracy. Accuracy is the benchmark's job
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import shutil
 from pathlib import Path
 
@@ -107,6 +108,18 @@ def test_fine_tuning_starts_from_the_given_run(trained: tuple[Path, Path], stack
     start = keras.saving.load_model(source / "best.keras").trainable_weights
     tuned = keras.saving.load_model(run / "last.keras").trainable_weights
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(start, tuned, strict=True))
+    # With int8 rounding noise in training: the same start (weights matched by layer
+    # name), and the export converts the network without the noise layers.
+    noisy = tmp_path / "noisy"
+    train(noisy, [str(stacks)], replace(config, quant_noise=True), init=source)
+    saved = keras.saving.load_model(noisy / "last.keras")
+    assert any(layer.name.endswith("_qn") for layer in saved.layers)
+    begin = keras.saving.load_model(source / "best.keras")
+    for layer in begin.layers:
+        for a, b in zip(layer.trainable_weights, saved.get_layer(layer.name).trainable_weights, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    card = export(noisy, tmp_path / "noisy.tflite", calibration_size=20, force=True)
+    assert card.metrics["int8_checks"]["tensor_types"].get("float32", 0) == 0
     scratch = tmp_path / "scratch"
     train(scratch, [str(stacks)], config)
     fresh = keras.saving.load_model(scratch / "last.keras").trainable_weights

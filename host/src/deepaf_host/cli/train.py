@@ -52,6 +52,9 @@ def _import_training() -> tuple[ModuleType, ModuleType]:
               help="Train on planes within +-this distance of focus [default: 10 um at 20x/0.75, scaled by the "
                    "depth of field of the stacks' objective (90 um at 10x/0.25)].")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--quant-noise", is_flag=True,
+              help="Train the spectral encoders with the rounding noise of int8, so that the int8 export keeps the "
+                   "float model's accuracy (a few epochs from a trained run: --init RUN).")
 @click.option("--init", "init", default=None, type=click.Path(exists=True),
               help="Fine-tune from: a run folder's best weights, a .keras file, or an exported model X.tflite "
                    "(its float weights X.keras beside it, or else the int8 model read back); another objective or "
@@ -59,7 +62,8 @@ def _import_training() -> tuple[ModuleType, ModuleType]:
 def train(
     data_dirs: tuple[str, ...], architecture: str, run: Path, epochs: int, steps_per_epoch: int | None,
     batch_size: int, learning_rate: float, weight_decay: float, patience: int, patch_size: int, widths: str,
-    stem_stride: int, patches_per_plane: int, pack: bool | None, range_um: float | None, seed: int, init: str | None,
+    stem_stride: int, patches_per_plane: int, pack: bool | None, range_um: float | None, seed: int, quant_noise: bool,
+    init: str | None,
 ) -> None:
     """Train a single-shot autofocus model (resumable: run the same command again)."""
     from rich.console import Console
@@ -76,7 +80,7 @@ def train(
         arch=arch.ArchConfig(name=architecture, patch_size=patch_size, widths=width_tuple, stem_stride=stem_stride),
         epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, learning_rate=learning_rate,
         weight_decay=weight_decay, patience=patience, patches_per_plane=patches_per_plane,
-        range_um=(-range_um, range_um), seed=seed, pack=pack,
+        range_um=(-range_um, range_um), seed=seed, pack=pack, quant_noise=quant_noise,
     )
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

@@ -121,50 +121,78 @@ class Slice(layers.Layer):
         return {**super().get_config(), "axis": self.axis, "start": self.start, "stop": self.stop}
 
 
-def rdft2(x: Any, prefix: str) -> tuple[Any, Any]:
+@keras.saving.register_keras_serializable(package="deepaf")
+class QuantNoise(layers.Layer):
+    """Training only: adds the rounding error the tensor will carry in int8.
+
+    Uniform noise of one quantisation step, the batch's (max - min) / 255, as the
+    converter's min/max calibration would choose it ("training with quantisation
+    noise", Fan et al. 2020). At inference the identity; no weights, so a model built
+    with it and one without share their weight lists (export converts the latter).
+    """
+
+    def __init__(self, seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x: Any, training: bool = False) -> Any:
+        if not training:
+            return x
+        step = keras.ops.stop_gradient((keras.ops.max(x) - keras.ops.min(x)) / 255.0)
+        return x + step * keras.random.uniform(keras.ops.shape(x), -0.5, 0.5, seed=self.generator)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "seed": self.seed}
+
+
+def _noisy(x: Any, noise: bool, name: str) -> Any:
+    """``x``, with :class:`QuantNoise` after it when ``noise``."""
+    return QuantNoise(name=f"{name}_qn")(x) if noise else x
+
+
+def rdft2(x: Any, prefix: str, noise: bool = False) -> tuple[Any, Any]:
     """Real 2-D DFT of a (B, H, W, C) tensor -> (re, im), each (B, K, C, H)."""
     h, w = int(x.shape[1]), int(x.shape[2])
     m = rdft_matrices(h, w)
     t = layers.Permute((1, 3, 2), name=f"{prefix}_to_w")(x)  # B, H, C, W
-    a = ConstantMatmul(m["fw_cos"], name=f"{prefix}_w_cos")(t)  # B, H, C, K
-    b = ConstantMatmul(m["fw_sin"], name=f"{prefix}_w_sin")(t)
+    a = _noisy(ConstantMatmul(m["fw_cos"], name=f"{prefix}_w_cos")(t), noise, f"{prefix}_w_cos")  # B, H, C, K
+    b = _noisy(ConstantMatmul(m["fw_sin"], name=f"{prefix}_w_sin")(t), noise, f"{prefix}_w_sin")
     a = layers.Permute((3, 2, 1), name=f"{prefix}_a_to_h")(a)  # B, K, C, H
     b = layers.Permute((3, 2, 1), name=f"{prefix}_b_to_h")(b)
+
+    def matmul(x: Any, key: str, name: str) -> Any:
+        return _noisy(ConstantMatmul(m[key], name=name)(x), noise, name)
+
     # (a + ib)(cos - i sin) along H
-    re = layers.Add(name=f"{prefix}_re")(
-        [ConstantMatmul(m["h_cos"], name=f"{prefix}_re_cos")(a), ConstantMatmul(m["h_sin"], name=f"{prefix}_re_sin")(b)]
-    )
-    im = layers.Subtract(name=f"{prefix}_im")(
-        [ConstantMatmul(m["h_cos"], name=f"{prefix}_im_cos")(b), ConstantMatmul(m["h_sin"], name=f"{prefix}_im_sin")(a)]
-    )
-    return re, im
+    re = layers.Add(name=f"{prefix}_re")([matmul(a, "h_cos", f"{prefix}_re_cos"), matmul(b, "h_sin", f"{prefix}_re_sin")])
+    im = layers.Subtract(name=f"{prefix}_im")([matmul(b, "h_cos", f"{prefix}_im_cos"), matmul(a, "h_sin", f"{prefix}_im_sin")])
+    return _noisy(re, noise, f"{prefix}_re"), _noisy(im, noise, f"{prefix}_im")
 
 
-def irdft2(re: Any, im: Any, h: int, w: int, prefix: str) -> Any:
+def irdft2(re: Any, im: Any, h: int, w: int, prefix: str, noise: bool = False) -> Any:
     """Inverse of :func:`rdft2`: (re, im) of shape (B, K, C, H) -> real (B, H, W, C)."""
     m = rdft_matrices(h, w)
+
+    def matmul(x: Any, key: str, name: str) -> Any:
+        return _noisy(ConstantMatmul(m[key], name=name)(x), noise, name)
+
     # (re + i im)(cos + i sin) along H
-    a = layers.Subtract(name=f"{prefix}_ia")(
-        [ConstantMatmul(m["h_cos"], name=f"{prefix}_ia_cos")(re), ConstantMatmul(m["h_sin"], name=f"{prefix}_ia_sin")(im)]
-    )
-    b = layers.Add(name=f"{prefix}_ib")(
-        [ConstantMatmul(m["h_cos"], name=f"{prefix}_ib_cos")(im), ConstantMatmul(m["h_sin"], name=f"{prefix}_ib_sin")(re)]
-    )
-    a = layers.Permute((3, 2, 1), name=f"{prefix}_a_to_w")(a)  # B, H, C, K
-    b = layers.Permute((3, 2, 1), name=f"{prefix}_b_to_w")(b)
-    y = layers.Add(name=f"{prefix}_iw")(
-        [ConstantMatmul(m["iw_cos"], name=f"{prefix}_iw_cos")(a), ConstantMatmul(m["iw_sin"], name=f"{prefix}_iw_sin")(b)]
-    )  # B, H, C, W
-    return layers.Permute((1, 3, 2), name=f"{prefix}_to_hwc")(y)
+    a = layers.Subtract(name=f"{prefix}_ia")([matmul(re, "h_cos", f"{prefix}_ia_cos"), matmul(im, "h_sin", f"{prefix}_ia_sin")])
+    b = layers.Add(name=f"{prefix}_ib")([matmul(im, "h_cos", f"{prefix}_ib_cos"), matmul(re, "h_sin", f"{prefix}_ib_sin")])
+    a = layers.Permute((3, 2, 1), name=f"{prefix}_a_to_w")(_noisy(a, noise, f"{prefix}_ia"))  # B, H, C, K
+    b = layers.Permute((3, 2, 1), name=f"{prefix}_b_to_w")(_noisy(b, noise, f"{prefix}_ib"))
+    y = layers.Add(name=f"{prefix}_iw")([matmul(a, "iw_cos", f"{prefix}_iw_cos"), matmul(b, "iw_sin", f"{prefix}_iw_sin")])  # B, H, C, W
+    return layers.Permute((1, 3, 2), name=f"{prefix}_to_hwc")(_noisy(y, noise, f"{prefix}_iw"))
 
 
 # --- blocks --------------------------------------------------------------------------
 
 
-def conv_bn_relu(x: Any, filters: int, kernel: int, name: str, strides: int = 1) -> Any:
+def conv_bn_relu(x: Any, filters: int, kernel: int, name: str, strides: int = 1, noise: bool = False) -> Any:
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
-    return layers.ReLU(name=f"{name}_relu")(x)
+    return _noisy(layers.ReLU(name=f"{name}_relu")(x), noise, name)
 
 
 def spatial_block(x: Any, filters: int, name: str) -> Any:
@@ -174,37 +202,39 @@ def spatial_block(x: Any, filters: int, name: str) -> Any:
     return layers.MaxPooling2D(name=f"{name}_pool")(x)
 
 
-def spectral_transform(x: Any, filters: int, name: str) -> Any:
-    """FFC global branch: 1x1 conv -> real DFT -> 1x1 conv on stacked re/im -> inverse DFT -> 1x1 conv."""
+def spectral_transform(x: Any, filters: int, name: str, noise: bool = False) -> Any:
+    """FFC global branch: 1x1 conv -> real DFT -> 1x1 conv on stacked re/im -> inverse DFT -> 1x1 conv.
+
+    ``noise``: :class:`QuantNoise` after every tensor that int8 rounds (training only).
+    """
     h, w = int(x.shape[1]), int(x.shape[2])
     half = max(filters // 2, 1)
-    y = conv_bn_relu(x, half, 1, f"{name}_in")
-    re, im = rdft2(y, f"{name}_dft")
+    y = conv_bn_relu(x, half, 1, f"{name}_in", noise=noise)
+    re, im = rdft2(y, f"{name}_dft", noise)
     z = layers.Concatenate(axis=2, name=f"{name}_reim")([re, im])  # B, K, 2C, H
     z = layers.Permute((1, 3, 2), name=f"{name}_to_ch")(z)  # B, K, H, 2C
-    z = conv_bn_relu(z, 2 * half, 1, f"{name}_freq")
+    z = conv_bn_relu(z, 2 * half, 1, f"{name}_freq", noise=noise)
     z = layers.Permute((1, 3, 2), name=f"{name}_from_ch")(z)  # B, K, 2C, H
     re2 = Slice(2, 0, half, name=f"{name}_re2")(z)
     im2 = Slice(2, half, 2 * half, name=f"{name}_im2")(z)
-    back = irdft2(re2, im2, h, w, f"{name}_idft")
-    back = layers.Add(name=f"{name}_skip")([back, y])
-    return layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_out")(back)
+    back = irdft2(re2, im2, h, w, f"{name}_idft", noise)
+    back = _noisy(layers.Add(name=f"{name}_skip")([back, y]), noise, f"{name}_skip")
+    return _noisy(layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_out")(back), noise, f"{name}_out")
 
 
-def ffc_block(x: Any, filters: int, name: str) -> Any:
+def ffc_block(x: Any, filters: int, name: str, noise: bool = False) -> Any:
     """A Fast Fourier Convolution block: local 3x3 branch beside the global spectral branch."""
-    local = layers.Conv2D(filters // 2, 3, padding="same", use_bias=False, name=f"{name}_local")(x)
-    glob = spectral_transform(x, filters - filters // 2, f"{name}_global")
+    local = _noisy(layers.Conv2D(filters // 2, 3, padding="same", use_bias=False, name=f"{name}_local")(x), noise, f"{name}_local")
+    glob = spectral_transform(x, filters - filters // 2, f"{name}_global", noise)
     y = layers.Concatenate(name=f"{name}_cat")([local, glob])
-    y = layers.BatchNormalization(name=f"{name}_bn")(y)
+    y = _noisy(layers.BatchNormalization(name=f"{name}_bn")(y), noise, f"{name}_bn")
     y = layers.ReLU(name=f"{name}_relu")(y)
     return layers.MaxPooling2D(name=f"{name}_pool")(y)
 
 
-def encoder(x: Any, kind: str, widths: tuple[int, ...], name: str) -> Any:
-    block = spatial_block if kind == "spatial" else ffc_block
+def encoder(x: Any, kind: str, widths: tuple[int, ...], name: str, noise: bool = False) -> Any:
     for i, width in enumerate(widths):
-        x = block(x, width, f"{name}{i}")
+        x = spatial_block(x, width, f"{name}{i}") if kind == "spatial" else ffc_block(x, width, f"{name}{i}", noise)
     return x
 
 
@@ -218,8 +248,12 @@ def regression_head(x: Any, width: int) -> Any:
 # --- models --------------------------------------------------------------------------
 
 
-def build(config: ArchConfig, batch_size: int | None = None) -> keras.Model:
-    """The model named by ``config.name``. ``batch_size`` fixes the batch (1 for export)."""
+def build(config: ArchConfig, batch_size: int | None = None, quant_noise: bool = False) -> keras.Model:
+    """The model named by ``config.name``. ``batch_size`` fixes the batch (1 for export).
+
+    ``quant_noise``: train the spectral encoders with the rounding noise of int8
+    (:class:`QuantNoise`, where quantisation costs the most accuracy); the same weights.
+    """
     if config.name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {config.name!r}; choose from {', '.join(ARCHITECTURES)}")
     if config.name == "fcfnn":
@@ -240,15 +274,32 @@ def build(config: ArchConfig, batch_size: int | None = None) -> keras.Model:
         x = conv_bn_relu(x, config.widths[0] // 2, kernel, "stem", strides=config.stem_stride)
     if config.name == "spatiospectral":
         a = encoder(x, "spatial", config.widths, "spatial")
-        b = encoder(x, "spectral", config.widths, "spectral")
+        b = encoder(x, "spectral", config.widths, "spectral", quant_noise)
     elif config.name in ("spatial", "two-shot"):
         a = encoder(x, "spatial", config.widths, "spatial_a")
         b = encoder(x, "spatial", config.widths, "spatial_b")
     else:
-        a = encoder(x, "spectral", config.widths, "spectral_a")
-        b = encoder(x, "spectral", config.widths, "spectral_b")
+        a = encoder(x, "spectral", config.widths, "spectral_a", quant_noise)
+        b = encoder(x, "spectral", config.widths, "spectral_b", quant_noise)
     x = layers.Concatenate(name="features")([a, b])
     return keras.Model(inputs, regression_head(x, config.widths[-1]), name=config.name)
+
+
+def copy_weights(source: keras.Model, target: keras.Model) -> None:
+    """Every weighted layer of ``target`` takes the weights of ``source``'s layer of the
+    same name (the order of the weight lists differs once :class:`QuantNoise` layers
+    are in one of them). ``ValueError`` when a layer or a shape does not match."""
+    layers_by_name = {layer.name: layer for layer in source.layers}
+    theirs = {layer.name for layer in source.layers if layer.weights}
+    ours = {layer.name for layer in target.layers if layer.weights}
+    if theirs != ours:
+        raise ValueError(f"layers differ: {sorted(theirs ^ ours)[:5]}")
+    for layer in target.layers:
+        if layer.weights:
+            weights = layers_by_name[layer.name].get_weights()
+            if [w.shape for w in weights] != [tuple(w.shape) for w in layer.weights]:
+                raise ValueError(f"layer {layer.name!r}: shapes differ")
+            layer.set_weights(weights)
 
 
 def _fcfnn(config: ArchConfig, batch_size: int | None) -> keras.Model:

@@ -30,7 +30,7 @@ from ...errors import ModelError  # noqa: E402
 from ..card import ModelCard, render_markdown, sha256_of  # noqa: E402
 from ..preprocess import input_kind, prepare  # noqa: E402
 from ..runtime import TFLitePredictor  # noqa: E402
-from .arch import ArchConfig, build  # noqa: E402
+from .arch import ArchConfig, build, copy_weights  # noqa: E402
 from .data import PatchSet  # noqa: E402
 from .fit import TrainConfig, per_image_metrics, predict_patchset  # noqa: E402
 
@@ -179,7 +179,7 @@ def export(
     trained = keras.saving.load_model(best)
     arch: ArchConfig = config.arch
     fixed = build(arch, batch_size=1)
-    fixed.set_weights(trained.get_weights())
+    copy_weights(trained, fixed)  # by layer name: a run trained with quant_noise has more layers
 
     patchset = PatchSet.load(run / "patches")
     train_idx = np.load(run / "patches" / "train_index.npy")
@@ -198,7 +198,7 @@ def export(
     os.replace(tmp, out)
     # The float weights beside the model: what `train --init X.tflite` fine-tunes from.
     weights = build(arch)
-    weights.set_weights(trained.get_weights())
+    copy_weights(trained, weights)
     weights_tmp = out.with_name(out.stem + ".tmp.keras")
     weights.save(weights_tmp)
     os.replace(weights_tmp, out.with_suffix(".keras"))
@@ -263,6 +263,7 @@ def export(
             f"{fe_float:.3f} um (allowed: {max_degradation:.0%} of it or {max_degradation_dof:g} of the depth of field "
             f"{dof_um:.2f} um, whichever is larger); not shipping it (use --force to keep it anyway). The float model "
             f"beside it, {float_path} ({float_latency['ms_per_patch_1_thread']:.1f} ms per patch against "
-            f"{card.latency['ms_per_patch_1_thread']:.1f} int8), runs in eval and scan as it is",
+            f"{card.latency['ms_per_patch_1_thread']:.1f} int8), runs in eval and scan as it is; or train on with "
+            f"int8's rounding noise (deepaf-host train --init {run} --quant-noise ...) and export that run",
         )
     return card

@@ -53,7 +53,7 @@ import keras  # noqa: E402
 from ...errors import ConfigError, DatasetError  # noqa: E402
 from ..metrics import focus_metrics, median_per_image  # noqa: E402
 from ..preprocess import input_kind, prepare  # noqa: E402
-from .arch import ArchConfig, build  # noqa: E402
+from .arch import ArchConfig, build, copy_weights  # noqa: E402
 from .data import PatchSet, batches, iter_stacks, split_by_stack, write_patch_cache  # noqa: E402
 
 
@@ -75,6 +75,8 @@ class TrainConfig:
     seed: int = 0
     #: Packed patch layout. None: decided by :func:`resolve_pack` (True for a new run).
     pack: bool | None = None
+    #: Train with the rounding noise of int8 in the spectral encoders (``arch.QuantNoise``).
+    quant_noise: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -233,10 +235,10 @@ def _load_init(model: keras.Model, init: Path, arch: ArchConfig, sample: np.ndar
             recalibrate(source, sample)
     else:
         source = keras.saving.load_model(init, compile=False)
-    theirs, ours = source.get_weights(), model.get_weights()
-    if [w.shape for w in theirs] != [w.shape for w in ours]:
-        raise ConfigError(str(init), "its layers differ from this architecture's; use the same --model and sizes")
-    model.set_weights(theirs)
+    try:
+        copy_weights(source, model)
+    except ValueError:
+        raise ConfigError(str(init), "its layers differ from this architecture's; use the same --model and sizes") from None
 
 
 def _rescale_output(model: keras.Model, dof_from: float, dof_to: float) -> None:
@@ -363,7 +365,7 @@ def train(
     if state["epoch"] > 0 and (run / "last.keras").exists():
         model = keras.saving.load_model(run / "last.keras")
     else:
-        model = build(config.arch)
+        model = build(config.arch, quant_noise=config.quant_noise)
         if meta.get("init"):
             start = Path(meta["init"])
             sample = None
