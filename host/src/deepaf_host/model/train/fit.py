@@ -307,8 +307,9 @@ EXTENDABLE = ("epochs", "patience")
 
 def _comparable(meta: dict[str, Any], extendable: Sequence[str] = EXTENDABLE) -> dict[str, Any]:
     """What must match for a run folder to be continued: all but ``extendable``, with a
-    config saved before ``pack`` existed read as :data:`LEGACY_PACK`."""
-    train = {"pack": LEGACY_PACK, **meta.get("train", {})}
+    config saved before ``pack`` existed read as :data:`LEGACY_PACK` (and one saved
+    before ``quant_noise``, as trained without it)."""
+    train = {"pack": LEGACY_PACK, "quant_noise": False, **meta.get("train", {})}
     train = {k: v for k, v in train.items() if k not in extendable}
     return {"train": train, "data": meta.get("data"), "init": meta.get("init")}
 
