@@ -127,8 +127,9 @@ class QuantNoise(layers.Layer):
 
     Uniform noise of one quantisation step, the batch's (max - min) / 255, as the
     converter's min/max calibration would choose it ("training with quantisation
-    noise", Fan et al. 2020). At inference the identity; no weights, so a model built
-    with it and one without share their weight lists (export converts the latter).
+    noise", Fan et al. 2020). At inference the identity. It has no weights: a model built
+    with it and one without hold the same weights, matched by layer name
+    (:func:`copy_weights`; export converts the model without).
     """
 
     def __init__(self, seed: int = 0, **kwargs: Any) -> None:
