@@ -23,6 +23,7 @@ import numpy as np
 from ..camera.base import Camera
 from ..errors import AutofocusError
 from ..focus.measures import DEFAULT_MEASURE
+from ..optics.presets import get_objective
 from ..tissue import DEFAULT_THRESHOLDS, TissueThresholds, select_patches, tissue_mask
 from .base import (
     AutofocusResult,
@@ -54,9 +55,9 @@ class DefocusPredictor(Protocol):
     def predict(self, patches: np.ndarray) -> np.ndarray: ...
 
 
-#: Depth of field of the 20x/0.75 preset: the scale of the thresholds for a predictor
-#: without a model card.
-_DOF_20X_UM = 0.96
+#: Depth of field of the 20x/0.75 preset (0.96 um): the scale of the thresholds for a
+#: predictor without a model card.
+_DOF_20X_UM = get_objective("20x").depth_of_field_um()
 
 
 @dataclass
@@ -65,8 +66,8 @@ class SingleShotAutofocus:
 
     ``max_spread_dof``: the largest spread (1.4826 x the median absolute deviation of
     the patch predictions) trusted, in depths of field (1.5 um at 20x/0.75; a 10x
-    model's patches disagree by as many microns per depth of field); beyond it, or with a median outside the model's
-    range, or with no tissue patch, the ``fallback`` strategy runs from the start (None:
+    model's patches disagree by as many microns per depth of field); beyond it, or
+    with a median outside the model's range, or with no tissue patch, the ``fallback`` strategy runs from the start (None:
     fail, stage back at the start). ``shots`` > 1 repeats predict-and-move from the new
     plane while the last correction was larger than ``repeat_above_um``.
 
@@ -214,7 +215,7 @@ class SingleShotAutofocus:
 
     def _dof_um(self) -> float:
         """The depth of field the thresholds scale with: ``dof_um``, else the model
-        card's, else 0.96 um (20x/0.75)."""
+        card's, else the 20x/0.75 preset's."""
         dof = self.dof_um if self.dof_um is not None else getattr(getattr(self.predictor, "card", None), "dof_um", None)
         return float(dof) if dof else _DOF_20X_UM
 

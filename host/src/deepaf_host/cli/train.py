@@ -104,4 +104,3 @@ def train(
                    "this run's model is for its stacks' optics")
     click.echo(f"best validation focus error {state['best_val_focus_error_um']:.3f} um at epoch "
                f"{state['best_epoch']}; run in {run}")
-
