@@ -4,12 +4,15 @@ motion, exact step counts, backlash, streaming, jogs, driver release."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 from deepaf_host.protocol_tables import RX_BUFFER_SIZE
 
 from board_client import DEFAULT_SPM, FAST_SETTINGS, Board, mm_for, steps_for
+from firmware_target import FirmwareTarget
+from targets import Target
 
 SPM = DEFAULT_SPM  # default steps/mm (protocol.md 8)
 
@@ -238,7 +241,26 @@ def test_streamed_short_moves_arrive_complete(board: Board) -> None:
     assert board.status().mpos == (mm_for(expected[0], 800), mm_for(expected[1], 800), 0)
 
 
-def test_streamed_moves_are_joined_without_stopping(board: Board) -> None:
+@pytest.fixture
+def paced_board(target: Target, request: pytest.FixtureRequest) -> Iterator[Board]:
+    """A board whose clock keeps to the wall clock, as a real one does. The shared firmware
+    target runs as fast as the machine allows (about 8x real time): a streaming test there
+    measures how quickly the host refills the buffer, and a loaded CI machine starves the
+    planner. With the clock paced a 0.5 mm move lasts 50 ms of wall time, plenty for the host."""
+    if not isinstance(target, FirmwareTarget):
+        yield request.getfixturevalue("board")
+        return
+    paced = FirmwareTarget(speed="realtime")
+    try:
+        b = Board(paced, paced.open())
+        b.boot = b.handshake()
+        yield b
+    finally:
+        paced.close()
+
+
+def test_streamed_moves_are_joined_without_stopping(paced_board: Board) -> None:
+    board = paced_board
     # 50 moves of 0.5 mm along a gentle zigzag at 600 mm/min, default acceleration
     # (50 mm/s^2). Joined, they take about 25 mm / 10 mm/s = 2.5 s; stopping at every
     # junction would take 0.2 s each (accelerate to 5 mm/s and back): 10 s.
