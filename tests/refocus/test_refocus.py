@@ -165,7 +165,7 @@ def test_refocus_repairs_the_suspect_tile_and_records_it(scan_dir: Path, tmp_pat
     assert len(changed) == 1  # every other line byte for byte
     rec = json.loads(after[changed[0]])
     assert rec["qc"]["verdict"] == "suspect"
-    rf = rec["refocus"]
+    rf = rec["virtual_refocus"]
     assert rf["model"] == model.name and rf["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
     assert rf["input"] == rec["image"] and rf["output"] == Path(rec["image"]).stem + OUTPUT_SUFFIX
     out = cv2.imread(str(scan_dir / rf["output"]))
@@ -177,7 +177,7 @@ def test_refocus_repairs_the_suspect_tile_and_records_it(scan_dir: Path, tmp_pat
     result = CliRunner().invoke(main, ["refocus", str(scan_dir), "--model", str(model), "--all"])
     assert result.exit_code == 0, result.output
     imaged = [r for r in _records(scan_dir) if r.get("image")]
-    assert all("refocus" in r for r in imaged)
+    assert all("virtual_refocus" in r for r in imaged)
     assert len(list(scan_dir.glob("*" + OUTPUT_SUFFIX))) == len(imaged)
     assert all((scan_dir / name).read_bytes() == data for name, data in images.items())
 

@@ -25,30 +25,40 @@ EXIT_INTERRUPTED = 130
 @click.option("--pixel-size-um", type=click.FloatRange(min=0, min_open=True), default=None,
               help="The tiles' pixel size [default: the scan plan's field of view over the image width].")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="Inference threads.")
+@click.option("--two-shot", is_flag=True,
+              help="Fuse each tile with its second shot (taken by `scan --two-shot`; seed 003, TSVA) with the two-shot "
+                   "model [default model: the shipped deepaf-tsva-20x]. A two-shot --model implies it.")
 def refocus(directory: Path, model_path: Path | None, all_tiles: bool, no_guard: bool, pixel_size_um: float | None,
-            threads: int) -> None:
+            threads: int, two_shot: bool) -> None:
     """Refocus the tiles of the finished scan in DIRECTORY whose focus QC is suspect or
     failed (one network pass per tile, Deep-R, seed 002), writing each repaired image
     beside the captured one as <tile>.refocused.png (a captured tile is never
-    overwritten), and record in manifest.jsonl what was done (a 'refocus' object in the
+    overwritten), and record in manifest.jsonl what was done (a 'virtual_refocus' object in the
     tile's record: model, sha256, input and output files).
 
     Exit status: 0 done (also when no tile needed it), 1 some tiles could not be
     repaired (listed; the others were), 2 refused before anything was written (not a
     finished scan folder, a missing or corrupt model), 130 Ctrl-C (tiles repaired so far
     are recorded).
+
+    With --two-shot (or a two-shot --model) each tile is fused with its second shot,
+    recorded by `deepaf-host scan --two-shot` for the tiles whose QC was not ok; a tile
+    without one is listed as not repaired.
     """
     from ..refocus.repair import TileOutcome, read_scan, repair_scan, select_tiles
     from ..refocus.runtime import RefocusModel
 
     try:
         _, lines, _ = read_scan(directory)
-        model = RefocusModel.load(model_path, threads=threads)
+        model = RefocusModel.load(model_path, threads=threads, two_shot=two_shot)
     except (ConfigError, ModelError) as exc:
         raise BadInput(str(exc)) from exc
+    if two_shot and model.card.shots != 2:
+        raise BadInput(f"--two-shot: {model.path} is a single-image model (its card says 1 shot)")
     todo = select_tiles([rec for _, rec in lines if rec is not None], all_tiles)
+    shots = f", two shots {model.card.separation_um:g} um apart" if model.card.shots == 2 else ""
     click.echo(f"{directory}: {len(todo)} tile(s) to refocus with {model.name} "
-               f"({'int8' if model.quantized else 'float'}, {model.card.pixel_size_um} um/px)")
+               f"({'int8' if model.quantized else 'float'}, {model.card.pixel_size_um} um/px{shots})")
 
     def progress(o: TileOutcome, k: int, n: int) -> None:
         if o.error:

@@ -24,6 +24,7 @@ from rich.progress import (
 )
 
 from ..autofocus import DEFAULT_STRATEGY, STRATEGIES
+from ..refocus.card import TWO_SHOT_SEPARATION_UM
 from ..scan.options import DEFAULTS, VIRTUAL_Z_START_UM
 from ..errors import (
     CameraError,
@@ -330,6 +331,9 @@ Exit status:
               help="Light of the autofocus frames: koehler (the condenser) or off-axis (an LED at 24 deg added for seed "
                    "001's FCFNN model, which is refused under other light) [default: the profile's, else koehler; "
                    "sim:// cameras take it into their URL].")
+@click.option("--two-shot", is_flag=True,
+              help=f"Take a second high-res shot {TWO_SHOT_SEPARATION_UM:g} um above every tile whose focus QC is not ok, "
+                   "for `deepaf-host refocus --two-shot` (seed 003's two-shot fusion).")
 @click.option("--no-home", is_flag=True, help="Do not home first (the board must already be homed).")
 @click.option("--no-stitch", is_flag=True, help="Do not stitch the tiles into --out/slide.ome.tif at the end (run `deepaf-host stitch` later).")
 @click.option("--log-file", default=None, type=click.Path(dir_okay=False, path_type=Path), help="Also write the log here (INFO: one line per tile; DEBUG with -vv).")
@@ -339,7 +343,7 @@ def scan(
     ctx: click.Context, port: str | None, profile_path: Path | None, camera_spec: str | None, out_dir: Path, area: str | None, objective: str, strategy: str,
     model: str | None, measure: str | None, overlap: float, resume: bool, z_min_um: float | None, z_start_um: float | None,
     max_correction_um: float, settle_s: float, image_format: str, blank_image: Path | None, pixel_size_um: float | None,
-    low_size: str | None, high_size: str | None, illumination: str | None, no_home: bool, no_stitch: bool,
+    low_size: str | None, high_size: str | None, illumination: str | None, two_shot: bool, no_home: bool, no_stitch: bool,
     log_file: Path | None, verbose: int,
 ) -> None:
     """Scan the --area of a slide into --out: one image per tissue tile, a manifest and a report.
@@ -373,6 +377,7 @@ def scan(
         max_correction_um=_given(ctx, "max_correction_um", max_correction_um), settle_s=_given(ctx, "settle_s", settle_s),
         image_format=_given(ctx, "image_format", image_format), blank_image=blank_image, pixel_size_um=pixel_size_um,
         low_size=low_size, high_size=high_size, illumination=illumination, home=not no_home,
+        two_shot_um=TWO_SHOT_SEPARATION_UM if two_shot else None,
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     progress = Progress(*columns, console=console, transient=False)

@@ -18,8 +18,14 @@ from ..model.card import check_model_file, read_card_json, save_card_json
 
 CARD_FORMAT = "deepaf-refocus/1"
 
+#: Distance between the two shots of the two-shot refocus (um): TSVA's shots 0.5 um
+#: either side of its first guess of the focus (seed 003, section III), 1 um apart.
+TWO_SHOT_SEPARATION_UM = 1.0
+
 #: The shipped refocus model (models/ in the repository).
 DEFAULT_REFOCUS_MODEL = "deepaf-refocus-20x.tflite"
+#: The shipped two-shot model (seed 003, TSVA).
+DEFAULT_TWO_SHOT_MODEL = "deepaf-tsva-20x.tflite"
 
 
 @dataclass
@@ -49,6 +55,10 @@ class RefocusCard:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     latency: dict[str, Any] = field(default_factory=dict)
+    #: Frames the network takes: 1 (the tile), or 2 (TSVA: the tile and a second shot
+    #: ``separation_um`` above or below it).
+    shots: int = 1
+    separation_um: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"format": CARD_FORMAT, **asdict(self)}
@@ -67,6 +77,9 @@ class RefocusCard:
             raise ModelError(path, f"refocus card is incomplete: {exc}") from None
         if card.tile < 16 or not 0 <= card.margin < card.tile // 2 or card.stride < 1:
             raise ModelError(path, f"tile {card.tile} with margin {card.margin} and stride {card.stride} cannot be tiled")
+        if card.shots not in (1, 2) or (card.shots == 2) != (card.separation_um is not None and card.separation_um > 0):
+            raise ModelError(path, f"shots {card.shots} with separation {card.separation_um} um: expected 1 shot, or 2 "
+                             "shots a positive distance apart")
         if (card.tile - 2 * card.margin) % card.stride:
             raise ModelError(path, f"tile - 2 margin ({card.tile - 2 * card.margin}) must be a multiple of the stride {card.stride}")
         return card

@@ -3,7 +3,7 @@
 SSIM is Wang et al.'s (2004): an 11-tap Gaussian window of sigma 1.5, K1 = 0.01,
 K2 = 0.03, data range 255, computed per RGB channel and averaged over the channels and
 the image (the window's valid region only, no padding). PSNR over all pixels and
-channels, peak 255.
+channels, peak 255. Brenner's gradient orders the two shots of a two-shot set.
 """
 
 from __future__ import annotations
@@ -45,3 +45,22 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     mse = float(np.mean(d * d))
     return float("inf") if mse == 0 else float(10.0 * np.log10(data_range**2 / mse))
+
+
+def brenner(rgb: np.ndarray) -> float:
+    """Brenner's gradient of a frame's luminance: the mean squared difference of pixels two
+    apart, along rows and along columns (the sharpness TSVA orders its two shots by)."""
+    g = np.asarray(rgb, dtype=np.float64)
+    if g.ndim == 3:
+        g = g @ np.array([0.299, 0.587, 0.114]) if g.shape[2] == 3 else g.mean(axis=2)
+    dx = g[:, 2:] - g[:, :-2]
+    dy = g[2:] - g[:-2]
+    return float(np.mean(dx * dx) + np.mean(dy * dy))
+
+
+def order_shots(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Two shots of one field -> (sharper, other, swapped): TSVA's Y1 is the sharper shot
+    by Brenner's gradient, and the network's output is Y1 plus its residual."""
+    if brenner(b) > brenner(a):
+        return b, a, True
+    return a, b, False

@@ -11,6 +11,12 @@ noise-free, lossless in-focus render. The network therefore learns to refocus AN
 denoise, and the figures score against what the optics would give with a perfect
 sensor (a noisy truth would cap SSIM below 1 even for a perfect refocus).
 
+Two-shot sets (seed 003, TSVA): each input is a PAIR of frames of the field, the tile's
+own at stage z = focus + dz and a second shot ``separation_um`` away (above or below,
+at random), rendered in the same ``optical_stack`` call as the truth. TSVA captures its
+two shots on either side of a first guess of the focus, 0.5 um from it (1 um apart);
+the scan here takes the second shot 1 um from the tile it could not verify.
+
 Sampling: pairs are rendered at the low-res camera mode's pixel (0.18 um at 20x/0.75,
 the Nyquist pixel of the optics' incoherent cutoff 2 NA / lambda for blue light); see
 host/docs/refocus/README.md for why the network works at that scale.
@@ -31,6 +37,7 @@ from ..optics.presets import DEFAULT_RELAY, Protocol, get_protocol, random_proto
 from ..optics.render import Renderer
 from ..optics.slide import VirtualSlide
 from ..optics.specimen import ProceduralTissue, Specimen
+from .card import TWO_SHOT_SEPARATION_UM
 
 #: Training range of |dz| (um), as Deep-R's +-5 um network (seed 002, Fig. 8).
 TRAIN_RANGE_UM = 5.0
@@ -38,7 +45,8 @@ TRAIN_RANGE_UM = 5.0
 
 @dataclass
 class PairSet:
-    """Pairs of one field: ``inputs`` (N, H, W, 3) uint8 at ``dz_um`` (N,), ``truth`` (H, W, 3) uint8."""
+    """Pairs of one field: ``inputs`` (N, H, W, 3) uint8 at ``dz_um`` (N,), ``truth`` (H, W, 3) uint8.
+    Two-shot sets: ``inputs`` (N, 2, H, W, 3), the second shot of each at ``second_dz_um`` (N,)."""
 
     inputs: np.ndarray
     truth: np.ndarray
@@ -48,6 +56,7 @@ class PairSet:
     lab: str
     x_um: float
     y_um: float
+    second_dz_um: np.ndarray | None = None
 
 
 class PairRenderer:
@@ -124,6 +133,7 @@ def iter_pair_sets(
     p_focus: float = 0.15,
     dz_fixed: np.ndarray | None = None,
     mode: str = "low",
+    separation_um: float | None = None,
 ) -> Iterator[PairSet]:
     """Pair sets over ``slides`` slides drawn from ``seed`` (the slide seeds of one set are
     disjoint from another set's when their ``seed`` differ: hold-out by slide).
@@ -131,7 +141,8 @@ def iter_pair_sets(
     ``specimen``: ``procedural`` or ``corpus:train`` / ``corpus:heldout``. ``labs``:
     ``same`` (the training lab), ``random`` (``random_protocol`` per slide) or ``mixed``
     (every other slide random). ``dz_fixed``: the same dz list for every field (tests and
-    benchmarks) instead of random draws.
+    benchmarks) instead of random draws. ``separation_um``: two-shot sets, each frame's
+    second shot that far above or below it (the side drawn at random).
     """
     corpus = corpus_specimens(specimen.split(":", 1)[1]) if specimen.startswith("corpus:") else None
     if corpus is None and specimen != "procedural":
@@ -159,31 +170,47 @@ def iter_pair_sets(
         for _ in range(fields_per_slide):
             x, y = tissue_position(slide, rng)
             dz = dz_fixed if dz_fixed is not None else sample_dz(rng, planes_per_field, range_um, p_focus)
-            yield pr.render(slide, x, y, dz, rng)
+            if separation_um is None:
+                yield pr.render(slide, x, y, dz, rng)
+                continue
+            second = np.round(dz + separation_um * rng.choice([-1.0, 1.0], len(dz)), 3)
+            ps = pr.render(slide, x, y, np.concatenate([dz, second]), rng)
+            n = len(dz)
+            ps.inputs = np.stack([ps.inputs[:n], ps.inputs[n:]], axis=1)
+            ps.dz_um, ps.second_dz_um = ps.dz_um[:n], second
+            yield ps
 
 
 def build_dataset(out: str | Path, *, seed: int, slides: int, fields_per_slide: int, planes_per_field: int,
                   specimen: str, labs: str = "mixed", shape: tuple[int, int] = (160, 160),
-                  range_um: float = TRAIN_RANGE_UM, progress: bool = False) -> Path:
+                  range_um: float = TRAIN_RANGE_UM, separation_um: float | None = None, progress: bool = False) -> Path:
     """Render pair sets into one ``.npz``: ``inputs`` (N, P, H, W, 3), ``truth`` (N, H, W, 3),
-    ``dz_um`` (N, P), ``slide_seed`` (N,), and the generator's arguments."""
-    inputs, truth, dz, seeds = [], [], [], []
+    ``dz_um`` (N, P), ``slide_seed`` (N,), and the generator's arguments. Two-shot sets
+    (``separation_um``): ``inputs`` (N, P, 2, H, W, 3) and ``second_dz_um`` (N, P)."""
+    inputs, truth, dz, second, seeds = [], [], [], [], []
     total = slides * fields_per_slide
     for k, ps in enumerate(iter_pair_sets(seed=seed, slides=slides, fields_per_slide=fields_per_slide,
                                           planes_per_field=planes_per_field, specimen=specimen, labs=labs,
-                                          shape=shape, range_um=range_um)):
+                                          shape=shape, range_um=range_um, separation_um=separation_um)):
         inputs.append(ps.inputs)
         truth.append(ps.truth)
         dz.append(ps.dz_um)
+        if ps.second_dz_um is not None:
+            second.append(ps.second_dz_um)
         seeds.append(ps.slide_seed)
         if progress and (k + 1) % 50 == 0:
             print(f"{specimen} seed {seed}: {k + 1}/{total} fields", flush=True)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, inputs=np.stack(inputs), truth=np.stack(truth), dz_um=np.stack(dz), slide_seed=np.asarray(seeds),
-             generator=np.asarray(repr(dict(seed=seed, slides=slides, fields_per_slide=fields_per_slide,
-                                                planes_per_field=planes_per_field, specimen=specimen, labs=labs,
-                                                shape=shape, range_um=range_um))))
+    arrays: dict[str, Any] = {
+        "inputs": np.stack(inputs), "truth": np.stack(truth), "dz_um": np.stack(dz), "slide_seed": np.asarray(seeds),
+        "generator": np.asarray(repr(dict(seed=seed, slides=slides, fields_per_slide=fields_per_slide,
+                                          planes_per_field=planes_per_field, specimen=specimen, labs=labs,
+                                          shape=shape, range_um=range_um, separation_um=separation_um))),
+    }
+    if second:
+        arrays["second_dz_um"] = np.stack(second)
+    np.savez(path, **arrays)
     return path
 
 
@@ -199,6 +226,8 @@ if __name__ == "__main__":  # pragma: no cover - data generation for training
     ap.add_argument("--specimen", default="procedural")
     ap.add_argument("--labs", default="mixed")
     ap.add_argument("--size", type=int, default=160)
+    ap.add_argument("--two-shot", action="store_true", help=f"two-shot sets, shots {TWO_SHOT_SEPARATION_UM} um apart")
     a = ap.parse_args()
     build_dataset(a.out, seed=a.seed, slides=a.slides, fields_per_slide=a.fields, planes_per_field=a.planes,
-                  specimen=a.specimen, labs=a.labs, shape=(a.size, a.size), progress=True)
+                  specimen=a.specimen, labs=a.labs, shape=(a.size, a.size),
+                  separation_um=TWO_SHOT_SEPARATION_UM if a.two_shot else None, progress=True)

@@ -11,7 +11,12 @@ repaired image is written beside the original as ``<stem>.refocused.png`` (lossl
 a captured tile is never overwritten (a name the manifest holds as a tile image is
 refused). A tile the guard judges already in focus gets no file.
 
-What is recorded: each repaired tile's manifest record gains a ``refocus`` object
+Two-shot models (seed 003, TSVA; card ``shots`` 2) also take the tile's second shot, taken
+by ``deepaf-host scan --two-shot`` and named in the record's ``shot2`` (``image``,
+``delta_um``): both frames are resampled alike, and a tile without one, or with one at
+another distance than the model was trained for, is not repaired (listed).
+
+What is recorded: each repaired tile's manifest record gains a ``virtual_refocus`` object
 (model file, its sha256, input and output files, guard, pixel sizes, seconds); the
 manifest is rewritten atomically, every other line kept byte for byte.
 """
@@ -39,6 +44,11 @@ REPAIR_VERDICTS = ("suspect", "failed")
 OUTPUT_SUFFIX = ".refocused.png"
 #: Relative pixel-size difference below which a tile is refocused without resampling.
 SCALE_TOLERANCE = 0.02
+#: The key of a repair in the tile's manifest record (``refocus`` is the scan's own
+#: classical refocus of a tile whose QC was not ok, and is kept).
+RECORD_KEY = "virtual_refocus"
+#: Relative difference between a second shot's distance and the two-shot model's.
+SEPARATION_TOLERANCE = 0.1
 
 
 class RepairError(DeepAfError):
@@ -151,24 +161,50 @@ def _read_rgb(path: Path) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def repair_image(model: RefocusModel, rgb: np.ndarray, pixel_um: float, guard: bool = True) -> tuple[np.ndarray, bool, float]:
-    """Refocus one captured tile at its ``pixel_um`` -> (repaired tile, passed through, detail ratio)."""
+def repair_image(model: RefocusModel, rgb: np.ndarray, pixel_um: float, guard: bool = True,
+                 second: np.ndarray | None = None) -> tuple[np.ndarray, bool, float]:
+    """Refocus one captured tile at its ``pixel_um`` (two-shot models: with its ``second``
+    shot) -> (repaired tile, passed through, detail ratio)."""
     import cv2
 
     scale = pixel_um / model.card.pixel_size_um  # > 1: the tile's pixels are coarser than the model's
     h, w = rgb.shape[:2]
     if abs(scale - 1.0) <= SCALE_TOLERANCE:
-        res = model.refocus(rgb, guard=guard)
+        res = model.refocus(rgb, guard=guard, second=second)
         return res.image, res.passed_through, res.detail_ratio
     size = (max(2, round(w * scale)), max(2, round(h * scale)))
-    low = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
-    res = model.refocus(low, guard=guard)
+    method = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    low = cv2.resize(rgb, size, interpolation=method)
+    res = model.refocus(low, guard=guard, second=None if second is None else cv2.resize(second, size, interpolation=method))
     if res.passed_through:
-        return rgb.copy(), True, res.detail_ratio
+        return (second if res.swapped and second is not None else rgb).copy(), True, res.detail_ratio
     # The network's output, interpolated back: the optics pass nothing finer than the
     # model's pixel (host/docs/refocus), and the output is also free of the tile's noise.
     out = cv2.resize(res.image, (w, h), interpolation=cv2.INTER_CUBIC if scale < 1 else cv2.INTER_AREA)
     return np.asarray(out, dtype=np.uint8), False, res.detail_ratio
+
+
+def second_shot(d: Path, rec: dict[str, Any], model: RefocusModel) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The tile's second shot for a two-shot model (None for a single-image model) and
+    what the record will say of it; a missing or mismatched shot is a ``RepairError``."""
+    if model.card.shots == 1:
+        return None, {}
+    tile = int(rec["tile"])
+    shot = rec.get("shot2")
+    if not isinstance(shot, dict) or not shot.get("image"):
+        raise RepairError(tile, "no second shot (scan with --two-shot to take one for tiles whose QC is not ok)")
+    try:
+        delta = float(shot["delta_um"])
+    except (KeyError, TypeError, ValueError):
+        raise RepairError(tile, "the second shot's record has no delta_um") from None
+    expected = float(model.card.separation_um or 0.0)
+    if abs(abs(delta) - expected) > SEPARATION_TOLERANCE * expected:
+        raise RepairError(tile, f"the second shot is {delta:g} um from the tile; the model takes shots {expected:g} um apart")
+    try:
+        rgb = _read_rgb(d / shot["image"])
+    except (OSError, ValueError) as exc:
+        raise RepairError(tile, f"cannot read {shot['image']}: {exc}") from None
+    return rgb, {"second_shot": shot["image"], "separation_um": delta}
 
 
 def repair_scan(
@@ -203,8 +239,12 @@ def repair_scan(
                     rgb = _read_rgb(d / rec["image"])
                 except (OSError, ValueError) as exc:
                     raise RepairError(tile, f"cannot read {rec['image']}: {exc}") from None
+                second, shot_record = second_shot(d, rec, model)
+                if second is not None and second.shape != rgb.shape:
+                    raise RepairError(tile, f"the second shot is {second.shape[1]}x{second.shape[0]} pixels, the tile "
+                                      f"{rgb.shape[1]}x{rgb.shape[0]}")
                 pixel = pixel_size_um if pixel_size_um is not None else tile_pixel_um(report, rgb.shape[1])
-                out, passed, ratio = repair_image(model, rgb, pixel, guard=guard)
+                out, passed, ratio = repair_image(model, rgb, pixel, guard=guard, second=second)
                 outcome.passed_through, outcome.detail_ratio = passed, ratio
                 if not passed:
                     ok, buf = cv2.imencode(".png", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
@@ -217,6 +257,7 @@ def repair_scan(
                     "model": model.path.name,
                     "model_sha256": model.card.sha256,
                     "input": rec["image"],
+                    **shot_record,
                     "output": outcome.output,
                     "qc_verdict": verdict,
                     "passed_through": passed,
@@ -240,12 +281,12 @@ def repair_scan(
 
 
 def _record(d: Path, lines: list[tuple[bytes, dict[str, Any] | None]], updates: dict[int, dict[str, Any]]) -> None:
-    """Rewrite the manifest with ``refocus`` added to the updated records (others byte for byte)."""
+    """Rewrite the manifest with ``virtual_refocus`` added to the updated records (others byte for byte)."""
     out = []
     for raw, rec in lines:
         if rec is not None and int(rec["tile"]) in updates:
             rec = dict(rec)
-            rec["refocus"] = updates[int(rec["tile"])]
+            rec[RECORD_KEY] = updates[int(rec["tile"])]
             out.append(json.dumps(rec, allow_nan=False).encode("utf-8"))
         else:
             out.append(raw)

@@ -14,6 +14,11 @@ focus it has none to restore, and whatever it changes can only cost. ``detail_ra
 the ratio of the output's to the input's fine-detail power (Laplacian of the lightly
 smoothed luminance, so camera noise counts little); when it is below the card's
 ``min_detail_ratio`` the input is returned unchanged (``passed_through``).
+
+Two-shot models (seed 003, TSVA; card ``shots`` 2) take the tile and a second shot of
+the same field ``separation_um`` away: the sharper of the two by Brenner's gradient over
+the WHOLE frame (so every tile of it agrees) goes to the ``sharper`` input, the other to
+``other``, and both are padded and tiled alike.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
-from .card import DEFAULT_REFOCUS_MODEL, RefocusCard
+from .card import DEFAULT_REFOCUS_MODEL, DEFAULT_TWO_SHOT_MODEL, RefocusCard
 
 
 def _interpreter_class() -> Any:
@@ -37,11 +42,12 @@ def _interpreter_class() -> Any:
         raise ModelError("<runtime>", "no TFLite runtime: install ai-edge-litert (pip install ai-edge-litert)") from None
 
 
-def default_refocus_model_path() -> Path:
-    """The shipped refocus model: the package's copy or the checkout's models/."""
+def default_refocus_model_path(name: str = DEFAULT_REFOCUS_MODEL) -> Path:
+    """A shipped refocus model (the single-image one unless ``name``): the package's copy
+    or the checkout's models/."""
     here = Path(__file__).resolve()
-    candidates = [here.parent.parent / "models" / DEFAULT_REFOCUS_MODEL]
-    candidates += [parent / "models" / DEFAULT_REFOCUS_MODEL for parent in here.parents]
+    candidates = [here.parent.parent / "models" / name]
+    candidates += [parent / "models" / name for parent in here.parents]
     for c in candidates:
         if c.is_file():
             return c
@@ -66,6 +72,8 @@ class RefocusResult:
     network: np.ndarray
     detail_ratio: float
     passed_through: bool
+    #: Two-shot: the second shot was the sharper one (the output is built on it).
+    swapped: bool = False
 
 
 class RefocusModel:
@@ -77,15 +85,32 @@ class RefocusModel:
         self.threads = threads
         self.name = f"{self.path.name}@{card.sha256[:12]}"
         self._interpreter = self._load((card.tile, card.tile))
-        inp = self._interpreter.get_input_details()[0]
-        shape = tuple(int(v) for v in inp["shape"])
-        if shape[1:] != (card.tile, card.tile, card.channels):
-            raise ModelError(str(self.path), f"model input {shape[1:]} does not match its card's tile "
-                             f"{(card.tile, card.tile, card.channels)}")
+        details = self._interpreter.get_input_details()
+        if len(details) != card.shots:
+            raise ModelError(str(self.path), f"model takes {len(details)} input(s), its card says {card.shots} shot(s)")
+        self._order = self._input_order(details)
+        for inp in details:
+            shape = tuple(int(v) for v in inp["shape"])
+            if shape[1:] != (card.tile, card.tile, card.channels):
+                raise ModelError(str(self.path), f"model input {shape[1:]} does not match its card's tile "
+                                 f"{(card.tile, card.tile, card.channels)}")
+
+    def _input_order(self, details: list[dict[str, Any]]) -> list[int]:
+        """Positions in ``get_input_details()`` of the frame (one shot) or of the sharper
+        and the other shot (two: matched by the names the network gives its inputs)."""
+        if len(details) == 1:
+            return [0]
+        names = [str(d["name"]) for d in details]
+        try:
+            return [next(k for k, n in enumerate(names) if key in n) for key in ("sharper", "other")]
+        except StopIteration:
+            raise ModelError(str(self.path), f"two-shot model inputs {names} are not named sharper and other") from None
 
     @classmethod
-    def load(cls, path: str | Path | None = None, threads: int = 2) -> RefocusModel:
-        model_path = Path(path) if path is not None else default_refocus_model_path()
+    def load(cls, path: str | Path | None = None, threads: int = 2, two_shot: bool = False) -> RefocusModel:
+        """``path``, or the shipped single-image model (the two-shot one with ``two_shot``)."""
+        default = DEFAULT_TWO_SHOT_MODEL if two_shot else DEFAULT_REFOCUS_MODEL
+        model_path = Path(path) if path is not None else default_refocus_model_path(default)
         if not model_path.is_file():
             raise ModelError(str(model_path), "refocus model file not found")
         card = RefocusCard.load(model_path.with_suffix(".json"))
@@ -95,7 +120,8 @@ class RefocusModel:
     def _load(self, shape: tuple[int, int]) -> Any:
         try:
             interp = _interpreter_class()(model_path=str(self.path), num_threads=self.threads)
-            interp.resize_tensor_input(interp.get_input_details()[0]["index"], [1, shape[0], shape[1], self.card.channels])
+            for inp in interp.get_input_details():
+                interp.resize_tensor_input(inp["index"], [1, shape[0], shape[1], self.card.channels])
             interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(str(self.path), f"not a loadable TFLite model ({exc})") from None
@@ -105,18 +131,23 @@ class RefocusModel:
     def quantized(self) -> bool:
         return np.dtype(self._interpreter.get_input_details()[0]["dtype"]) != np.dtype(np.float32)
 
-    @staticmethod
-    def _invoke(interp: Any, x: np.ndarray) -> np.ndarray:
-        """One pass on (H, W, 3) float32 in [0, 1] -> (H, W, 3) float32."""
-        inp = interp.get_input_details()[0]
+    @property
+    def shots(self) -> int:
+        return self.card.shots
+
+    def _invoke(self, interp: Any, xs: list[np.ndarray]) -> np.ndarray:
+        """One pass on the (H, W, 3) float32 frames in [0, 1] (one per shot) -> (H, W, 3) float32."""
+        details = interp.get_input_details()
         out = interp.get_output_details()[0]
-        dtype = np.dtype(inp["dtype"])
-        sample = x[None]
-        if dtype != np.float32:
-            scale, zero = inp["quantization"]
-            info = np.iinfo(dtype)
-            sample = np.clip(np.round(sample / scale + zero), info.min, info.max).astype(dtype)
-        interp.set_tensor(inp["index"], np.ascontiguousarray(sample))
+        for pos, x in zip(self._order, xs, strict=True):
+            inp = details[pos]
+            dtype = np.dtype(inp["dtype"])
+            sample = x[None]
+            if dtype != np.float32:
+                scale, zero = inp["quantization"]
+                info = np.iinfo(dtype)
+                sample = np.clip(np.round(sample / scale + zero), info.min, info.max).astype(dtype)
+            interp.set_tensor(inp["index"], np.ascontiguousarray(sample))
         interp.invoke()
         y = interp.get_tensor(out["index"])[0].astype(np.float32)
         oscale, ozero = out["quantization"]
@@ -139,38 +170,60 @@ class RefocusModel:
             raise ModelError(str(self.path), f"frame of {frame.shape[:2]} pixels is too small")
         return frame
 
-    def network_tiled(self, frame: np.ndarray) -> np.ndarray:
-        """The network over a whole (H, W, 3) uint8 frame, tile by tile -> uint8."""
+    def _shots(self, frame: np.ndarray, second: np.ndarray | None) -> tuple[list[np.ndarray], bool]:
+        """The frames the network takes, checked: [frame], or [sharper, other] and whether
+        the second shot was the sharper."""
         frame = self._check(frame)
+        if self.card.shots == 1:
+            if second is not None:
+                raise ModelError(str(self.path), "a single-image model takes no second shot")
+            return [frame], False
+        if second is None:
+            raise ModelError(str(self.path), f"a two-shot model needs the second shot ({self.card.separation_um} um away)")
+        second = self._check(second)
+        if second.shape != frame.shape:
+            raise ModelError(str(self.path), f"the two shots differ in size: {frame.shape} and {second.shape}")
+        from .metrics import order_shots
+
+        sharper, other, swapped = order_shots(frame, second)
+        return [sharper, other], swapped
+
+    def network_tiled(self, frame: np.ndarray, second: np.ndarray | None = None) -> np.ndarray:
+        """The network over a whole (H, W, 3) uint8 frame (and its second shot), tile by tile -> uint8."""
+        shots, _ = self._shots(frame, second)
         h, w = frame.shape[:2]
-        padded, ny, nx = self._pad(frame.astype(np.float32) / np.float32(255.0))
+        padded = [self._pad(s.astype(np.float32) / np.float32(255.0)) for s in shots]
+        ny, nx = padded[0][1], padded[0][2]
         t, m = self.card.tile, self.card.margin
         step = t - 2 * m
         out = np.empty((ny * step, nx * step, 3), np.float32)
         for i in range(ny):
             for j in range(nx):
-                tile = padded[i * step : i * step + t, j * step : j * step + t]
-                y = self._invoke(self._interpreter, tile)
+                tiles = [p[i * step : i * step + t, j * step : j * step + t] for p, _, _ in padded]
+                y = self._invoke(self._interpreter, tiles)
                 out[i * step : (i + 1) * step, j * step : (j + 1) * step] = y[m : m + step, m : m + step]
         return _to_uint8(out[:h, :w])
 
-    def full_frame(self, frame: np.ndarray) -> np.ndarray:
+    def full_frame(self, frame: np.ndarray, second: np.ndarray | None = None) -> np.ndarray:
         """The network in ONE pass over the padded frame (the reference tiling must match)."""
-        frame = self._check(frame)
+        shots, _ = self._shots(frame, second)
         h, w = frame.shape[:2]
-        padded, _, _ = self._pad(frame.astype(np.float32) / np.float32(255.0))
-        interp = self._load(padded.shape[:2])
+        padded = [self._pad(s.astype(np.float32) / np.float32(255.0))[0] for s in shots]
+        interp = self._load(padded[0].shape[:2])
         m = self.card.margin
         return _to_uint8(self._invoke(interp, padded)[m : m + h, m : m + w])
 
-    def refocus(self, frame: np.ndarray, guard: bool = True) -> RefocusResult:
-        """Refocus one frame at the card's pixel size; ``guard=False`` never passes through."""
-        frame = self._check(frame)
-        net = self.network_tiled(frame)
-        ratio = detail_power(net) / max(detail_power(frame), 1e-12)
+    def refocus(self, frame: np.ndarray, guard: bool = True, second: np.ndarray | None = None) -> RefocusResult:
+        """Refocus one frame at the card's pixel size (two-shot models: with its ``second``
+        shot); ``guard=False`` never passes through. Passed through, the result is the
+        frame, or the sharper shot."""
+        shots, swapped = self._shots(frame, second)
+        net = self.network_tiled(frame, second)
+        base = shots[0]
+        ratio = detail_power(net) / max(detail_power(base), 1e-12)
         threshold = self.card.guard.get("min_detail_ratio") if self.card.guard.get("kind") == "detail_ratio" else None
         passed = bool(guard and threshold is not None and ratio < float(threshold))
-        return RefocusResult(frame.copy() if passed else net, net, float(ratio), passed)
+        return RefocusResult(base.copy() if passed else net, net, float(ratio), passed, swapped)
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:

@@ -14,6 +14,14 @@ Deep-R's reference 49-50). Inputs are RGB / 255; training crops of 128 x 128 fro
 160 x 160 pairs, with random flips and quarter turns of input and truth together.
 
     python -m deepaf_host.refocus.train --data A.npz B.npz --val V.npz --out runs/refocus --minutes 25
+
+Two-shot fusion (seed 003, TSVA): ``build_tsva``, trained on two-shot pair sets
+(``pairs.build_dataset(separation_um=...)``) by the same command (the data say which).
+Two contracting paths with SHARED weights take the sharper shot (Y1, by Brenner's
+gradient) and the other (Y2); their deepest features are concatenated, and the expansive
+path concatenates the skips of both paths at every level; the output is Y1 plus the
+residual. TSVA trains with MSE; here the loss is the single-image network's, so that the
+two networks differ only in the second shot (the figures compare them).
 """
 
 from __future__ import annotations
@@ -79,6 +87,50 @@ def build_unet(widths: tuple[int, ...] = DEFAULT_WIDTHS, input_shape: tuple[Any,
     return keras.Model(inp, out, name="refocus_unet")
 
 
+def build_tsva(widths: tuple[int, ...] = DEFAULT_WIDTHS, input_shape: tuple[Any, Any, int] = (None, None, 3),
+               dynamic: bool = False) -> Any:
+    """TSVA's network (seed 003, Fig. 4): two contracting paths sharing their weights, the
+    deepest features of both concatenated, an expansive path that concatenates both paths'
+    skips at every level, output = the sharper shot + residual. Widths and layers as
+    ``build_unet`` (the same receptive field and tiling)."""
+    import keras
+    from keras import layers
+
+    sharper = keras.Input(shape=input_shape, name="sharper")
+    other = keras.Input(shape=input_shape, name="other")
+    levels = [(layers.Conv2D(w, 3, padding="same", activation="relu", name=f"enc{i}a"),
+               layers.Conv2D(w, 3, padding="same", activation="relu", name=f"enc{i}b")) for i, w in enumerate(widths)]
+
+    def contract(x: Any, tag: str) -> tuple[Any, list[Any]]:
+        skips = []
+        for i, (a, b) in enumerate(levels):
+            x = b(a(x))
+            if i < len(levels) - 1:
+                skips.append(x)
+                x = layers.MaxPooling2D(2, name=f"pool{i}_{tag}")(x)
+        return x, skips
+
+    x1, skips1 = contract(sharper, "y1")
+    x2, skips2 = contract(other, "y2")
+    x = layers.Concatenate(name="fuse")([x1, x2])
+    x = layers.Conv2D(widths[-1], 3, padding="same", activation="relu", name="mid")(x)
+    for i in reversed(range(len(widths) - 1)):
+        w = widths[i]
+        x = _upsample_layer(f"up{i}", dynamic)(x)
+        x = layers.Conv2D(w, 3, padding="same", activation="relu", name=f"up{i}_conv")(x)
+        x = layers.Concatenate(name=f"cat{i}")([x, skips1[i], skips2[i]])
+        x = layers.Conv2D(w, 3, padding="same", activation="relu", name=f"dec{i}a")(x)
+        x = layers.Conv2D(w, 3, padding="same", activation="relu", name=f"dec{i}b")(x)
+    res = layers.Conv2D(3, 1, padding="same", name="residual", kernel_initializer="zeros")(x)
+    out = layers.Add(name="refocused")([sharper, res])
+    return keras.Model([sharper, other], out, name="tsva")
+
+
+def build_network(shots: int, widths: tuple[int, ...] = DEFAULT_WIDTHS, dynamic: bool = False) -> Any:
+    """The single-image U-Net (``shots`` 1) or TSVA (``shots`` 2)."""
+    return build_tsva(widths, dynamic=dynamic) if shots == 2 else build_unet(widths, dynamic=dynamic)
+
+
 def berhu(y: Any, p: Any) -> Any:
     import tensorflow as tf
 
@@ -95,49 +147,69 @@ def refocus_loss(y: Any, p: Any) -> Any:
 
 
 class PairData:
-    """Pairs from ``pairs.build_dataset`` files: (input plane, its field's truth)."""
+    """Pairs from ``pairs.build_dataset`` files: (input plane, its field's truth). Two-shot
+    files: the input is the plane's two shots, the sharper first (``metrics.order_shots``
+    on the whole plane, as the runtime orders a whole frame)."""
 
     def __init__(self, paths: list[str]) -> None:
+        from .metrics import order_shots
+
         ins, truths, dzs = [], [], []
         for p in paths:
             with np.load(p) as z:
                 ins.append(z["inputs"])
                 truths.append(z["truth"])
                 dzs.append(z["dz_um"])
-        self.inputs = np.concatenate(ins)  # (F, P, H, W, 3)
+        self.inputs = np.concatenate(ins)  # (F, P, H, W, 3), two-shot (F, P, 2, H, W, 3)
         self.truth = np.concatenate(truths)  # (F, H, W, 3)
         self.dz = np.concatenate(dzs)  # (F, P)
         self.n_fields, self.n_planes = self.dz.shape
+        self.shots = 2 if self.inputs.ndim == 6 else 1
+        if self.shots == 2:
+            for f in range(self.n_fields):
+                for k in range(self.n_planes):
+                    a, b, swapped = order_shots(self.inputs[f, k, 0], self.inputs[f, k, 1])
+                    if swapped:
+                        self.inputs[f, k] = np.stack([a, b])
 
     def batch(self, rng: np.random.Generator, size: int, crop: int = CROP) -> tuple[np.ndarray, np.ndarray]:
+        """Random crops, quarter turns and flips: x (size, crop, crop, 3) or, two-shot,
+        (size, 2, crop, crop, 3); y (size, crop, crop, 3); RGB / 255."""
         f = rng.integers(self.n_fields, size=size)
         p = rng.integers(self.n_planes, size=size)
         h, w = self.truth.shape[1:3]
-        x = np.empty((size, crop, crop, 3), np.float32)
-        y = np.empty_like(x)
+        x = np.empty((size, *self.inputs.shape[2:-3], crop, crop, 3), np.float32)
+        y = np.empty((size, crop, crop, 3), np.float32)
         for k in range(size):
             i, j = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
-            a = self.inputs[f[k], p[k], i : i + crop, j : j + crop]
+            a = self.inputs[f[k], p[k], ..., i : i + crop, j : j + crop, :]
             b = self.truth[f[k], i : i + crop, j : j + crop]
             t = int(rng.integers(4))
-            a, b = np.rot90(a, t), np.rot90(b, t)
+            a, b = np.rot90(a, t, axes=(-3, -2)), np.rot90(b, t)
             if rng.random() < 0.5:
-                a, b = a[:, ::-1], b[:, ::-1]
+                a, b = a[..., ::-1, :], b[:, ::-1]
             x[k], y[k] = a, b
         return x / np.float32(255.0), y / np.float32(255.0)
 
 
+def network_inputs(x: Any, shots: int) -> Any:
+    """A batch as the network takes it: the frames, or [sharper shots, other shots]."""
+    return [x[:, 0], x[:, 1]] if shots == 2 else x
+
+
 def evaluate(model: Any, data: PairData) -> dict[str, float]:
-    """Mean SSIM (``metrics.ssim``) of input and output against truth on the whole planes."""
+    """Mean SSIM (``metrics.ssim``) of input and output against truth on the whole planes
+    (two-shot: the input is the sharper shot, the one the output adds its residual to)."""
     from .metrics import ssim
 
     s_in, s_out = [], []
     for f in range(data.n_fields):
         x = data.inputs[f].astype(np.float32) / 255.0
-        y = np.asarray(model(x, training=False))
+        y = np.asarray(model(network_inputs(x, data.shots), training=False))
         out = np.clip(np.round(y * 255.0), 0, 255).astype(np.uint8)
+        first = data.inputs[f, :, 0] if data.shots == 2 else data.inputs[f]
         for p in range(data.n_planes):
-            s_in.append(ssim(data.inputs[f, p], data.truth[f]))
+            s_in.append(ssim(first[p], data.truth[f]))
             s_out.append(ssim(out[p], data.truth[f]))
     return {"ssim_in": float(np.mean(s_in)), "ssim_out": float(np.mean(s_out))}
 
@@ -154,7 +226,9 @@ def train(data_paths: list[str], val_path: str, out: str, minutes: float, batch:
     run.mkdir(parents=True, exist_ok=True)
     data = PairData(data_paths)
     val = PairData([val_path])
-    model = build_unet(widths)
+    if val.shots != data.shots:
+        raise ValueError(f"training pairs have {data.shots} shot(s), validation pairs {val.shots}")
+    model = build_network(data.shots, widths)
     if resume and (run / "last.weights.h5").exists():
         model.load_weights(run / "last.weights.h5")
     opt = keras.optimizers.Adam(lr)
@@ -162,7 +236,7 @@ def train(data_paths: list[str], val_path: str, out: str, minutes: float, batch:
     @tf.function
     def step(x: Any, y: Any) -> Any:
         with tf.GradientTape() as tape:
-            loss = refocus_loss(y, model(x, training=True))
+            loss = refocus_loss(y, model(network_inputs(x, data.shots), training=True))
         grads = tape.gradient(loss, model.trainable_variables)
         opt.apply_gradients(zip(grads, model.trainable_variables))
         return loss
@@ -197,36 +271,44 @@ def train(data_paths: list[str], val_path: str, out: str, minutes: float, batch:
     model.save_weights(run / "last.weights.h5")
     if best < 0:
         model.save_weights(run / "best.weights.h5")
-    (run / "config.json").write_text(json.dumps({"widths": list(widths), "batch": batch, "lr": lr, "seed": seed,
+    (run / "config.json").write_text(json.dumps({"widths": list(widths), "shots": data.shots, "batch": batch, "lr": lr, "seed": seed,
                                                  "steps": n, "minutes": minutes, "data": data_paths, "val": val_path,
                                                  "crop": CROP, "loss": "(1 - SSIM) + 5 BerHu",
                                                  "n_train_pairs": int(data.n_fields * data.n_planes)}, indent=2))
     return run
 
 
-def calibration_frames(n: int, tile: int, seed: int = 104) -> np.ndarray:
+def calibration_frames(n: int, tile: int, seed: int = 104, separation_um: float | None = None) -> np.ndarray:
     """``n`` defocused frames of ``tile`` pixels (procedural and corpus ``train`` slides of
-    their own seeds) to calibrate the int8 ranges; (n, tile, tile, 3) float32 in [0, 1]."""
+    their own seeds) to calibrate the int8 ranges; (n, tile, tile, 3) float32 in [0, 1].
+    Two-shot (``separation_um``): (n, 2, tile, tile, 3), the sharper shot first."""
+    from .metrics import order_shots
     from .pairs import iter_pair_sets
 
     frames: list[np.ndarray] = []
     for specimen in ("procedural", "corpus:train"):
         for ps in iter_pair_sets(seed=seed, slides=n // 4, fields_per_slide=1, planes_per_field=2, specimen=specimen,
-                                 shape=(tile, tile), p_focus=0.2):
-            frames.extend(ps.inputs)
+                                 shape=(tile, tile), p_focus=0.2, separation_um=separation_um):
+            if separation_um is None:
+                frames.extend(ps.inputs)
+            else:
+                frames.extend(np.stack(order_shots(a, b)[:2]) for a, b in ps.inputs)
     return np.stack(frames[:n]).astype(np.float32) / np.float32(255.0)
 
 
 def convert(model: Any, calibration: np.ndarray | None) -> bytes:
     """Keras model -> TFLite bytes: full int8 (builtin ops, int8 input and output) when
-    ``calibration`` is given, float32 otherwise."""
+    ``calibration`` is given, float32 otherwise. A two-input model (TSVA) is calibrated on
+    (n, 2, H, W, 3) frames."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if calibration is not None:
+        two = len(model.inputs) == 2
+
         def representative() -> Any:
             for frame in calibration:
-                yield [frame[None]]
+                yield [frame[0][None], frame[1][None]] if two else [frame[None]]
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
@@ -242,16 +324,19 @@ def export(run: str, out_dir: str, name: str, tile: int = 320, margin: int = 32,
     from ..model.card import sha256_of
     from ..optics.presets import CAMERA_MODES, get_objective, specimen_pixel_um
     from .card import RefocusCard
+    from .card import TWO_SHOT_SEPARATION_UM
     from .pairs import TRAIN_RANGE_UM
 
     run_dir = Path(run)
     config = json.loads((run_dir / "config.json").read_text())
     widths = tuple(config["widths"])
+    shots = int(config.get("shots", 1))
+    separation = TWO_SHOT_SEPARATION_UM if shots == 2 else None
     # Dynamic height and width: the file runs on a tile (the card's) or on a whole padded
     # frame (``RefocusModel.full_frame``, the reference the tiling is checked against).
-    model = build_unet(widths, dynamic=True)
+    model = build_network(shots, widths, dynamic=True)
     model.load_weights(run_dir / weights)
-    calib = calibration_frames(calibration_size, tile) if quantize else None
+    calib = calibration_frames(calibration_size, tile, separation_um=separation) if quantize else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.tflite"
@@ -261,8 +346,10 @@ def export(run: str, out_dir: str, name: str, tile: int = 320, margin: int = 32,
         name=name, file=path.name, sha256=sha256_of(path), tile=tile, margin=margin, objective=obj.name,
         pixel_size_um=round(specimen_pixel_um(obj, CAMERA_MODES["low"]), 6), range_um=TRAIN_RANGE_UM,
         input_dtype="int8" if quantize else "float32", stride=2 ** (len(widths) - 1),
+        architecture="tsva" if shots == 2 else "residual-unet", shots=shots, separation_um=separation,
         arch_config={"widths": list(widths), "convs_per_level": 2, "down": "maxpool", "up": "nearest + conv3x3",
-                     "output": "input + residual"},
+                     "output": "sharper shot + residual" if shots == 2 else "input + residual",
+                     **({"paths": "two contracting paths, shared weights"} if shots == 2 else {})},
         params=int(model.count_params()),
         guard={"kind": "detail_ratio", "min_detail_ratio": guard_ratio} if guard_ratio is not None else {},
         training={k: config[k] for k in ("steps", "batch", "lr", "loss", "crop", "n_train_pairs", "data", "val") if k in config},

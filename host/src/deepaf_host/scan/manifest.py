@@ -105,6 +105,12 @@ def tile_image_name(tile: int, row: int, col: int, fmt: str) -> str:
     return f"tile_{tile:05d}_r{row:03d}_c{col:03d}.{fmt}"
 
 
+def second_shot_name(image: str) -> str:
+    """The name of a tile's second shot (``--two-shot``): ``<stem>.shot2.<ext>``."""
+    stem, _, ext = image.rpartition(".")
+    return f"{stem}.shot2.{ext}"
+
+
 class Manifest:
     """``DIR/manifest.jsonl``: read the finished tiles, append one line per tile."""
 

@@ -43,6 +43,7 @@ FLAGS: dict[str, str] = {
     "resume": "--resume", "z_min_um": "--z-min", "z_start_um": "--z-start", "max_correction_um": "--max-correction",
     "settle_s": "--settle", "image_format": "--format", "blank_image": "--blank", "pixel_size_um": "--pixel-size-um",
     "low_size": "--low-size", "high_size": "--high-size", "home": "--no-home", "illumination": "--illumination",
+    "two_shot_um": "--two-shot",
 }
 
 #: Options that define the tiles and their images: a resumed scan keeps the folder's
@@ -53,7 +54,7 @@ PLAN_FIELDS = (
 )
 #: Options a resumed scan takes from the folder unless given again (then the new value
 #: holds: a camera on another path, a corrected start z, a longer settle).
-TUNABLE_FIELDS = ("camera", "z_start_um", "z_min_um", "max_correction_um", "settle_s", "blank_image")
+TUNABLE_FIELDS = ("camera", "z_start_um", "z_min_um", "max_correction_um", "settle_s", "blank_image", "two_shot_um")
 
 #: Defaults that hold on any port (None in ScanOptions means "not given").
 DEFAULTS: dict[str, Any] = {
@@ -96,6 +97,9 @@ class ScanOptions:
     #: condenser, or seed 001's LED added to the microscope; a model is refused under
     #: other light. The virtual camera takes it into its URL.
     illumination: str | None = None
+    #: Second high-res shot (um above the tile) of every tile whose QC is not ok, for
+    #: ``deepaf-host refocus --two-shot``; None: none.
+    two_shot_um: float | None = None
     home: bool = True
     #: Simulated scans only: the camera time model (None: frames take no simulated time).
     camera_timing: CameraTiming | None = PI_HQ_TIMING
@@ -320,6 +324,7 @@ def _check_values(o: ScanOptions) -> None:
         ("--z-start", o.z_start_um, lambda v: True, "um"),
         ("--z-min", o.z_min_um, lambda v: True, "um"),
         ("--pixel-size-um", o.pixel_size_um, lambda v: v > 0.0, "um, more than 0"),
+        ("--two-shot", o.two_shot_um, lambda v: 0.0 < v <= 10.0, "um above the tile, more than 0 and at most 10"),
     ]
     for flag, value, ok, valid in ranges:
         if value is not None and not (math.isfinite(float(value)) and ok(float(value))):

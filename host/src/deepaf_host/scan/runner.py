@@ -64,7 +64,7 @@ from ..autofocus.base import Probe
 from ..errors import ConfigError, ScanFocusError, StageLimitError
 from ..focus.measures import BROAD_MEASURE
 from ..tissue import DEFAULT_THRESHOLDS, TissueThresholds, tissue_fraction, tissue_mask
-from .manifest import IMAGE_FORMATS, REPORT, Manifest, tile_image_name, write_report
+from .manifest import IMAGE_FORMATS, REPORT, Manifest, second_shot_name, tile_image_name, write_report
 from .plan import Plan, Tile
 from .qc import QCRules, Sharpness, image_sharpness, judge
 
@@ -152,6 +152,10 @@ class ScanConfig:
     #: Upper end of Z travel (machine coordinates); parking never goes past it.
     z_max_um: float = 0.0
     home: bool = True
+    #: A tissue tile whose final QC is not ``ok`` gets a second high-res shot this far
+    #: above it (+Z), written as ``<tile>.shot2.<ext>`` for the two-shot refocus
+    #: (``deepaf-host refocus --two-shot``, seed 003); None: no second shot.
+    two_shot_um: float | None = None
 
     def __post_init__(self) -> None:
         if self.image_format not in IMAGE_FORMATS:
@@ -162,6 +166,8 @@ class ScanConfig:
             raise ConfigError("settle_s", "settle time and park lift must not be negative")
         if not self.dof_um > 0 or self.initial_search_um < 0:
             raise ConfigError("dof_um", "depth of field must be positive and the initial search range not negative")
+        if self.two_shot_um is not None and not 0 < self.two_shot_um <= 10:
+            raise ConfigError("two_shot_um", f"the second shot must be 0 to 10 um above the tile, got {self.two_shot_um}")
 
     @property
     def qc_rules(self) -> QCRules:
@@ -335,16 +341,7 @@ class ScanRunner:
             if confirm is not None and not confirm["ok"] and qc["verdict"] == "ok":
                 qc["verdict"] = "suspect"
                 qc["reason"] = f"the stage did not return to the focus found (score {confirm['ratios'][-1]:.2f} of it after {confirm['frames']} approaches)"
-            # Focus found on frames under an LED (seed 001) is not where the condenser image
-            # is sharpest: on the virtual microscope a 3 x 3 scan under it stood 0.5-0.8 um
-            # off (7 of 9 tiles beyond DoF/2) with every check passing. Until the checks
-            # can look at the condenser image, such a tile is never called ok, and a
-            # refocus under the same light would not tell more.
-            unverified = self.camera.illumination != "koehler" and record["focus_source"] == "autofocus"
-            if unverified and qc["verdict"] == "ok":
-                qc["verdict"] = "suspect"
-                qc["reason"] = (f"focus found on frames under {self.camera.illumination} light, not checked on the "
-                                "condenser image")
+            unverified = self._unverified(record, qc)  # focus found under an LED
             if qc["verdict"] != "ok" and cfg.refocus is not None and not unverified:
                 # Once, with the classical strategy, from the better plane we have.
                 refocus = self._autofocus(cfg.refocus, z, None, None, cfg.limits, timings)
@@ -356,6 +353,7 @@ class ScanRunner:
                     if qc["verdict"] != "ok" and agrees:
                         qc["verdict"] = "ok"
                         qc["reason"] = f"two autofocus runs agree within DoF/2 ({qc['reason']})"
+                    self._unverified(record, qc)  # the refocus looked at the same light
                 else:
                     self._back_to(tile, z)
                 qc["refocused"] = True
@@ -366,6 +364,8 @@ class ScanRunner:
             manifest.write_image(name, high, cfg.image_format, cfg.jpeg_quality)
             timings["write"] = time.perf_counter() - w
             record["image"] = name
+            if cfg.two_shot_um is not None and qc["verdict"] != "ok":
+                record["shot2"] = self._second_shot(tile, z, name, manifest, timings)
             log.debug(
                 "tile %d (row %d, col %d): tissue %.0f%%, z %.2f um by %s, QC %s%s", tile.index, tile.row, tile.col,
                 100 * fraction, z, record["focus_source"], qc["verdict"], f" ({qc['reason']})" if qc["reason"] else "",
@@ -379,6 +379,34 @@ class ScanRunner:
         timings["total"] = sum(timings.values())
         record["timings_s"] = {k: round(v, 6) for k, v in timings.items()}
         return record
+
+    def _unverified(self, record: dict[str, Any], qc: dict[str, Any]) -> bool:
+        """Focus found on frames under an LED (seed 001) is not where the condenser image
+        is sharpest: on the virtual microscope a 3 x 3 scan under it stood 0.5-0.8 um off
+        (7 of 9 tiles beyond DoF/2) with every check passing. Until the checks can look at
+        the condenser image, such a tile is never called ok (``qc`` is made suspect), and
+        a refocus under the same light would not tell more. True when that is the case."""
+        unverified = self.camera.illumination != "koehler" and record["focus_source"] == "autofocus"
+        if unverified and qc["verdict"] == "ok":
+            qc["verdict"] = "suspect"
+            qc["reason"] = f"focus found on frames under {self.camera.illumination} light, not checked on the condenser image"
+        return unverified
+
+    def _second_shot(self, tile: Tile, z_um: float, name: str, manifest: Manifest, timings: dict[str, float]) -> dict[str, Any]:
+        """A second high-res frame ``two_shot_um`` above the tile's (+Z: away from the
+        specimen, within the travel), for the two-shot refocus (seed 003)."""
+        cfg = self.config
+        delta = float(cfg.two_shot_um or 0.0)
+        z2 = min(z_um + delta, cfg.z_max_um)
+        t = self.clock()
+        self.stage.move_to(tile.x_um, tile.y_um, z2)
+        high = self.camera.grab("high")
+        timings["two_shot"] = self.clock() - t
+        shot: dict[str, Any] = {"image": second_shot_name(name), "delta_um": round(z2 - z_um, 4), "z_um": z2}
+        if self.truth is not None:
+            shot["focus_error_um"] = float(self.truth.true_defocus_um())
+        manifest.write_image(shot["image"], high, cfg.image_format, cfg.jpeg_quality)
+        return shot
 
     def _back_to(self, tile: Tile, z_um: float) -> None:
         if abs(z_um - self.stage.position().z_um) > 0.1:

@@ -327,6 +327,7 @@ def prepare_scan(opts: ScanOptions, events: ScanEvents | Any | None = None, *, c
             limits=FocusLimits(float(o.max_correction_um if o.max_correction_um is not None else DEFAULTS["max_correction_um"])),
             thresholds=thresholds, settle_s=float(o.settle_s if o.settle_s is not None else DEFAULTS["settle_s"]),
             image_format=str(o.image_format), home=o.home, dof_um=get_objective(str(o.objective)).depth_of_field_um(),
+            two_shot_um=o.two_shot_um,
         )
         low = None if o.low_size is None else parse_size(o.low_size, "--low-size")
         high = None if o.high_size is None else parse_size(o.high_size, "--high-size")
