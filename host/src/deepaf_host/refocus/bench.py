@@ -3,6 +3,7 @@ per 1 um bin of |dz| from 0 to 10 um, on held-out real images and unseen procedu
 slides; time per 1280 x 720 frame; seams of the tiling; a figure (input / output / truth).
 
     python -m deepaf_host.refocus.bench [--model models/deepaf-refocus-20x.tflite] [--float F.tflite]
+    python -m deepaf_host.refocus.bench --two-shot models/deepaf-tsva-20x.tflite [--two-shot-float F.tflite]
 
 Test fields: the corpus's ``heldout`` images (five Kather / CRC-VAL tiles, never in
 training) and procedural slides of seed 5001 (slide seeds disjoint from the training
@@ -10,6 +11,9 @@ sets' 101, 102 and the validation set's 103), each under the training lab (``sam
 random labs (every other slide). Each field is rendered at dz = 0 and at one dz in each
 bin [k, k+1) um, k = 0..9, of random sign; frames are 256 x 256 low-res pixels, refocused
 by the runtime exactly as the command does (tiled, guard on unless --no-guard).
+With ``--two-shot`` every frame (the tile) also has its second shot 1 um above or below
+it, and the single-image model and the two-shot model are scored on the same tiles; the
+sharper of the two shots is scored as well (what picking the better shot alone gives).
 Prints figures; asserts nothing (benchmarks are not tests).
 """
 
@@ -23,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import psnr, ssim
+from .card import DEFAULT_TWO_SHOT_MODEL, TWO_SHOT_SEPARATION_UM
+from .metrics import order_shots, psnr, ssim
 from .pairs import iter_pair_sets
 from .runtime import RefocusModel, default_refocus_model_path
 
@@ -39,16 +44,26 @@ def test_dz(rng: np.random.Generator) -> np.ndarray:
 
 def evaluate(models: dict[str, RefocusModel], specimen: str, seed: int, slides: int, fields: int, size: int,
              guard: bool = True) -> dict[str, Any]:
-    """Per-plane records: |dz|, SSIM/PSNR of the input and of each model's output."""
+    """Per-plane records: |dz|, SSIM/PSNR of the input and of each model's output (and,
+    when a model takes two shots, of the sharper shot)."""
+    two = any(m.shots == 2 for m in models.values())
+    separation = TWO_SHOT_SEPARATION_UM if two else None
     rows: list[dict[str, Any]] = []
     rng = np.random.default_rng([seed, 99])
     for ps in iter_pair_sets(seed=seed, slides=slides, fields_per_slide=fields, planes_per_field=0, specimen=specimen,
-                             labs="mixed", shape=(size, size), dz_fixed=test_dz(rng), range_um=10.0):
-        for frame, dz in zip(ps.inputs, ps.dz_um, strict=True):
+                             labs="mixed", shape=(size, size), dz_fixed=test_dz(rng), range_um=10.0,
+                             separation_um=separation):
+        for k, dz in enumerate(ps.dz_um):
+            frame = ps.inputs[k, 0] if two else ps.inputs[k]
+            second = ps.inputs[k, 1] if two else None
             row: dict[str, Any] = {"dz": float(dz), "lab": ps.lab, "specimen": ps.specimen,
                                    "ssim_in": ssim(frame, ps.truth), "psnr_in": psnr(frame, ps.truth)}
+            if second is not None and ps.second_dz_um is not None:
+                sharper = order_shots(frame, second)[0]
+                row.update(second_dz=float(ps.second_dz_um[k]), ssim_sharper=ssim(sharper, ps.truth),
+                           psnr_sharper=psnr(sharper, ps.truth))
             for name, m in models.items():
-                res = m.refocus(frame, guard=guard)
+                res = m.refocus(frame, guard=guard, second=second if m.shots == 2 else None)
                 row[f"ssim_{name}"] = ssim(res.image, ps.truth)
                 row[f"psnr_{name}"] = psnr(res.image, ps.truth)
                 row[f"ssim_{name}_net"] = ssim(res.network, ps.truth)
@@ -59,6 +74,8 @@ def evaluate(models: dict[str, RefocusModel], specimen: str, seed: int, slides: 
 
 
 def table(rows: list[dict[str, Any]], names: list[str]) -> list[str]:
+    if rows and "ssim_sharper" in rows[0]:
+        names = ["sharper", *names]  # the sharper of the two shots, as it is
     head = "| abs dz (um) | n | SSIM in | " + " | ".join(f"SSIM {n}" for n in names) + " | PSNR in | " + \
         " | ".join(f"PSNR {n}" for n in names) + " |"
     out = [head, "|" + " --- |" * (3 + 2 * len(names) + 1)]
@@ -81,7 +98,11 @@ def table(rows: list[dict[str, Any]], names: list[str]) -> list[str]:
 def bars(rows: list[dict[str, Any]], name: str) -> dict[str, float]:
     mid = [r for r in rows if 1.0 <= abs(r["dz"]) <= 5.0]
     focus = [r for r in rows if r["dz"] == 0.0]
+    extra = {}
+    if mid and "ssim_sharper" in mid[0]:
+        extra["ssim_gain_over_sharper_shot_1_5um"] = float(np.mean([r[f"ssim_{name}"] - r["ssim_sharper"] for r in mid]))
     return {
+        **extra,
         "ssim_gain_1_5um": float(np.mean([r[f"ssim_{name}"] - r["ssim_in"] for r in mid])),
         "in_focus_worst_change": float(min(r[f"ssim_{name}"] - r["ssim_in"] for r in focus)),
         "in_focus_worst_change_no_guard": float(min(r[f"ssim_{name}_net"] - r["ssim_in"] for r in focus)),
@@ -98,30 +119,40 @@ def frame_timing(model: RefocusModel, repeat: int = 3) -> dict[str, float]:
 
     slide = VirtualSlide(5003, ProceduralTissue(5003))
     x, y = tissue_position(slide, np.random.default_rng(0))
-    frame = Renderer("20x", "low", "same").render(slide, x, y, float(slide.focus_z_um(x, y)) + 3.0, rng=1)
+    renderer = Renderer("20x", "low", "same")
+    z = float(slide.focus_z_um(x, y)) + 3.0
+    frame = renderer.render(slide, x, y, z, rng=1)
+    second = renderer.render(slide, x, y, z + TWO_SHOT_SEPARATION_UM, rng=2) if model.shots == 2 else None
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        model.refocus(frame)
+        model.refocus(frame, second=second)
         times.append(time.perf_counter() - t0)
-    seam = int(np.abs(model.network_tiled(frame).astype(int) - model.full_frame(frame)).max())
+    seam = int(np.abs(model.network_tiled(frame, second).astype(int) - model.full_frame(frame, second)).max())
     return {"seconds_per_1280x720": float(np.median(times)), "max_seam_dn": seam}
 
 
 def figure(model: RefocusModel, path: Path, seed: int = 5002, crop: int = 160) -> Path:
-    """Rows: held-out real fields at a few dz; columns: input / output / truth (the centre
-    ``crop`` pixels of each 256 x 256 frame; SSIM of the whole frame)."""
+    """Rows: held-out real fields at a few dz; columns: input (and, two-shot, the second
+    shot) / output / truth (the centre ``crop`` pixels of each 256 x 256 frame; SSIM of
+    the whole frame)."""
     import cv2
 
+    two = model.shots == 2
     dzs = np.array([-4.0, -2.0, 2.0, 4.0])
     tiles = []
     for ps in iter_pair_sets(seed=seed, slides=2, fields_per_slide=1, planes_per_field=0, specimen="corpus:heldout",
-                             labs="same", shape=(256, 256), dz_fixed=dzs):
-        for frame, dz in zip(ps.inputs, ps.dz_um, strict=True):
-            out = model.refocus(frame).image
+                             labs="same", shape=(256, 256), dz_fixed=dzs,
+                             separation_um=TWO_SHOT_SEPARATION_UM if two else None):
+        for k, dz in enumerate(ps.dz_um):
+            frame = ps.inputs[k, 0] if two else ps.inputs[k]
+            out = model.refocus(frame, second=ps.inputs[k, 1] if two else None).image
             row = [frame, out, ps.truth]
             labels = [f"input {dz:+.0f} um, SSIM {ssim(frame, ps.truth):.2f}", f"output, SSIM {ssim(out, ps.truth):.2f}",
                       "truth: dz=0, noise-free"]
+            if two and ps.second_dz_um is not None:
+                row.insert(1, ps.inputs[k, 1])
+                labels.insert(1, f"2nd shot {ps.second_dz_um[k]:+.0f} um, SSIM {ssim(ps.inputs[k, 1], ps.truth):.2f}")
             cells = []
             c0 = (256 - crop) // 2
             for img, text in zip(row, labels, strict=True):
@@ -184,6 +215,9 @@ def main() -> None:  # pragma: no cover - prints figures
     ap.add_argument("--high-only", action="store_true", help="only the high-res tiles through the command's path")
     ap.add_argument("--json", default=None, help="write the per-plane records here")
     ap.add_argument("--guard-stats", default=None, metavar="VAL_NPZ", help="only print the guard's detail ratios on VAL_NPZ")
+    ap.add_argument("--two-shot", nargs="?", const="", default=None, metavar="M",
+                    help="also the two-shot model M (int8) [default: the shipped one], on two-shot test sets")
+    ap.add_argument("--two-shot-float", default=None, help="the float32 export of the two-shot run, to compare")
     a = ap.parse_args()
     if a.guard_stats:
         print(json.dumps(guard_stats(RefocusModel.load(a.model or default_refocus_model_path()), a.guard_stats)))
@@ -197,6 +231,10 @@ def main() -> None:  # pragma: no cover - prints figures
         return
     if a.float_model:
         models["float"] = RefocusModel.load(a.float_model)
+    if a.two_shot is not None:
+        models["tsva-int8"] = RefocusModel.load(a.two_shot or default_refocus_model_path(DEFAULT_TWO_SHOT_MODEL))
+        if a.two_shot_float:
+            models["tsva-float"] = RefocusModel.load(a.two_shot_float)
     names = list(models)
     everything = {}
     for title, specimen, seed in (("held-out real H&E (corpus heldout)", "corpus:heldout", 5002),
@@ -211,6 +249,8 @@ def main() -> None:  # pragma: no cover - prints figures
         print(f"{n}: " + json.dumps(frame_timing(m)))
     if not a.no_figure:
         print("figure:", figure(models["int8"], DOCS / "refocus_figure.png"))
+        if "tsva-int8" in models:
+            print("figure:", figure(models["tsva-int8"], DOCS / "two_shot_figure.png"))
     if a.json:
         Path(a.json).write_text(json.dumps(everything))
 
