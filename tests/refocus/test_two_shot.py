@@ -54,6 +54,26 @@ def test_the_sharper_shot_goes_first() -> None:
     assert swapped and a is sharp and b is soft
     a, b, swapped = order_shots(sharp, soft)
     assert not swapped and a is sharp
+    # The "tile" order keeps the tile first, however sharp its second shot.
+    a, b, swapped = order_shots(soft, sharp, "tile")
+    assert not swapped and a is soft and b is sharp
+    with pytest.raises(ValueError, match="shot order"):
+        order_shots(soft, sharp, "random")
+
+
+def test_a_tile_first_card_feeds_the_tile_first(tmp_path: Path) -> None:
+    """The card's order reaches the network: with "tile" the tile is Y1 even when its
+    second shot is sharper, so the output differs from the Brenner-ordered one."""
+    brenner_model = RefocusModel.load(TINY_TSVA)
+    card = json.loads(TINY_TSVA.with_suffix(".json").read_text())
+    shutil.copy(TINY_TSVA, tmp_path / TINY_TSVA.name)
+    (tmp_path / TINY_TSVA.with_suffix(".json").name).write_text(json.dumps({**card, "order": "tile"}))
+    tile_model = RefocusModel.load(tmp_path / TINY_TSVA.name)
+    soft, sharp = _frame(6, blur=2.0), _frame(6, blur=0.8)
+    assert np.array_equal(brenner_model.network_tiled(soft, sharp), brenner_model.network_tiled(sharp, soft))
+    assert np.array_equal(tile_model.network_tiled(sharp, soft), brenner_model.network_tiled(sharp, soft))
+    assert not np.array_equal(tile_model.network_tiled(soft, sharp), brenner_model.network_tiled(soft, sharp))
+    assert not tile_model.refocus(soft, second=sharp).swapped and brenner_model.refocus(soft, second=sharp).swapped
 
 
 def test_two_shot_runtime_tiles_without_seams_and_needs_both_shots() -> None:
@@ -80,6 +100,8 @@ def test_card_shots_and_separation_must_agree() -> None:
     for bad in ({"shots": 3}, {"separation_um": None}, {"shots": 1}, {"separation_um": -1.0}):
         with pytest.raises(ModelError, match="shots"):
             RefocusCard.from_json({**good, **bad})
+    with pytest.raises(ModelError, match="shot order"):
+        RefocusCard.from_json({**good, "order": "sharpest"})
 
 
 # --- scan --two-shot and refocus --two-shot on the virtual microscope ---------------------

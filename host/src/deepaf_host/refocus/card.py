@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import ModelError
 from ..model.card import check_model_file, read_card_json, save_card_json
+from .metrics import SHOT_ORDERS
 
 CARD_FORMAT = "deepaf-refocus/1"
 
@@ -59,6 +60,9 @@ class RefocusCard:
     #: ``separation_um`` above or below it).
     shots: int = 1
     separation_um: float | None = None
+    #: Two shots: which goes first, the one the output adds its residual to
+    #: (``metrics.SHOT_ORDERS``).
+    order: str = "brenner"
 
     def to_json(self) -> dict[str, Any]:
         return {"format": CARD_FORMAT, **asdict(self)}
@@ -80,6 +84,8 @@ class RefocusCard:
         if card.shots not in (1, 2) or (card.shots == 2) != (card.separation_um is not None and card.separation_um > 0):
             raise ModelError(path, f"shots {card.shots} with separation {card.separation_um} um: expected 1 shot, or 2 "
                              "shots a positive distance apart")
+        if card.order not in SHOT_ORDERS:
+            raise ModelError(path, f"shot order {card.order!r}: expected one of {list(SHOT_ORDERS)}")
         if (card.tile - 2 * card.margin) % card.stride:
             raise ModelError(path, f"tile - 2 margin ({card.tile - 2 * card.margin}) must be a multiple of the stride {card.stride}")
         return card

@@ -58,9 +58,17 @@ def brenner(rgb: np.ndarray) -> float:
     return float(np.mean(dx * dx) + np.mean(dy * dy))
 
 
-def order_shots(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Two shots of one field -> (sharper, other, swapped): TSVA's Y1 is the sharper shot
-    by Brenner's gradient, and the network's output is Y1 plus its residual."""
-    if brenner(b) > brenner(a):
+#: How a two-shot network's inputs are ordered (its card's ``order``): ``brenner``, TSVA's
+#: rule, the sharper shot by Brenner's gradient first; ``tile``, the scan's tile first and
+#: its second shot after, whichever is sharper.
+SHOT_ORDERS = ("brenner", "tile")
+
+
+def order_shots(a: np.ndarray, b: np.ndarray, order: str = "brenner") -> tuple[np.ndarray, np.ndarray, bool]:
+    """The tile ``a`` and its second shot ``b`` -> (Y1, Y2, swapped): the network's output
+    is Y1 plus its residual. TSVA's Y1 is the sharper shot by Brenner's gradient."""
+    if order not in SHOT_ORDERS:
+        raise ValueError(f"shot order {order!r}: expected one of {SHOT_ORDERS}")
+    if order == "brenner" and brenner(b) > brenner(a):
         return b, a, True
     return a, b, False

@@ -16,9 +16,10 @@ smoothed luminance, so camera noise counts little); when it is below the card's
 ``min_detail_ratio`` the input is returned unchanged (``passed_through``).
 
 Two-shot models (seed 003, TSVA; card ``shots`` 2) take the tile and a second shot of
-the same field ``separation_um`` away: the sharper of the two by Brenner's gradient over
-the WHOLE frame (so every tile of it agrees) goes to the ``sharper`` input, the other to
-``other``, and both are padded and tiled alike.
+the same field ``separation_um`` away, in the card's ``order``: by default (TSVA's rule)
+the sharper of the two by Brenner's gradient over the WHOLE frame (so every tile of it
+agrees) goes to the ``sharper`` input, the other to ``other``; with ``order`` "tile" the
+tile goes first. Both are padded and tiled alike.
 """
 
 from __future__ import annotations
@@ -171,8 +172,8 @@ class RefocusModel:
         return frame
 
     def _shots(self, frame: np.ndarray, second: np.ndarray | None) -> tuple[list[np.ndarray], bool]:
-        """The frames the network takes, checked: [frame], or [sharper, other] and whether
-        the second shot was the sharper."""
+        """The frames the network takes, checked: [frame], or [first, other] in the card's
+        shot order and whether the second shot went first."""
         frame = self._check(frame)
         if self.card.shots == 1:
             if second is not None:
@@ -185,8 +186,8 @@ class RefocusModel:
             raise ModelError(str(self.path), f"the two shots differ in size: {frame.shape} and {second.shape}")
         from .metrics import order_shots
 
-        sharper, other, swapped = order_shots(frame, second)
-        return [sharper, other], swapped
+        first, other, swapped = order_shots(frame, second, self.card.order)
+        return [first, other], swapped
 
     def network_tiled(self, frame: np.ndarray, second: np.ndarray | None = None) -> np.ndarray:
         """The network over a whole (H, W, 3) uint8 frame (and its second shot), tile by tile -> uint8."""

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from .metrics import SHOT_ORDERS
+
 DEFAULT_WIDTHS = (16, 32, 64, 128)
 CROP = 128
 
@@ -148,10 +150,11 @@ def refocus_loss(y: Any, p: Any) -> Any:
 
 class PairData:
     """Pairs from ``pairs.build_dataset`` files: (input plane, its field's truth). Two-shot
-    files: the input is the plane's two shots, the sharper first (``metrics.order_shots``
-    on the whole plane, as the runtime orders a whole frame)."""
+    files: the input is the plane's two shots in the card's ``order`` (``brenner``: the
+    sharper first, by ``metrics.order_shots`` on the whole plane, as the runtime orders a
+    whole frame; ``tile``: as rendered, the tile first)."""
 
-    def __init__(self, paths: list[str]) -> None:
+    def __init__(self, paths: list[str], order: str = "brenner") -> None:
         from .metrics import order_shots
 
         ins, truths, dzs = [], [], []
@@ -168,7 +171,7 @@ class PairData:
         if self.shots == 2:
             for f in range(self.n_fields):
                 for k in range(self.n_planes):
-                    a, b, swapped = order_shots(self.inputs[f, k, 0], self.inputs[f, k, 1])
+                    a, b, swapped = order_shots(self.inputs[f, k, 0], self.inputs[f, k, 1], order)
                     if swapped:
                         self.inputs[f, k] = np.stack([a, b])
 
@@ -215,7 +218,7 @@ def evaluate(model: Any, data: PairData) -> dict[str, float]:
 
 
 def train(data_paths: list[str], val_path: str, out: str, minutes: float, batch: int = 8, lr: float = 1e-3,
-          seed: int = 0, widths: tuple[int, ...] = DEFAULT_WIDTHS, resume: bool = False) -> Path:
+          seed: int = 0, widths: tuple[int, ...] = DEFAULT_WIDTHS, resume: bool = False, order: str = "brenner") -> Path:
     import keras
     import tensorflow as tf
 
@@ -224,8 +227,8 @@ def train(data_paths: list[str], val_path: str, out: str, minutes: float, batch:
     keras.utils.set_random_seed(seed)
     run = Path(out)
     run.mkdir(parents=True, exist_ok=True)
-    data = PairData(data_paths)
-    val = PairData([val_path])
+    data = PairData(data_paths, order)
+    val = PairData([val_path], order)
     if val.shots != data.shots:
         raise ValueError(f"training pairs have {data.shots} shot(s), validation pairs {val.shots}")
     model = build_network(data.shots, widths)
@@ -272,16 +275,18 @@ def train(data_paths: list[str], val_path: str, out: str, minutes: float, batch:
     if best < 0:
         model.save_weights(run / "best.weights.h5")
     (run / "config.json").write_text(json.dumps({"widths": list(widths), "shots": data.shots, "batch": batch, "lr": lr, "seed": seed,
+                                                 **({"order": order} if data.shots == 2 else {}),
                                                  "steps": n, "minutes": minutes, "data": data_paths, "val": val_path,
                                                  "crop": CROP, "loss": "(1 - SSIM) + 5 BerHu",
                                                  "n_train_pairs": int(data.n_fields * data.n_planes)}, indent=2))
     return run
 
 
-def calibration_frames(n: int, tile: int, seed: int = 104, separation_um: float | None = None) -> np.ndarray:
+def calibration_frames(n: int, tile: int, seed: int = 104, separation_um: float | None = None,
+                       order: str = "brenner") -> np.ndarray:
     """``n`` defocused frames of ``tile`` pixels (procedural and corpus ``train`` slides of
     their own seeds) to calibrate the int8 ranges; (n, tile, tile, 3) float32 in [0, 1].
-    Two-shot (``separation_um``): (n, 2, tile, tile, 3), the sharper shot first."""
+    Two-shot (``separation_um``): (n, 2, tile, tile, 3), in the shot ``order``."""
     from .metrics import order_shots
     from .pairs import iter_pair_sets
 
@@ -292,7 +297,7 @@ def calibration_frames(n: int, tile: int, seed: int = 104, separation_um: float 
             if separation_um is None:
                 frames.extend(ps.inputs)
             else:
-                frames.extend(np.stack(order_shots(a, b)[:2]) for a, b in ps.inputs)
+                frames.extend(np.stack(order_shots(a, b, order)[:2]) for a, b in ps.inputs)
     return np.stack(frames[:n]).astype(np.float32) / np.float32(255.0)
 
 
@@ -336,7 +341,8 @@ def export(run: str, out_dir: str, name: str, tile: int = 320, margin: int = 32,
     # frame (``RefocusModel.full_frame``, the reference the tiling is checked against).
     model = build_network(shots, widths, dynamic=True)
     model.load_weights(run_dir / weights)
-    calib = calibration_frames(calibration_size, tile, separation_um=separation) if quantize else None
+    order = str(config.get("order", "brenner"))
+    calib = calibration_frames(calibration_size, tile, separation_um=separation, order=order) if quantize else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.tflite"
@@ -346,7 +352,7 @@ def export(run: str, out_dir: str, name: str, tile: int = 320, margin: int = 32,
         name=name, file=path.name, sha256=sha256_of(path), tile=tile, margin=margin, objective=obj.name,
         pixel_size_um=round(specimen_pixel_um(obj, CAMERA_MODES["low"]), 6), range_um=TRAIN_RANGE_UM,
         input_dtype="int8" if quantize else "float32", stride=2 ** (len(widths) - 1),
-        architecture="tsva" if shots == 2 else "residual-unet", shots=shots, separation_um=separation,
+        architecture="tsva" if shots == 2 else "residual-unet", shots=shots, separation_um=separation, order=order,
         arch_config={"widths": list(widths), "convs_per_level": 2, "down": "maxpool", "up": "nearest + conv3x3",
                      "output": "sharper shot + residual" if shots == 2 else "input + residual",
                      **({"paths": "two contracting paths, shared weights"} if shots == 2 else {})},
@@ -366,9 +372,10 @@ def main() -> None:  # pragma: no cover - long training run
     ap.add_argument("--minutes", type=float, default=25.0)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--resume", action="store_true", help="start from the run's last weights (a new cosine schedule)")
+    ap.add_argument("--order", choices=SHOT_ORDERS, default="brenner", help="two-shot input order (metrics.SHOT_ORDERS)")
     a = ap.parse_args()
-    train(a.data, a.val, a.out, a.minutes, batch=a.batch, lr=a.lr, resume=a.resume)
+    train(a.data, a.val, a.out, a.minutes, batch=a.batch, lr=a.lr, resume=a.resume, order=a.order)
 
 
 def export_main() -> None:  # pragma: no cover - export of a trained run
