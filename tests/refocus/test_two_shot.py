@@ -19,6 +19,7 @@ from deepaf_host.refocus.metrics import brenner, order_shots, ssim
 from deepaf_host.refocus.pairs import iter_pair_sets
 from deepaf_host.refocus.runtime import RefocusModel
 from deepaf_host.scan.manifest import MANIFEST
+from deepaf_host.scan.timing import PI_HQ_TIMING
 
 DATA = Path(__file__).parent / "data"
 TINY_TSVA = DATA / "tiny-tsva.tflite"
@@ -110,6 +111,8 @@ def test_card_shots_and_separation_must_agree() -> None:
 #: frames), so every tissue tile ends suspect and gets its second shot.
 CAMERA = "sim://20x?low=320x180&high=320x240&illumination=off-axis"
 AREA_MM = "-30.25,-20.05,-29.90,-19.95"
+#: Longer than a 1 um Z move, so the second shot's timing shows whether it settled.
+SETTLE_S = 1.0
 
 
 def _records(d: Path) -> list[dict]:
@@ -124,7 +127,8 @@ def two_shot_scan(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("two-shot") / "scan"
     board = VirtualBoard(speed="max", name="two-shot-scan")
     report = run_scan(ScanOptions(port=board.url, camera=CAMERA, out_dir=out, area_mm=AREA_MM, autofocus="stack",
-                                  illumination="off-axis", two_shot_um=TWO_SHOT_SEPARATION_UM))
+                                  illumination="off-axis", two_shot_um=TWO_SHOT_SEPARATION_UM,
+                                  settle_s=SETTLE_S))
     assert report["status"] == "complete_with_defects"
     return out
 
@@ -143,6 +147,10 @@ def test_scan_takes_a_second_shot_above_every_tile_it_could_not_verify(two_shot_
         assert shot["focus_error_um"] - rec["focus_error_um"] == pytest.approx(TWO_SHOT_SEPARATION_UM, abs=0.05)
         a, b = (cv2.imread(str(two_shot_scan / n)) for n in (rec["image"], shot["image"]))
         assert a.shape == b.shape and 0.2 < ssim(a, b) < 0.999  # the same field, another plane
+        # The stage settled after the 1 um move before the frame: the settle time and one
+        # high-res grab of the camera's timing model, at least (the board's clock).
+        grab = PI_HQ_TIMING.high_exposure_s + PI_HQ_TIMING.high_readout_s
+        assert rec["timings_s"]["two_shot"] >= SETTLE_S + grab
 
 
 def test_refocus_two_shot_fuses_each_tile_with_its_second_shot(two_shot_scan: Path, tmp_path: Path) -> None:

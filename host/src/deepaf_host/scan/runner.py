@@ -394,12 +394,15 @@ class ScanRunner:
 
     def _second_shot(self, tile: Tile, z_um: float, name: str, manifest: Manifest, timings: dict[str, float]) -> dict[str, Any]:
         """A second high-res frame ``two_shot_um`` above the tile's (+Z: away from the
-        specimen, within the travel), for the two-shot refocus (seed 003)."""
+        specimen, within the travel), after the scan's settle time, for the two-shot
+        refocus (seed 003)."""
         cfg = self.config
         delta = float(cfg.two_shot_um or 0.0)
         z2 = min(z_um + delta, cfg.z_max_um)
         t = self.clock()
         self.stage.move_to(tile.x_um, tile.y_um, z2)
+        if cfg.settle_s > 0:
+            self.sleep(cfg.settle_s)
         high = self.camera.grab("high")
         timings["two_shot"] = self.clock() - t
         shot: dict[str, Any] = {"image": second_shot_name(name), "delta_um": round(z2 - z_um, 4), "z_um": z2}
