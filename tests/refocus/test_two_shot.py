@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from deepaf_host.cli import main
 from deepaf_host.errors import ModelError
 from deepaf_host.refocus.card import TWO_SHOT_SEPARATION_UM, RefocusCard
-from deepaf_host.refocus.metrics import brenner, order_shots, ssim
+from deepaf_host.focus.measures import brenner, gray
+from deepaf_host.refocus.metrics import order_shots, ssim
 from deepaf_host.refocus.pairs import iter_pair_sets
 from deepaf_host.refocus.runtime import RefocusModel
 from deepaf_host.scan.manifest import MANIFEST
@@ -50,7 +51,7 @@ def test_two_shot_pairs_hold_the_tile_and_a_shot_one_separation_away() -> None:
 def test_the_sharper_shot_goes_first() -> None:
     sharp = _frame(1, blur=0.8)
     soft = cv2.GaussianBlur(sharp, (0, 0), 2.0)
-    assert brenner(sharp) > brenner(soft)
+    assert brenner(gray(sharp)) > brenner(gray(soft))
     a, b, swapped = order_shots(soft, sharp)
     assert swapped and a is sharp and b is soft
     a, b, swapped = order_shots(sharp, soft)

@@ -3,12 +3,15 @@
 SSIM is Wang et al.'s (2004): an 11-tap Gaussian window of sigma 1.5, K1 = 0.01,
 K2 = 0.03, data range 255, computed per RGB channel and averaged over the channels and
 the image (the window's valid region only, no padding). PSNR over all pixels and
-channels, peak 255. Brenner's gradient orders the two shots of a two-shot set.
+channels, peak 255. Brenner's gradient (``focus.measures``) orders the two shots of a
+two-shot set.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from ..focus.measures import brenner, gray
 
 
 def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
@@ -47,17 +50,6 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
     return float("inf") if mse == 0 else float(10.0 * np.log10(data_range**2 / mse))
 
 
-def brenner(rgb: np.ndarray) -> float:
-    """Brenner's gradient of a frame's luminance: the mean squared difference of pixels two
-    apart, along rows and along columns (the sharpness TSVA orders its two shots by)."""
-    g = np.asarray(rgb, dtype=np.float64)
-    if g.ndim == 3:
-        g = g @ np.array([0.299, 0.587, 0.114]) if g.shape[2] == 3 else g.mean(axis=2)
-    dx = g[:, 2:] - g[:, :-2]
-    dy = g[2:] - g[:-2]
-    return float(np.mean(dx * dx) + np.mean(dy * dy))
-
-
 #: How a two-shot network's inputs are ordered (its card's ``order``): ``brenner``, TSVA's
 #: rule, the sharper shot by Brenner's gradient first; ``tile``, the scan's tile first and
 #: its second shot after, whichever is sharper.
@@ -69,6 +61,6 @@ def order_shots(a: np.ndarray, b: np.ndarray, order: str = "brenner") -> tuple[n
     is Y1 plus its residual. TSVA's Y1 is the sharper shot by Brenner's gradient."""
     if order not in SHOT_ORDERS:
         raise ValueError(f"shot order {order!r}: expected one of {SHOT_ORDERS}")
-    if order == "brenner" and brenner(b) > brenner(a):
+    if order == "brenner" and brenner(gray(b)) > brenner(gray(a)):
         return b, a, True
     return a, b, False

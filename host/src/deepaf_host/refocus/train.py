@@ -93,8 +93,9 @@ def build_tsva(widths: tuple[int, ...] = DEFAULT_WIDTHS, input_shape: tuple[Any,
                dynamic: bool = False) -> Any:
     """TSVA's network (seed 003, Fig. 4): two contracting paths sharing their weights, the
     deepest features of both concatenated, an expansive path that concatenates both paths'
-    skips at every level, output = the sharper shot + residual. Widths and layers as
-    ``build_unet`` (the same receptive field and tiling)."""
+    skips at every level, output = the first shot (Y1, in the card's order) + residual.
+    The inputs keep TSVA's names, ``sharper`` for Y1 and ``other``, whatever the order.
+    Widths and layers as ``build_unet`` (the same receptive field and tiling)."""
     import keras
     from keras import layers
 
@@ -354,7 +355,7 @@ def export(run: str, out_dir: str, name: str, tile: int = 320, margin: int = 32,
         input_dtype="int8" if quantize else "float32", stride=2 ** (len(widths) - 1),
         architecture="tsva" if shots == 2 else "residual-unet", shots=shots, separation_um=separation, order=order,
         arch_config={"widths": list(widths), "convs_per_level": 2, "down": "maxpool", "up": "nearest + conv3x3",
-                     "output": "sharper shot + residual" if shots == 2 else "input + residual",
+                     "output": "first shot (Y1, in the card's order) + residual" if shots == 2 else "input + residual",
                      **({"paths": "two contracting paths, shared weights"} if shots == 2 else {})},
         params=int(model.count_params()),
         guard={"kind": "detail_ratio", "min_detail_ratio": guard_ratio} if guard_ratio is not None else {},
