@@ -191,8 +191,11 @@ class RefocusModel:
 
     def network_tiled(self, frame: np.ndarray, second: np.ndarray | None = None) -> np.ndarray:
         """The network over a whole (H, W, 3) uint8 frame (and its second shot), tile by tile -> uint8."""
-        shots, _ = self._shots(frame, second)
-        h, w = frame.shape[:2]
+        return self._tiled(self._shots(frame, second)[0])
+
+    def _tiled(self, shots: list[np.ndarray]) -> np.ndarray:
+        """``network_tiled`` on frames already checked and ordered (``_shots``)."""
+        h, w = shots[0].shape[:2]
         padded = [self._pad(s.astype(np.float32) / np.float32(255.0)) for s in shots]
         ny, nx = padded[0][1], padded[0][2]
         t, m = self.card.tile, self.card.margin
@@ -217,9 +220,9 @@ class RefocusModel:
     def refocus(self, frame: np.ndarray, guard: bool = True, second: np.ndarray | None = None) -> RefocusResult:
         """Refocus one frame at the card's pixel size (two-shot models: with its ``second``
         shot); ``guard=False`` never passes through. Passed through, the result is the
-        frame, or the sharper shot."""
+        frame, or the first shot in the card's order."""
         shots, swapped = self._shots(frame, second)
-        net = self.network_tiled(frame, second)
+        net = self._tiled(shots)
         base = shots[0]
         ratio = detail_power(net) / max(detail_power(base), 1e-12)
         threshold = self.card.guard.get("min_detail_ratio") if self.card.guard.get("kind") == "detail_ratio" else None
