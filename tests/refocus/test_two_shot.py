@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from deepaf_host.cli import main
-from deepaf_host.errors import ModelError
+from deepaf_host.errors import ConfigError, ModelError
 from deepaf_host.refocus.card import TWO_SHOT_SEPARATION_UM, RefocusCard
 from deepaf_host.focus.measures import brenner, gray
 from deepaf_host.refocus.metrics import order_shots, ssim
@@ -46,6 +46,13 @@ def test_two_shot_pairs_hold_the_tile_and_a_shot_one_separation_away() -> None:
         # The in-focus tile is closer to the truth than its second shot, 1 um away.
         assert ssim(ps.inputs[0, 0], ps.truth) > ssim(ps.inputs[0, 1], ps.truth)
     assert set(signs) == {-1.0, 1.0}  # above and below, at random
+    # As the scan takes it (and TSVA's "prefixed focal distances"): always above (+Z).
+    for ps in iter_pair_sets(seed=7, slides=1, fields_per_slide=2, planes_per_field=0, shape=(48, 48), dz_fixed=dz,
+                             separation_um=TWO_SHOT_SEPARATION_UM, second_side="above"):
+        assert ps.second_dz_um is not None and np.allclose(ps.second_dz_um - ps.dz_um, TWO_SHOT_SEPARATION_UM)
+    with pytest.raises(ConfigError, match="second_side"):
+        next(iter_pair_sets(seed=7, slides=1, fields_per_slide=1, planes_per_field=1, shape=(48, 48),
+                            separation_um=TWO_SHOT_SEPARATION_UM, second_side="below"))
 
 
 def test_the_sharper_shot_goes_first() -> None:
@@ -104,6 +111,10 @@ def test_card_shots_and_separation_must_agree() -> None:
             RefocusCard.from_json({**good, **bad})
     with pytest.raises(ModelError, match="shot order"):
         RefocusCard.from_json({**good, "order": "sharpest"})
+    assert RefocusCard.from_json(good).second_side == "either"  # cards from before the key
+    assert RefocusCard.from_json({**good, "second_side": "above"}).second_side == "above"
+    with pytest.raises(ModelError, match="second shot side"):
+        RefocusCard.from_json({**good, "second_side": "below"})
 
 
 # --- scan --two-shot and refocus --two-shot on the virtual microscope ---------------------
@@ -181,6 +192,13 @@ def test_refocus_two_shot_fuses_each_tile_with_its_second_shot(two_shot_scan: Pa
     (d / MANIFEST).write_text("".join(json.dumps(r) + "\n" for r in recs))
     result = CliRunner().invoke(main, ["refocus", str(d), "--model", str(model)])  # a two-shot model implies it
     assert result.exit_code == 1 and "model takes shots 1 um apart" in result.output
+    # A model trained with the shot above the tile (as the scan takes it) refuses one below.
+    card = json.loads((tmp_path / TINY_TSVA.with_suffix(".json").name).read_text())
+    (tmp_path / TINY_TSVA.with_suffix(".json").name).write_text(json.dumps({**card, "second_side": "above"}))
+    recs[imaged[0]]["shot2"] = {**lost, "delta_um": -1.0}
+    (d / MANIFEST).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    result = CliRunner().invoke(main, ["refocus", str(d), "--model", str(model)])
+    assert result.exit_code == 1 and "1 um below the tile; the model takes it 1 um above" in result.output
     # --two-shot with a single-image model is refused before anything is written.
     before = (d / MANIFEST).read_bytes()
     result = CliRunner().invoke(main, ["refocus", str(d), "--model", str(TINY), "--two-shot"])

@@ -11,8 +11,9 @@ sets' 101, 102 and the validation set's 103), each under the training lab (``sam
 random labs (every other slide). Each field is rendered at dz = 0 and at one dz in each
 bin [k, k+1) um, k = 0..9, of random sign; frames are 256 x 256 low-res pixels, refocused
 by the runtime exactly as the command does (tiled, guard on unless --no-guard).
-With ``--two-shot`` every frame (the tile) also has its second shot 1 um above or below
-it, and the single-image model and the two-shot model are scored on the same tiles; the
+With ``--two-shot`` every frame (the tile) also has its second shot 1 um above it (+Z,
+as the scan takes it; above or below at random when every two-shot model given was
+trained on either side, card ``second_side``), and the single-image model and the two-shot model are scored on the same tiles; the
 sharper of the two shots is scored as well (what picking the better shot alone gives).
 Prints figures; asserts nothing (benchmarks are not tests).
 """
@@ -48,11 +49,13 @@ def evaluate(models: dict[str, RefocusModel], specimen: str, seed: int, slides: 
     when a model takes two shots, of the sharper shot)."""
     two = any(m.shots == 2 for m in models.values())
     separation = TWO_SHOT_SEPARATION_UM if two else None
+    # Shots on either side only when every two-shot model was trained on both.
+    either = all(m.card.second_side == "either" for m in models.values() if m.shots == 2)
     rows: list[dict[str, Any]] = []
     rng = np.random.default_rng([seed, 99])
     for ps in iter_pair_sets(seed=seed, slides=slides, fields_per_slide=fields, planes_per_field=0, specimen=specimen,
                              labs="mixed", shape=(size, size), dz_fixed=test_dz(rng), range_um=10.0,
-                             separation_um=separation):
+                             separation_um=separation, second_side="either" if either else "above"):
         for k, dz in enumerate(ps.dz_um):
             frame = ps.inputs[k, 0] if two else ps.inputs[k]
             second = ps.inputs[k, 1] if two else None
@@ -143,7 +146,8 @@ def figure(model: RefocusModel, path: Path, seed: int = 5002, crop: int = 160) -
     tiles = []
     for ps in iter_pair_sets(seed=seed, slides=2, fields_per_slide=1, planes_per_field=0, specimen="corpus:heldout",
                              labs="same", shape=(256, 256), dz_fixed=dzs,
-                             separation_um=TWO_SHOT_SEPARATION_UM if two else None):
+                             separation_um=TWO_SHOT_SEPARATION_UM if two else None,
+                             second_side=model.card.second_side):
         for k, dz in enumerate(ps.dz_um):
             frame = ps.inputs[k, 0] if two else ps.inputs[k]
             out = model.refocus(frame, second=ps.inputs[k, 1] if two else None).image

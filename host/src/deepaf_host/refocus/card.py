@@ -22,6 +22,10 @@ CARD_FORMAT = "deepaf-refocus/1"
 #: Distance between the two shots of the two-shot refocus (um): TSVA's shots 0.5 um
 #: either side of its first guess of the focus (seed 003, section III), 1 um apart.
 TWO_SHOT_SEPARATION_UM = 1.0
+#: Where a two-shot model's second shot is: ``above`` the tile (+Z, ``separation_um``
+#: above: how ``deepaf-host scan --two-shot`` takes it, and TSVA's two shots at
+#: "prefixed focal distances") or on ``either`` side (trained on both, at random).
+SECOND_SIDES = ("above", "either")
 
 #: The shipped refocus model (models/ in the repository).
 DEFAULT_REFOCUS_MODEL = "deepaf-refocus-20x.tflite"
@@ -57,9 +61,10 @@ class RefocusCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     latency: dict[str, Any] = field(default_factory=dict)
     #: Frames the network takes: 1 (the tile), or 2 (TSVA: the tile and a second shot
-    #: ``separation_um`` above or below it).
+    #: ``separation_um`` away, on the ``second_side``).
     shots: int = 1
     separation_um: float | None = None
+    second_side: str = "either"
     #: Two shots: which goes first, the one the output adds its residual to
     #: (``metrics.SHOT_ORDERS``).
     order: str = "brenner"
@@ -84,6 +89,8 @@ class RefocusCard:
         if card.shots not in (1, 2) or (card.shots == 2) != (card.separation_um is not None and card.separation_um > 0):
             raise ModelError(path, f"shots {card.shots} with separation {card.separation_um} um: expected 1 shot, or 2 "
                              "shots a positive distance apart")
+        if card.second_side not in SECOND_SIDES:
+            raise ModelError(path, f"second shot side {card.second_side!r}: expected one of {list(SECOND_SIDES)}")
         if card.order not in SHOT_ORDERS:
             raise ModelError(path, f"shot order {card.order!r}: expected one of {list(SHOT_ORDERS)}")
         if (card.tile - 2 * card.margin) % card.stride:

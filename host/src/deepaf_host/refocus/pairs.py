@@ -37,7 +37,7 @@ from ..optics.presets import DEFAULT_RELAY, Protocol, get_protocol, random_proto
 from ..optics.render import Renderer
 from ..optics.slide import VirtualSlide
 from ..optics.specimen import ProceduralTissue, Specimen
-from .card import TWO_SHOT_SEPARATION_UM
+from .card import SECOND_SIDES, TWO_SHOT_SEPARATION_UM
 
 #: Training range of |dz| (um), as Deep-R's +-5 um network (seed 002, Fig. 8).
 TRAIN_RANGE_UM = 5.0
@@ -134,6 +134,7 @@ def iter_pair_sets(
     dz_fixed: np.ndarray | None = None,
     mode: str = "low",
     separation_um: float | None = None,
+    second_side: str = "either",
 ) -> Iterator[PairSet]:
     """Pair sets over ``slides`` slides drawn from ``seed`` (the slide seeds of one set are
     disjoint from another set's when their ``seed`` differ: hold-out by slide).
@@ -142,8 +143,11 @@ def iter_pair_sets(
     ``same`` (the training lab), ``random`` (``random_protocol`` per slide) or ``mixed``
     (every other slide random). ``dz_fixed``: the same dz list for every field (tests and
     benchmarks) instead of random draws. ``separation_um``: two-shot sets, each frame's
-    second shot that far above or below it (the side drawn at random).
+    second shot that far away, ``above`` it (+Z, as the scan takes it) or on ``either``
+    side (drawn at random).
     """
+    if second_side not in SECOND_SIDES:
+        raise ConfigError("second_side", f"expected above or either, got {second_side!r}")
     corpus = corpus_specimens(specimen.split(":", 1)[1]) if specimen.startswith("corpus:") else None
     if corpus is None and specimen != "procedural":
         raise ConfigError("specimen", f"expected procedural or corpus:<split>, got {specimen!r}")
@@ -173,7 +177,8 @@ def iter_pair_sets(
             if separation_um is None:
                 yield pr.render(slide, x, y, dz, rng)
                 continue
-            second = np.round(dz + separation_um * rng.choice([-1.0, 1.0], len(dz)), 3)
+            side = np.ones(len(dz)) if second_side == "above" else rng.choice([-1.0, 1.0], len(dz))
+            second = np.round(dz + separation_um * side, 3)
             ps = pr.render(slide, x, y, np.concatenate([dz, second]), rng)
             n = len(dz)
             ps.inputs = np.stack([ps.inputs[:n], ps.inputs[n:]], axis=1)
@@ -183,7 +188,8 @@ def iter_pair_sets(
 
 def build_dataset(out: str | Path, *, seed: int, slides: int, fields_per_slide: int, planes_per_field: int,
                   specimen: str, labs: str = "mixed", shape: tuple[int, int] = (160, 160),
-                  range_um: float = TRAIN_RANGE_UM, separation_um: float | None = None, progress: bool = False) -> Path:
+                  range_um: float = TRAIN_RANGE_UM, separation_um: float | None = None, p_focus: float = 0.15,
+                  second_side: str = "either", progress: bool = False) -> Path:
     """Render pair sets into one ``.npz``: ``inputs`` (N, P, H, W, 3), ``truth`` (N, H, W, 3),
     ``dz_um`` (N, P), ``slide_seed`` (N,), and the generator's arguments. Two-shot sets
     (``separation_um``): ``inputs`` (N, P, 2, H, W, 3) and ``second_dz_um`` (N, P)."""
@@ -191,7 +197,8 @@ def build_dataset(out: str | Path, *, seed: int, slides: int, fields_per_slide: 
     total = slides * fields_per_slide
     for k, ps in enumerate(iter_pair_sets(seed=seed, slides=slides, fields_per_slide=fields_per_slide,
                                           planes_per_field=planes_per_field, specimen=specimen, labs=labs,
-                                          shape=shape, range_um=range_um, separation_um=separation_um)):
+                                          shape=shape, range_um=range_um, separation_um=separation_um,
+                                          p_focus=p_focus, second_side=second_side)):
         inputs.append(ps.inputs)
         truth.append(ps.truth)
         dz.append(ps.dz_um)
@@ -206,7 +213,8 @@ def build_dataset(out: str | Path, *, seed: int, slides: int, fields_per_slide: 
         "inputs": np.stack(inputs), "truth": np.stack(truth), "dz_um": np.stack(dz), "slide_seed": np.asarray(seeds),
         "generator": np.asarray(repr(dict(seed=seed, slides=slides, fields_per_slide=fields_per_slide,
                                           planes_per_field=planes_per_field, specimen=specimen, labs=labs,
-                                          shape=shape, range_um=range_um, separation_um=separation_um))),
+                                          shape=shape, range_um=range_um, separation_um=separation_um,
+                                          p_focus=p_focus, second_side=second_side))),
     }
     if second:
         arrays["second_dz_um"] = np.stack(second)
@@ -227,7 +235,11 @@ if __name__ == "__main__":  # pragma: no cover - data generation for training
     ap.add_argument("--labs", default="mixed")
     ap.add_argument("--size", type=int, default=160)
     ap.add_argument("--two-shot", action="store_true", help=f"two-shot sets, shots {TWO_SHOT_SEPARATION_UM} um apart")
+    ap.add_argument("--p-focus", type=float, default=0.15, help="share of planes exactly in focus (dz = 0)")
+    ap.add_argument("--second-side", choices=SECOND_SIDES, default="either",
+                    help="two-shot sets: the second shot above the tile (+Z, as the scan takes it) or on either side")
     a = ap.parse_args()
     build_dataset(a.out, seed=a.seed, slides=a.slides, fields_per_slide=a.fields, planes_per_field=a.planes,
                   specimen=a.specimen, labs=a.labs, shape=(a.size, a.size),
-                  separation_um=TWO_SHOT_SEPARATION_UM if a.two_shot else None, progress=True)
+                  separation_um=TWO_SHOT_SEPARATION_UM if a.two_shot else None, p_focus=a.p_focus,
+                  second_side=a.second_side, progress=True)

@@ -200,6 +200,8 @@ def second_shot(d: Path, rec: dict[str, Any], model: RefocusModel) -> tuple[np.n
     expected = float(model.card.separation_um or 0.0)
     if abs(abs(delta) - expected) > SEPARATION_TOLERANCE * expected:
         raise RepairError(tile, f"the second shot is {delta:g} um from the tile; the model takes shots {expected:g} um apart")
+    if model.card.second_side == "above" and delta < 0:
+        raise RepairError(tile, f"the second shot is {-delta:g} um below the tile; the model takes it {expected:g} um above")
     try:
         rgb = _read_rgb(d / shot["image"])
     except (OSError, ValueError) as exc:

@@ -158,17 +158,22 @@ class PairData:
     def __init__(self, paths: list[str], order: str = "brenner") -> None:
         from .metrics import order_shots
 
-        ins, truths, dzs = [], [], []
+        ins, truths, dzs, seconds = [], [], [], []
         for p in paths:
             with np.load(p) as z:
                 ins.append(z["inputs"])
                 truths.append(z["truth"])
                 dzs.append(z["dz_um"])
+                if "second_dz_um" in z:
+                    seconds.append(z["second_dz_um"] - z["dz_um"])
         self.inputs = np.concatenate(ins)  # (F, P, H, W, 3), two-shot (F, P, 2, H, W, 3)
         self.truth = np.concatenate(truths)  # (F, H, W, 3)
         self.dz = np.concatenate(dzs)  # (F, P)
         self.n_fields, self.n_planes = self.dz.shape
         self.shots = 2 if self.inputs.ndim == 6 else 1
+        #: Two shots: ``above`` when every second shot is above its tile (as the scan
+        #: takes it), else ``either``.
+        self.second_side = "above" if seconds and all((d > 0).all() for d in seconds) else "either"
         if self.shots == 2:
             for f in range(self.n_fields):
                 for k in range(self.n_planes):
@@ -203,10 +208,11 @@ def network_inputs(x: Any, shots: int) -> Any:
 
 def evaluate(model: Any, data: PairData) -> dict[str, float]:
     """Mean SSIM (``metrics.ssim``) of input and output against truth on the whole planes
-    (two-shot: the input is the sharper shot, the one the output adds its residual to)."""
+    (two-shot: the input is the first shot, the one the output adds its residual to), and
+    the worst change on the planes in focus (dz = 0: what the network does to a good tile)."""
     from .metrics import ssim
 
-    s_in, s_out = [], []
+    s_in, s_out, focus = [], [], []
     for f in range(data.n_fields):
         x = data.inputs[f].astype(np.float32) / 255.0
         y = np.asarray(model(network_inputs(x, data.shots), training=False))
@@ -215,11 +221,20 @@ def evaluate(model: Any, data: PairData) -> dict[str, float]:
         for p in range(data.n_planes):
             s_in.append(ssim(first[p], data.truth[f]))
             s_out.append(ssim(out[p], data.truth[f]))
-    return {"ssim_in": float(np.mean(s_in)), "ssim_out": float(np.mean(s_out))}
+            if data.dz[f, p] == 0.0:
+                focus.append(s_out[-1] - s_in[-1])
+    return {"ssim_in": float(np.mean(s_in)), "ssim_out": float(np.mean(s_out)),
+            "in_focus_worst": float(min(focus)) if focus else 0.0}
 
 
-def train(data_paths: list[str], val_path: str, out: str, minutes: float, batch: int = 8, lr: float = 1e-3,
-          seed: int = 0, widths: tuple[int, ...] = DEFAULT_WIDTHS, resume: bool = False, order: str = "brenner") -> Path:
+#: Model selection keeps only checkpoints that change no validation plane in focus by more
+#: than this (SSIM), the refocus bar's limit on damaging good tiles (issue 17).
+IN_FOCUS_LIMIT = -0.02
+
+
+def train(data_paths: list[str], val_paths: list[str], out: str, minutes: float, batch: int = 8, lr: float = 1e-3,
+          seed: int = 0, widths: tuple[int, ...] = DEFAULT_WIDTHS, resume: bool = False, order: str = "brenner",
+          init: str | None = None) -> Path:
     import keras
     import tensorflow as tf
 
@@ -229,12 +244,17 @@ def train(data_paths: list[str], val_path: str, out: str, minutes: float, batch:
     run = Path(out)
     run.mkdir(parents=True, exist_ok=True)
     data = PairData(data_paths, order)
-    val = PairData([val_path], order)
-    if val.shots != data.shots:
-        raise ValueError(f"training pairs have {data.shots} shot(s), validation pairs {val.shots}")
+    vals = [PairData([v], order) for v in val_paths]
+    if any(v.shots != data.shots for v in vals):
+        raise ValueError(f"training pairs have {data.shots} shot(s), validation pairs {[v.shots for v in vals]}")
+    if any(v.second_side != data.second_side for v in vals):
+        raise ValueError(f"training pairs take the second shot on {data.second_side!r} side(s), validation pairs "
+                         f"{[v.second_side for v in vals]}")
     model = build_network(data.shots, widths)
     if resume and (run / "last.weights.h5").exists():
         model.load_weights(run / "last.weights.h5")
+    elif init is not None:
+        model.load_weights(init)
     opt = keras.optimizers.Adam(lr)
 
     @tf.function
@@ -249,7 +269,7 @@ def train(data_paths: list[str], val_path: str, out: str, minutes: float, batch:
     start = time.monotonic()
     deadline = start + 60.0 * minutes
     log = open(run / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed below
-    best = -1.0
+    best = -float("inf")
     n = 0
     losses: list[float] = []
     try:
@@ -261,30 +281,37 @@ def train(data_paths: list[str], val_path: str, out: str, minutes: float, batch:
             n += 1
             if n % 200 == 0:
                 model.save_weights(run / "last.weights.h5")
-                ev = evaluate(model, val)
+                evs = [evaluate(model, v) for v in vals]
+                ev = {"ssim_in": float(np.mean([e["ssim_in"] for e in evs])),
+                      "ssim_out": float(np.mean([e["ssim_out"] for e in evs])),
+                      "in_focus_worst": min(e["in_focus_worst"] for e in evs)}
                 rec = {"step": n, "minutes": round((time.monotonic() - start) / 60.0, 2),
                        "loss": round(float(np.mean(losses[-200:])), 5), **{k: round(v, 4) for k, v in ev.items()}}
                 print(json.dumps(rec), flush=True)
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
-                if ev["ssim_out"] > best:
-                    best = ev["ssim_out"]
+                # The best mean SSIM among checkpoints that keep good tiles good; one that
+                # does not is kept only while no checkpoint does.
+                score = ev["ssim_out"] + (0.0 if ev["in_focus_worst"] >= IN_FOCUS_LIMIT else -1.0)
+                if score > best:
+                    best = score
                     model.save_weights(run / "best.weights.h5")
     finally:
         log.close()
     model.save_weights(run / "last.weights.h5")
-    if best < 0:
+    if best == -float("inf"):
         model.save_weights(run / "best.weights.h5")
     (run / "config.json").write_text(json.dumps({"widths": list(widths), "shots": data.shots, "batch": batch, "lr": lr, "seed": seed,
-                                                 **({"order": order} if data.shots == 2 else {}),
-                                                 "steps": n, "minutes": minutes, "data": data_paths, "val": val_path,
+                                                 **({"order": order, "second_side": data.second_side} if data.shots == 2 else {}),
+                                                 "steps": n, "minutes": minutes, "data": data_paths, "val": val_paths,
+                                                 "selection": f"best mean validation SSIM with no in-focus plane below {IN_FOCUS_LIMIT}",
                                                  "crop": CROP, "loss": "(1 - SSIM) + 5 BerHu",
                                                  "n_train_pairs": int(data.n_fields * data.n_planes)}, indent=2))
     return run
 
 
 def calibration_frames(n: int, tile: int, seed: int = 104, separation_um: float | None = None,
-                       order: str = "brenner") -> np.ndarray:
+                       order: str = "brenner", second_side: str = "either") -> np.ndarray:
     """``n`` defocused frames of ``tile`` pixels (procedural and corpus ``train`` slides of
     their own seeds) to calibrate the int8 ranges; (n, tile, tile, 3) float32 in [0, 1].
     Two-shot (``separation_um``): (n, 2, tile, tile, 3), in the shot ``order``."""
@@ -294,7 +321,8 @@ def calibration_frames(n: int, tile: int, seed: int = 104, separation_um: float 
     frames: list[np.ndarray] = []
     for specimen in ("procedural", "corpus:train"):
         for ps in iter_pair_sets(seed=seed, slides=n // 4, fields_per_slide=1, planes_per_field=2, specimen=specimen,
-                                 shape=(tile, tile), p_focus=0.2, separation_um=separation_um):
+                                 shape=(tile, tile), p_focus=0.2, separation_um=separation_um,
+                                 second_side=second_side):
             if separation_um is None:
                 frames.extend(ps.inputs)
             else:
@@ -343,7 +371,9 @@ def export(run: str, out_dir: str, name: str, tile: int = 320, margin: int = 32,
     model = build_network(shots, widths, dynamic=True)
     model.load_weights(run_dir / weights)
     order = str(config.get("order", "brenner"))
-    calib = calibration_frames(calibration_size, tile, separation_um=separation, order=order) if quantize else None
+    side = str(config.get("second_side", "either"))
+    calib = calibration_frames(calibration_size, tile, separation_um=separation, order=order,
+                               second_side=side) if quantize else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.tflite"
@@ -354,6 +384,7 @@ def export(run: str, out_dir: str, name: str, tile: int = 320, margin: int = 32,
         pixel_size_um=round(specimen_pixel_um(obj, CAMERA_MODES["low"]), 6), range_um=TRAIN_RANGE_UM,
         input_dtype="int8" if quantize else "float32", stride=2 ** (len(widths) - 1),
         architecture="tsva" if shots == 2 else "residual-unet", shots=shots, separation_um=separation, order=order,
+        second_side=side,
         arch_config={"widths": list(widths), "convs_per_level": 2, "down": "maxpool", "up": "nearest + conv3x3",
                      "output": "first shot (Y1, in the card's order) + residual" if shots == 2 else "input + residual",
                      **({"paths": "two contracting paths, shared weights"} if shots == 2 else {})},
@@ -368,15 +399,16 @@ def export(run: str, out_dir: str, name: str, tile: int = 320, margin: int = 32,
 def main() -> None:  # pragma: no cover - long training run
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", nargs="+", required=True)
-    ap.add_argument("--val", required=True)
+    ap.add_argument("--val", nargs="+", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--minutes", type=float, default=25.0)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--resume", action="store_true", help="start from the run's last weights (a new cosine schedule)")
+    ap.add_argument("--init", default=None, help="start from these weights (.weights.h5), e.g. another run's best")
     ap.add_argument("--order", choices=SHOT_ORDERS, default="brenner", help="two-shot input order (metrics.SHOT_ORDERS)")
     a = ap.parse_args()
-    train(a.data, a.val, a.out, a.minutes, batch=a.batch, lr=a.lr, resume=a.resume, order=a.order)
+    train(a.data, a.val, a.out, a.minutes, batch=a.batch, lr=a.lr, resume=a.resume, order=a.order, init=a.init)
 
 
 def export_main() -> None:  # pragma: no cover - export of a trained run
