@@ -44,3 +44,19 @@ def test_validation_reports_the_worst_change_on_planes_in_focus(tmp_path: Path, 
     layer.set_weights([kernel, np.full_like(bias, 0.15)])
     damaged = evaluate(model, data)
     assert damaged["in_focus_worst"] < IN_FOCUS_LIMIT
+
+
+def test_the_loss_of_samples_in_focus_can_be_weighted() -> None:
+    import tensorflow as tf
+    from deepaf_host.refocus.train import refocus_loss
+
+    rng = np.random.default_rng(5)
+    y = tf.constant(rng.uniform(0.2, 0.8, (3, 32, 32, 3)).astype(np.float32))
+    p = y + tf.constant(np.stack([np.zeros((32, 32, 3)), rng.normal(0, 0.05, (32, 32, 3)),
+                                  rng.normal(0, 0.2, (32, 32, 3))]).astype(np.float32))
+    per = [float(refocus_loss(y, p, tf.constant(w))) for w in np.eye(3, dtype=np.float32)]
+    assert per[0] < per[1] < per[2]  # each sample's own loss, by its error
+    assert float(refocus_loss(y, p)) == pytest.approx(np.mean(per), rel=1e-5)
+    assert float(refocus_loss(y, p, tf.constant([1.0, 1.0, 1.0]))) == pytest.approx(np.mean(per), rel=1e-5)
+    # Three times the weight on the first (say, in-focus) sample pulls the loss toward its own.
+    assert float(refocus_loss(y, p, tf.constant([3.0, 1.0, 1.0]))) == pytest.approx((3 * per[0] + per[1] + per[2]) / 5, rel=1e-5)

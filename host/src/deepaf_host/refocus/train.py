@@ -135,18 +135,23 @@ def build_network(shots: int, widths: tuple[int, ...] = DEFAULT_WIDTHS, dynamic:
 
 
 def berhu(y: Any, p: Any) -> Any:
+    """Per-sample BerHu (reverse Huber): L1 below c, quadratic above; c = 0.2 of the
+    batch's largest absolute error. (B, H, W, C) -> (B,)."""
     import tensorflow as tf
 
     d = tf.abs(y - p)
     c = tf.maximum(0.2 * tf.reduce_max(d), 1e-6)
-    return tf.reduce_mean(tf.where(d <= c, d, (d * d + c * c) / (2.0 * c)))
+    return tf.reduce_mean(tf.where(d <= c, d, (d * d + c * c) / (2.0 * c)), axis=[1, 2, 3])
 
 
-def refocus_loss(y: Any, p: Any) -> Any:
+def refocus_loss(y: Any, p: Any, weight: Any = None) -> Any:
+    """``(1 - SSIM) + 5 BerHu``, the mean over the batch, or its ``weight``-ed mean."""
     import tensorflow as tf
 
-    ssim = tf.reduce_mean(tf.image.ssim(y, tf.clip_by_value(p, 0.0, 1.0), max_val=1.0))
-    return (1.0 - ssim) + 5.0 * berhu(y, p)
+    per = (1.0 - tf.image.ssim(y, tf.clip_by_value(p, 0.0, 1.0), max_val=1.0)) + 5.0 * berhu(y, p)
+    if weight is None:
+        return tf.reduce_mean(per)
+    return tf.reduce_sum(weight * per) / tf.reduce_sum(weight)
 
 
 class PairData:
@@ -181,9 +186,10 @@ class PairData:
                     if swapped:
                         self.inputs[f, k] = np.stack([a, b])
 
-    def batch(self, rng: np.random.Generator, size: int, crop: int = CROP) -> tuple[np.ndarray, np.ndarray]:
+    def batch(self, rng: np.random.Generator, size: int, crop: int = CROP) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Random crops, quarter turns and flips: x (size, crop, crop, 3) or, two-shot,
-        (size, 2, crop, crop, 3); y (size, crop, crop, 3); RGB / 255."""
+        (size, 2, crop, crop, 3); y (size, crop, crop, 3); RGB / 255; and which samples
+        are in focus (dz = 0), (size,) bool."""
         f = rng.integers(self.n_fields, size=size)
         p = rng.integers(self.n_planes, size=size)
         h, w = self.truth.shape[1:3]
@@ -198,7 +204,7 @@ class PairData:
             if rng.random() < 0.5:
                 a, b = a[..., ::-1, :], b[:, ::-1]
             x[k], y[k] = a, b
-        return x / np.float32(255.0), y / np.float32(255.0)
+        return x / np.float32(255.0), y / np.float32(255.0), self.dz[f, p] == 0.0
 
 
 def network_inputs(x: Any, shots: int) -> Any:
@@ -234,7 +240,11 @@ IN_FOCUS_LIMIT = -0.02
 
 def train(data_paths: list[str], val_paths: list[str], out: str, minutes: float, batch: int = 8, lr: float = 1e-3,
           seed: int = 0, widths: tuple[int, ...] = DEFAULT_WIDTHS, resume: bool = False, order: str = "brenner",
-          init: str | None = None) -> Path:
+          init: str | None = None, focus_weight: float = 1.0) -> Path:
+    """Train for ``minutes`` (cosine schedule from ``lr``), checkpointing every 200 steps.
+    ``focus_weight``: the loss of a sample in focus (dz = 0) counts that many times, so
+    that the network learns to leave good tiles alone where two readings of a pair are
+    possible (issue 17's "never damage a good tile")."""
     import keras
     import tensorflow as tf
 
@@ -258,9 +268,9 @@ def train(data_paths: list[str], val_paths: list[str], out: str, minutes: float,
     opt = keras.optimizers.Adam(lr)
 
     @tf.function
-    def step(x: Any, y: Any) -> Any:
+    def step(x: Any, y: Any, w: Any) -> Any:
         with tf.GradientTape() as tape:
-            loss = refocus_loss(y, model(network_inputs(x, data.shots), training=True))
+            loss = refocus_loss(y, model(network_inputs(x, data.shots), training=True), w)
         grads = tape.gradient(loss, model.trainable_variables)
         opt.apply_gradients(zip(grads, model.trainable_variables))
         return loss
@@ -276,8 +286,9 @@ def train(data_paths: list[str], val_paths: list[str], out: str, minutes: float,
         while time.monotonic() < deadline:
             frac = (time.monotonic() - start) / (deadline - start)
             opt.learning_rate.assign(lr * 0.5 * (1.0 + np.cos(np.pi * min(frac, 1.0))) + 1e-5)
-            x, y = data.batch(rng, batch)
-            losses.append(float(step(tf.constant(x), tf.constant(y))))
+            x, y, focus = data.batch(rng, batch)
+            w = np.where(focus, np.float32(focus_weight), np.float32(1.0)).astype(np.float32)
+            losses.append(float(step(tf.constant(x), tf.constant(y), tf.constant(w))))
             n += 1
             if n % 200 == 0:
                 model.save_weights(run / "last.weights.h5")
@@ -306,6 +317,7 @@ def train(data_paths: list[str], val_paths: list[str], out: str, minutes: float,
                                                  "steps": n, "minutes": minutes, "data": data_paths, "val": val_paths,
                                                  "selection": f"best mean validation SSIM with no in-focus plane below {IN_FOCUS_LIMIT}",
                                                  "crop": CROP, "loss": "(1 - SSIM) + 5 BerHu",
+                                                 **({"focus_weight": focus_weight} if focus_weight != 1.0 else {}),
                                                  "n_train_pairs": int(data.n_fields * data.n_planes)}, indent=2))
     return run
 
@@ -407,8 +419,10 @@ def main() -> None:  # pragma: no cover - long training run
     ap.add_argument("--resume", action="store_true", help="start from the run's last weights (a new cosine schedule)")
     ap.add_argument("--init", default=None, help="start from these weights (.weights.h5), e.g. another run's best")
     ap.add_argument("--order", choices=SHOT_ORDERS, default="brenner", help="two-shot input order (metrics.SHOT_ORDERS)")
+    ap.add_argument("--focus-weight", type=float, default=1.0, help="weight of the loss of samples in focus (dz = 0)")
     a = ap.parse_args()
-    train(a.data, a.val, a.out, a.minutes, batch=a.batch, lr=a.lr, resume=a.resume, order=a.order, init=a.init)
+    train(a.data, a.val, a.out, a.minutes, batch=a.batch, lr=a.lr, resume=a.resume, order=a.order, init=a.init,
+          focus_weight=a.focus_weight)
 
 
 def export_main() -> None:  # pragma: no cover - export of a trained run
