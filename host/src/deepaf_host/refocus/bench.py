@@ -3,7 +3,7 @@ per 1 um bin of |dz| from 0 to 10 um, on held-out real images and unseen procedu
 slides; time per 1280 x 720 frame; seams of the tiling; a figure (input / output / truth).
 
     python -m deepaf_host.refocus.bench [--model models/deepaf-refocus-20x.tflite] [--float F.tflite]
-    python -m deepaf_host.refocus.bench --two-shot [models/deepaf-tsva-20x.tflite] [--two-shot-compare M2.tflite]
+    python -m deepaf_host.refocus.bench --two-shot [models/deepaf-tsva-20x.tflite] [--two-shot-compare M2.tflite ...]
 
 Test fields: the corpus's ``heldout`` images (five Kather / CRC-VAL tiles, never in
 training) and procedural slides of seed 5001 (slide seeds disjoint from the training
@@ -221,8 +221,8 @@ def main() -> None:  # pragma: no cover - prints figures
     ap.add_argument("--guard-stats", default=None, metavar="VAL_NPZ", help="only print the guard's detail ratios on VAL_NPZ")
     ap.add_argument("--two-shot", nargs="?", const="", default=None, metavar="M",
                     help="also the two-shot model M [default: the shipped one], on two-shot test sets (its figure too)")
-    ap.add_argument("--two-shot-compare", default=None, metavar="M2",
-                    help="another export of the two-shot run (int8 against float), to compare")
+    ap.add_argument("--two-shot-compare", nargs="+", default=[], metavar="M2",
+                    help="other two-shot models (the run's int8 export, an earlier model) to compare on the same tiles")
     a = ap.parse_args()
     if a.guard_stats:
         print(json.dumps(guard_stats(RefocusModel.load(a.model or default_refocus_model_path()), a.guard_stats)))
@@ -239,8 +239,9 @@ def main() -> None:  # pragma: no cover - prints figures
     two_shot = None
     if a.two_shot is not None:
         two_shot = RefocusModel.load(a.two_shot or default_refocus_model_path(DEFAULT_TWO_SHOT_MODEL))
-        for m in (two_shot, *([RefocusModel.load(a.two_shot_compare)] if a.two_shot_compare else [])):
-            models[f"tsva-{'int8' if m.quantized else 'float'}"] = m
+        for m in (two_shot, *(RefocusModel.load(c) for c in a.two_shot_compare)):
+            name = f"tsva-{'int8' if m.quantized else 'float'}"
+            models[name if name not in models else f"{name}-{m.path.stem}"] = m
     names = list(models)
     everything = {}
     for title, specimen, seed in (("held-out real H&E (corpus heldout)", "corpus:heldout", 5002),
