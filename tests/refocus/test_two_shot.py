@@ -215,14 +215,17 @@ def test_two_shot_is_refused_out_of_range() -> None:
 
 
 def test_the_shipped_two_shot_model_fuses_two_defocused_shots_without_seams() -> None:
-    """models/deepaf-tsva-20x: its card matches the file and says two shots 1 um apart; on
-    unseen procedural fields 3 um from focus (second shot at 2 or 4 um) its output is
-    closer to the truth than the sharper shot alone, and the tiled frame equals one pass."""
+    """models/deepaf-tsva-20x: its card matches the file and says two shots 1 um apart, the
+    second above the tile (as the scan takes it); on unseen procedural fields 3 um from
+    focus (second shot at 4 um) its output is closer to the truth than the sharper shot
+    alone, and the tiled frame equals one pass."""
     model = RefocusModel.load(two_shot=True)
     assert model.shots == 2 and model.card.separation_um == TWO_SHOT_SEPARATION_UM
+    assert model.card.second_side == "above"
     assert model.card.pixel_size_um == pytest.approx(0.1806, abs=1e-3)
     sets = list(iter_pair_sets(seed=5001, slides=2, fields_per_slide=1, planes_per_field=0, shape=(128, 128),
-                               dz_fixed=np.array([3.0]), separation_um=TWO_SHOT_SEPARATION_UM))
+                               dz_fixed=np.array([3.0]), separation_um=TWO_SHOT_SEPARATION_UM,
+                               second_side=model.card.second_side))
     for ps in sets:
         tile, second = ps.inputs[0, 0], ps.inputs[0, 1]
         out = model.refocus(tile, second=second).image
