@@ -44,6 +44,9 @@ def test_validation_reports_the_worst_change_on_planes_in_focus(tmp_path: Path, 
     layer.set_weights([kernel, np.full_like(bias, 0.15)])
     damaged = evaluate(model, data)
     assert damaged["in_focus_worst"] < IN_FOCUS_LIMIT
+    # Only the planes in focus count: without one, the same damage reports no change.
+    data.dz[:] = 2.0
+    assert evaluate(model, data)["in_focus_worst"] == 0.0
 
 
 def test_the_loss_of_samples_in_focus_can_be_weighted() -> None:

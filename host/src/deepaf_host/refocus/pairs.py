@@ -147,7 +147,7 @@ def iter_pair_sets(
     side (drawn at random).
     """
     if second_side not in SECOND_SIDES:
-        raise ConfigError("second_side", f"expected above or either, got {second_side!r}")
+        raise ConfigError("second_side", f"expected one of {list(SECOND_SIDES)}, got {second_side!r}")
     corpus = corpus_specimens(specimen.split(":", 1)[1]) if specimen.startswith("corpus:") else None
     if corpus is None and specimen != "procedural":
         raise ConfigError("specimen", f"expected procedural or corpus:<split>, got {specimen!r}")
